@@ -1,0 +1,81 @@
+"""Search for a KD recipe that closes part of the teacher-student gap at a CPU budget.
+
+Usage: python benchmarks/kd_recipe.py --acceleration 4 --seeds 42 --variants plain,kdmri
+Each line of the output JSONL is one (variant, seed) with the test PSNR/SSIM of the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+from mrdistill.config import DataConfig, RunConfig, from_dict
+from mrdistill.data.datasets import make_datasets
+from mrdistill.eval.report import summarise
+from mrdistill.train.evaluation import evaluate_models
+from mrdistill.train.runs import distill_run, train_run
+
+TEACHER = {"name": "dccnn", "kwargs": {"convs": 5}}
+STUDENT = {"name": "dccnn", "kwargs": {"convs": 3}}
+
+
+def variants(epochs: int) -> dict[str, list[dict]]:
+    """name -> distillation stages, all within `epochs` epochs (the plain student's budget)."""
+    at = {"name": "attention", "weight": 1000.0}
+    im = lambda w: {"name": "imitation", "weight": w}  # noqa: E731
+    return {
+        "kdmri": [{"epochs": epochs // 6, "task_weight": 0.0, "kd": [at]},
+                  {"epochs": epochs - epochs // 6, "task_weight": 0.5, "kd": [im(0.5)]}],
+        "joint": [{"epochs": epochs, "task_weight": 1.0, "kd": [at, im(1.0)]}],
+        "imit": [{"epochs": epochs, "task_weight": 0.5, "kd": [im(0.5)]}],
+        "at_task": [{"epochs": epochs, "task_weight": 1.0, "kd": [at]}],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--acceleration", type=float, default=4.0)
+    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--train", type=int, default=80)
+    ap.add_argument("--seeds", default="42")
+    ap.add_argument("--variants", default="kdmri")
+    ap.add_argument("--data", default="{}", help="JSON overrides of DataConfig")
+    ap.add_argument("--out", default="/tmp/kd_recipe")
+    ap.add_argument("--log", default="benchmarks/results/kd_recipe.jsonl")
+    args = ap.parse_args()
+    data = {"image_size": args.size, "max_train_slices": args.train, "max_eval_slices": 32,
+            "slab": 4, "mask": {"acceleration": args.acceleration}, **json.loads(args.data)}
+    Path(args.log).parent.mkdir(parents=True, exist_ok=True)
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        base = {"out_dir": args.out, "seed": seed, "progress": False, "data": data,
+                "optim": {"epochs": args.epochs, "step_size": max(args.epochs * 2 // 3, 1), "gamma": 0.3}}
+        ds = make_datasets(from_dict(DataConfig, copy.deepcopy(data)), seed)
+        models = {}
+        t0 = time.time()
+        models["teacher"] = train_run(from_dict(RunConfig, {**base, "name": "teacher", "model": TEACHER}),
+                                      True, ds).model
+        models["student"] = train_run(from_dict(RunConfig, {**base, "name": "student", "model": STUDENT}),
+                                      True, ds).model
+        for name in args.variants.split(","):
+            if not name:
+                continue
+            cfg = {**base, "name": name, "model": STUDENT,
+                   "distill": {"teacher": "-", "stages": variants(args.epochs)[name]}}
+            models[name] = distill_run(from_dict(RunConfig, cfg), True, ds, models["teacher"]).model
+        ev = evaluate_models({"zero-filled": None, **models}, ds["test"])
+        summary = summarise(ev.per_volume)
+        for name, s in summary.items():
+            rec = {"model": name, "seed": seed, "acc": args.acceleration, "size": args.size,
+                   "epochs": args.epochs, "train": len(ds["train"]), "data": args.data,
+                   "psnr": s["psnr"][0], "ssim": s["ssim"][0], "minutes": (time.time() - t0) / 60}
+            print(json.dumps(rec), flush=True)
+            with open(args.log, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Command line: `mrdistill <command>`; one module per subcommand."""

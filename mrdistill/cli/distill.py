@@ -1,0 +1,22 @@
+"""`mrdistill distill`: distil a teacher checkpoint into a student with the configured KD stages."""
+
+from __future__ import annotations
+
+import argparse
+
+from mrdistill.cli.common import add_config_args, config_from_args
+from mrdistill.train.runs import distill_run
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("distill", help="distil a teacher checkpoint into a student",
+                       description=__doc__)
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = distill_run(config_from_args(args), overwrite=args.overwrite)
+    print(result.table)
+    print(f"\nrun: {result.run_dir}")
+    return 0

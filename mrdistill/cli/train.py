@@ -1,0 +1,21 @@
+"""`mrdistill train`: supervised training of one model (teacher or student) from a config."""
+
+from __future__ import annotations
+
+import argparse
+
+from mrdistill.cli.common import add_config_args, config_from_args
+from mrdistill.train.runs import train_run
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one model from a config", description=__doc__)
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = train_run(config_from_args(args), overwrite=args.overwrite)
+    print(result.table)
+    print(f"\nrun: {result.run_dir}")
+    return 0

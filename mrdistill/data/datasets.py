@@ -1,0 +1,160 @@
+"""Slice records, deterministic splits and the `SliceDataset` that yields `Sample`s.
+
+Splits are by slab: each volume is cut into contiguous slabs of `DataConfig.slab` slices and whole
+slabs go to train/val/test, spread over the volume, so no test slice is ever seen in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mrdistill.config import DataConfig
+from mrdistill.data.sample import Sample
+from mrdistill.data.simulate import foreground_fraction, simulate_kspace, square_resize
+from mrdistill.data.sources import load_source
+from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.physics.fft import ifft2c, image_to_network
+from mrdistill.physics.masks import make_mask, stable_seed
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SliceRecord:
+    """One ground-truth slice: image float32 (H, W) normalised to max 1."""
+
+    volume: str
+    slice_index: int
+    image: np.ndarray
+
+
+def assign_slabs(n_slabs: int, fractions: list[float]) -> list[str]:
+    """Deterministically spread slabs over the splits: each slab goes to the split furthest below
+    its target share, so val and test slabs are interleaved through the volume."""
+    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
+        raise MrdistillError(f"split_fractions must be 3 non-negative numbers, got {fractions}")
+    share = np.asarray(fractions, dtype=float) / sum(fractions)
+    counts = np.zeros(3)
+    out = []
+    for k in range(n_slabs):
+        deficit = share * (k + 1) - counts
+        j = int(np.argmax(deficit))
+        counts[j] += 1
+        out.append(SPLITS[j])
+    return out
+
+
+def volume_records(name: str, volume: np.ndarray, cfg: DataConfig) -> dict[str, list[SliceRecord]]:
+    """Split one volume float (S, H, W) into train/val/test records (foreground slices only)."""
+    keep = [i for i in range(volume.shape[0]) if foreground_fraction(volume[i]) >= cfg.min_foreground]
+    slabs: dict[int, list[int]] = {}
+    for i in keep:
+        slabs.setdefault(i // cfg.slab, []).append(i)
+    order = sorted(slabs)
+    splits = assign_slabs(len(order), cfg.split_fractions)
+    out: dict[str, list[SliceRecord]] = {s: [] for s in SPLITS}
+    for slab_id, split in zip(order, splits):
+        vol_id = f"{name}/slab{slab_id:03d}"
+        for i in slabs[slab_id]:
+            img = square_resize(volume[i], cfg.image_size)
+            img = img / max(float(img.max()), 1e-8)
+            out[split].append(SliceRecord(vol_id, i, img.astype(np.float32)))
+    return out
+
+
+def evenly_subsample(records: list[SliceRecord], limit: int | None) -> list[SliceRecord]:
+    """At most `limit` records, evenly spaced (deterministic)."""
+    if limit is None or len(records) <= limit:
+        return records
+    idx = np.linspace(0, len(records) - 1, limit).round().astype(int)
+    return [records[i] for i in idx]
+
+
+def build_splits(cfg: DataConfig) -> dict[str, list[SliceRecord]]:
+    """The embedded corpus of `cfg.sources` as train/val/test slice records."""
+    check_choice("data mode", cfg.mode, ("real", "complex"))
+    if cfg.image_size < 8:
+        raise MrdistillError(f"image_size must be at least 8, got {cfg.image_size}")
+    out: dict[str, list[SliceRecord]] = {s: [] for s in SPLITS}
+    for name in cfg.sources:
+        for split, recs in volume_records(name, load_source(name), cfg).items():
+            out[split].extend(recs)
+    out["train"] = evenly_subsample(out["train"], cfg.max_train_slices)
+    out["val"] = evenly_subsample(out["val"], cfg.max_eval_slices)
+    out["test"] = evenly_subsample(out["test"], cfg.max_eval_slices)
+    for split in SPLITS:
+        if not out[split]:
+            raise MrdistillError(f"no {split} slices: use more sources, smaller slabs or a lower "
+                                 f"min_foreground")
+    return out
+
+
+class SliceDataset(Dataset):
+    """Records -> `Sample`s with simulated, undersampled k-space.
+
+    Validation/test masks are fixed per volume (seeded from the volume name, like fastMRI);
+    training masks are fixed per slice, or fresh every epoch with `mask.fresh_train_masks`.
+    `with_target=False` gives self-supervised samples (target None).
+    """
+
+    def __init__(self, records: list[SliceRecord], cfg: DataConfig, split: str, seed: int = 0,
+                 with_target: bool = True) -> None:
+        check_choice("split", split, SPLITS)
+        self.records, self.cfg, self.split, self.seed = records, cfg, split, seed
+        self.with_target = with_target
+        self.epoch = 0
+        self.max_values = self._volume_max()
+        self._full: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(records)
+
+    def _volume_max(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for r in self.records:
+            out[r.volume] = max(out.get(r.volume, 0.0), float(r.image.max()))
+        return out
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's fresh training masks (no effect on fixed masks)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _mask_seed(self, rec: SliceRecord) -> int:
+        if self.split != "train":
+            return stable_seed(rec.volume)
+        key = f"{rec.volume}:{rec.slice_index}"
+        if self.cfg.mask.fresh_train_masks:
+            key += f":{self.epoch}"
+        return (stable_seed(key) + self.seed) % 2**32
+
+    def _full_kspace(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cached = self._full[i]
+        if cached is None:
+            rec = self.records[i]
+            image = torch.from_numpy(rec.image)
+            cached = simulate_kspace(image, self.cfg.mode, stable_seed(f"{rec.volume}:{rec.slice_index}"),
+                                     self.cfg.noise_std)
+            self._full[i] = cached
+        return cached
+
+    def __getitem__(self, i: int) -> Sample:
+        rec = self.records[i]
+        full_k, _ = self._full_kspace(i)
+        m = self.cfg.mask
+        mask = make_mask(m.kind, tuple(full_k.shape[-2:]), m.acceleration, seed=self._mask_seed(rec),
+                         center_fraction=m.center_fraction, center_lines=m.center_lines, path=m.path)
+        kspace = full_k * mask + 0.0
+        zf = image_to_network(ifft2c(kspace)[None], self.cfg.mode == "complex")[0]
+        target = torch.from_numpy(rec.image)[None] if self.with_target else None
+        return Sample(kspace, mask, zf, target, torch.tensor(self.max_values[rec.volume]),
+                      rec.volume, rec.slice_index)
+
+
+def make_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDataset]:
+    """train/val/test `SliceDataset`s over the embedded corpus described by `cfg`."""
+    records = build_splits(cfg)
+    return {split: SliceDataset(records[split], cfg, split, seed) for split in SPLITS}

@@ -1,0 +1,121 @@
+"""Comparison figures: reconstructions side by side with their error maps, saved as PNG.
+
+Uses matplotlib's object-oriented API (``Figure`` + ``FigureCanvasAgg``): no display, no pyplot
+global state, so it is safe on headless machines and in worker threads.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mrdistill.errors import MrdistillError
+from mrdistill.eval.metrics import psnr
+from mrdistill.eval.report import atomic_write_bytes
+
+TARGET = "target"
+_PANEL_INCHES = 2.4  # one image tile; readable at dpi 100 without making large files
+_DPI = 100
+
+
+def _as_image(name: str, image: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray:
+    """``image`` as a float64 ``(H, W)`` array, checked against the target's shape."""
+    arr = np.asarray(image, dtype=np.float64)
+    if arr.ndim != 2 or (shape is not None and arr.shape != shape):
+        want = "(H, W)" if shape is None else str(shape)
+        raise MrdistillError(f"image {name!r} has shape {arr.shape}; expected {want}")
+    return arr
+
+
+def _column_order(images: Mapping[str, np.ndarray]) -> list[str]:
+    """Names in panel order: the first image (usually the zero-filled input), the target, the rest."""
+    names = list(images)
+    return [names[0], TARGET, *names[1:]]
+
+
+def _slice_psnr(target: np.ndarray, image: np.ndarray) -> float:
+    """PSNR of one slice against the target, peak = target max (the figure's grey-scale maximum)."""
+    return psnr(target[None], image[None], float(target.max()))
+
+
+def _format_psnr(value: float) -> str:
+    return "PSNR inf" if math.isinf(value) else f"PSNR {value:.2f} dB"
+
+
+def save_panel(
+    path: str | os.PathLike[str],
+    target: np.ndarray,
+    images: Mapping[str, np.ndarray],
+    error_for: Sequence[str],
+    title: str | None = None,
+    error_scale: float | None = None,
+) -> None:
+    """Save a PNG comparing reconstructions of one slice with the target, atomically.
+
+    Args:
+        path: output ``.png`` file (parent folders are created).
+        target: reference image, real ``(H, W)``.
+        images: name -> real ``(H, W)`` image, in display order, e.g. ``{"zero-filled": ...,
+            "teacher": ..., "student": ..., "distilled": ...}``; the target is shown right after
+            the first entry. "target" itself may not be a key.
+        error_for: names from ``images`` whose ``|image - target|`` maps fill a second row, each
+            under its image, on one shared colour scale with a colour bar.
+        title: optional figure title.
+        error_scale: upper end of the error colour scale; default the largest error shown.
+
+    All images share one grey scale, 0 .. target max. Non-target titles carry the PSNR against the
+    target on this slice (peak = target max of the slice, so it can differ from the volume PSNR).
+    Raises ``MrdistillError`` on an empty ``images``, a name clash, a shape mismatch, or an
+    ``error_for`` name not in ``images``.
+    """
+    if not images:
+        raise MrdistillError("save_panel needs at least one image besides the target")
+    if TARGET in images:
+        raise MrdistillError(f"{TARGET!r} is reserved for the target; rename that image")
+    missing = [name for name in error_for if name not in images]
+    if missing:
+        raise MrdistillError(f"error maps requested for {missing}, not among images {list(images)}")
+    ref = _as_image(TARGET, target, None)
+    imgs = {name: _as_image(name, img, ref.shape) for name, img in images.items()}
+    imgs[TARGET] = ref
+    order = _column_order(images)
+    errors = {name: np.abs(imgs[name] - ref) for name in error_for}
+    vmax = float(ref.max()) if ref.max() > 0 else 1.0
+    emax = error_scale
+    if emax is None:
+        emax = max((float(e.max()) for e in errors.values()), default=0.0)
+    emax = emax if emax > 0 else 1e-12  # identical images: keep a valid (non-empty) colour range
+
+    rows = 2 if errors else 1
+    aspect = ref.shape[0] / ref.shape[1]
+    width = _PANEL_INCHES * len(order) + (0.6 if errors else 0.0)  # room for the colour bar
+    # Constrained layout keeps columns aligned across rows even with the colour bar attached.
+    fig = Figure(figsize=(width, _PANEL_INCHES * aspect * rows + 0.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, len(order), squeeze=False)
+    for col, name in enumerate(order):
+        ax = axes[0, col]
+        ax.imshow(imgs[name], cmap="gray", vmin=0.0, vmax=vmax, interpolation="nearest")
+        label = name if name == TARGET else f"{name}\n{_format_psnr(_slice_psnr(ref, imgs[name]))}"
+        ax.set_title(label, fontsize=9)
+        ax.set_axis_off()
+    if errors:
+        mappable = None
+        for col, name in enumerate(order):
+            ax = axes[1, col]
+            ax.set_axis_off()
+            if name in errors:
+                mappable = ax.imshow(errors[name], cmap="inferno", vmin=0.0, vmax=emax)
+                ax.set_title(f"|{name} - target|", fontsize=9)
+        fig.colorbar(mappable, ax=list(axes[1]), shrink=0.9, label="absolute error")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,87 @@
+"""DC-CNN (Schlemper et al. 2017): cascades of a plain CNN followed by data consistency.
+
+KD-MRI's teacher is `dccnn(cascades=5, convs=5, channels=32, in_channels=1)` (141,765 parameters)
+and its student `convs=3` (49,285 parameters); the adaptive-KD student is
+`dccnn(cascades=5, convs=5, in_channels=2, activation="leaky_relu", residual=True)`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mrdistill.errors import check_choice
+from mrdistill.models.base import ReconOutput
+from mrdistill.models.registry import register_model
+from mrdistill.physics.consistency import dc_network_image
+from mrdistill.physics.fft import ifft2c, image_to_network
+
+ACTIVATIONS = ("relu", "leaky_relu")
+
+
+class Cascade(nn.Module):
+    """conv(in->ch), (convs-2) x conv(ch->ch), conv(ch->in); 3x3, padding 1, bias; activation after
+    every conv but the last."""
+
+    def __init__(self, convs: int, channels: int, in_channels: int, activation: str) -> None:
+        super().__init__()
+        widths = [in_channels] + [channels] * (convs - 1) + [in_channels]
+        self.convs = nn.ModuleList(
+            nn.Conv2d(widths[i], widths[i + 1], kernel_size=3, padding=1) for i in range(convs)
+        )
+        self.act = nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.01)
+
+    def forward(self, x: Tensor, features: dict[str, Tensor] | None, prefix: str) -> Tensor:
+        """x: float (N, in, H, W) -> (N, in, H, W); fills `features[prefix + "convJ"]` (1-based)."""
+        last = len(self.convs) - 1
+        for j, conv in enumerate(self.convs):
+            x = conv(x)
+            if j < last:
+                x = self.act(x)
+            if features is not None:
+                features[f"{prefix}conv{j + 1}"] = x
+        return x
+
+
+@register_model("dccnn")
+class DCCNN(nn.Module):
+    """Deep cascade of CNNs with hard or soft (learned lambda) data consistency.
+
+    forward(kspace: complex64 (N, C, H, W), mask: float (N, 1, 1|H, W)) -> ReconOutput with
+    image float32 (N, in_channels, H, W) and, with `return_features`, the keys
+    "cascade{i}.conv{j}" (activation after conv j of cascade i, both 1-based) and "cascade{i}.out".
+    """
+
+    def __init__(self, cascades: int = 5, convs: int = 5, channels: int = 32, in_channels: int = 1,
+                 activation: str = "relu", residual: bool = False, dc: str = "hard",
+                 dc_lambda: float = 1.0) -> None:
+        super().__init__()
+        check_choice("activation", activation, ACTIVATIONS)
+        check_choice("data consistency", dc, ("hard", "soft"))
+        if convs < 2:
+            raise ValueError(f"a cascade needs at least 2 convs, got {convs}")
+        if in_channels not in (1, 2):
+            raise ValueError(f"in_channels must be 1 (real) or 2 (complex), got {in_channels}")
+        self.complex_input = in_channels == 2
+        self.residual = residual
+        self.cascades = nn.ModuleList(
+            Cascade(convs, channels, in_channels, activation) for _ in range(cascades)
+        )
+        # One learnable lambda per cascade for soft DC; none for hard DC (KD-MRI's parameter counts).
+        self.lambdas = (
+            nn.Parameter(torch.full((cascades,), float(dc_lambda))) if dc == "soft" else None
+        )
+
+    def forward(self, kspace: Tensor, mask: Tensor, *, return_features: bool = False) -> ReconOutput:
+        features: dict[str, Tensor] | None = {} if return_features else None
+        x = image_to_network(ifft2c(kspace), self.complex_input)  # zero-filled (N, in, H, W)
+        for i, cascade in enumerate(self.cascades):
+            prefix = f"cascade{i + 1}."
+            out = cascade(x, features, prefix)
+            if self.residual:
+                out = x + out
+            lam = None if self.lambdas is None else self.lambdas[i]
+            x = dc_network_image(out, kspace, mask, self.complex_input, lam)
+            if features is not None:
+                features[f"{prefix}out"] = x
+        return ReconOutput(image=x, features=features or {})

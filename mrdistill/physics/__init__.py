@@ -1,0 +1,1 @@
+"""MRI physics: FFTs, sampling masks, forward operators and data consistency."""

@@ -1,0 +1,70 @@
+"""Checkpoints: written atomically (temp file + rename), read with `weights_only=True`.
+
+A checkpoint is a plain dict: {"model_name", "model_kwargs", "model": state_dict,
+"extra": state_dict of student-side training modules (KD adapters) or {}, "epoch", "metric", "config"}.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mrdistill.errors import MrdistillError
+from mrdistill.models import build_model
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """torch.save to a temporary file in the same folder, then atomically rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint safely; a missing or unreadable file raises `MrdistillError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise MrdistillError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise MrdistillError(f"cannot read checkpoint {path}: {type(exc).__name__}") from None
+    if not isinstance(ckpt, dict) or "model_name" not in ckpt or "model" not in ckpt:
+        raise MrdistillError(f"{path} is not an mrdistill checkpoint")
+    return ckpt
+
+
+def model_payload(model: nn.Module, model_name: str, model_kwargs: dict[str, Any],
+                  extra: nn.Module | None = None, **meta: Any) -> dict[str, Any]:
+    """The dict `save_checkpoint` writes for `model` (and its student-side `extra` modules)."""
+    return {
+        "model_name": model_name,
+        "model_kwargs": dict(model_kwargs),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": {} if extra is None else {k: v.detach().cpu() for k, v in extra.state_dict().items()},
+        **meta,
+    }
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the registered model stored in a checkpoint, weights loaded, in eval mode."""
+    ckpt = load_checkpoint(path)
+    model = build_model(ckpt["model_name"], **ckpt["model_kwargs"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise MrdistillError(f"{path}: weights do not fit {ckpt['model_name']} "
+                             f"({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval()

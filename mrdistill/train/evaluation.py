@@ -1,0 +1,91 @@
+"""Evaluate several models on one test set and write the run's report, tables and figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from mrdistill.eval.figures import save_panel
+from mrdistill.eval.metrics import slice_metrics, volume_metrics
+from mrdistill.eval.report import (markdown_table, summarise, write_metrics_json,
+                                   write_per_slice_csv, write_report_md)
+from mrdistill.models import count_parameters
+from mrdistill.train.inference import VolumeRecon, reconstruct
+
+DEFAULT_METRICS = ("psnr", "ssim", "nmse", "hfen")
+
+
+@dataclass
+class Evaluation:
+    """per_volume: model -> one metrics dict per volume; recons: model -> volume -> VolumeRecon."""
+
+    per_volume: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    per_slice: list[dict[str, object]] = field(default_factory=list)
+    ms_per_slice: dict[str, float] = field(default_factory=dict)
+    params: dict[str, int] = field(default_factory=dict)
+    recons: dict[str, dict[str, VolumeRecon]] = field(default_factory=dict)
+
+
+def evaluate_models(models: dict[str, nn.Module | None], dataset: Dataset,
+                    device: str | torch.device = "cpu",
+                    metrics: tuple[str, ...] = DEFAULT_METRICS) -> Evaluation:
+    """Reconstruct `dataset` with each model (None = zero-filled) and score every volume."""
+    ev = Evaluation()
+    for name, model in models.items():
+        recons, sec = reconstruct(model, dataset, device)
+        ev.recons[name] = recons
+        ev.ms_per_slice[name] = 1000.0 * sec
+        ev.params[name] = 0 if model is None else count_parameters(model)
+        ev.per_volume[name] = []
+        for vol, r in recons.items():
+            assert r.target is not None, "evaluation needs targets"
+            ev.per_volume[name].append(volume_metrics(r.target, r.prediction, r.max_value, names=metrics))
+            for k, s in enumerate(r.slices):
+                row = {"model": name, "volume": vol, "slice": s}
+                row.update(slice_metrics(r.target[k], r.prediction[k], r.max_value, names=metrics))
+                ev.per_slice.append(row)
+    return ev
+
+
+def extra_columns(ev: Evaluation) -> dict[str, dict[str, str]]:
+    """Parameters and ms per slice for the report table ("-" for zero-filled)."""
+    return {name: {"params": f"{ev.params[name]:,}" if ev.params[name] else "-",
+                   "ms/slice": f"{ev.ms_per_slice[name]:.2f}" if ev.params[name] else "-"}
+            for name in ev.per_volume}
+
+
+def figure_slices(recons: dict[str, VolumeRecon], count: int) -> list[tuple[str, int]]:
+    """`count` (volume, position) pairs spread over the test volumes: the middle slice of each."""
+    vols = sorted(recons)
+    picks = [vols[i] for i in np.linspace(0, len(vols) - 1, min(count, len(vols))).round().astype(int)]
+    return [(v, len(recons[v].slices) // 2) for v in dict.fromkeys(picks)]
+
+
+def write_evaluation(run_dir: Path, ev: Evaluation, title: str, notes: list[str],
+                     figures: int = 3, zero_filled: str = "zero-filled") -> str:
+    """metrics.json, per_slice.csv, report.md and figures/*.png; returns the Markdown table."""
+    summary = summarise(ev.per_volume)
+    extra = extra_columns(ev)
+    table = markdown_table(summary, extra=extra)
+    write_metrics_json(run_dir / "metrics.json", summary, extra=extra)
+    write_per_slice_csv(run_dir / "per_slice.csv", ev.per_slice)
+    write_report_md(run_dir / "report.md", title, table, notes)
+    first = next(iter(ev.recons.values()))
+    models = [n for n in ev.recons if n != zero_filled]
+    for vol, pos in figure_slices(first, figures):
+        rec = first[vol]
+        images = {}
+        if zero_filled in ev.recons:
+            images[zero_filled] = ev.recons[zero_filled][vol].prediction[pos].numpy()
+        for n in models:
+            images[n] = ev.recons[n][vol].prediction[pos].numpy()
+        assert rec.target is not None
+        name = vol.replace("/", "_") + f"_s{rec.slices[pos]:03d}.png"
+        save_panel(run_dir / "figures" / name, rec.target[pos].numpy(), images, error_for=models,
+                   title=f"{vol} slice {rec.slices[pos]}")
+    return table

@@ -1,0 +1,127 @@
+"""The one training loop: teacher, student and every distillation stage go through `fit`.
+
+What differs between stages is the objective (`distill.objective.DistillObjective` or any module with
+the same call signature `objective(model, sample) -> {"loss": ..., ...}`), never the loop.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from mrdistill.config import OptimConfig
+from mrdistill.data.datasets import SliceDataset
+from mrdistill.data.sample import collate_samples
+from mrdistill.eval.metrics import volume_metrics
+from mrdistill.train.checkpoint import model_payload, save_checkpoint
+from mrdistill.train.inference import reconstruct
+
+LOWER_IS_BETTER = {"nmse", "hfen", "hfen_laplace", "loss"}
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_value: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def validation_score(model: nn.Module, val_set: SliceDataset, metric: str,
+                     device: str | torch.device) -> float:
+    """Mean over validation volumes of a volume metric (fastMRI definitions)."""
+    recons, _ = reconstruct(model, val_set, device)
+    values = [volume_metrics(r.target, r.prediction, r.max_value, names=(metric,))[metric]
+              for r in recons.values()]
+    return float(np.mean(values))
+
+
+def append_log(path: Path, row: dict[str, Any]) -> None:
+    """Append one row to log.csv (header written with the first row)."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def fit(model: nn.Module, objective: nn.Module, train_set: SliceDataset, val_set: SliceDataset,
+        optim: OptimConfig, run_dir: Path, *, model_name: str, model_kwargs: dict[str, Any],
+        seed: int = 0, val_metric: str = "psnr", device: str | torch.device = "cpu",
+        epochs: int | None = None, lr: float | None = None, stage: str = "train",
+        progress: bool = True, meta: dict[str, Any] | None = None) -> FitResult:
+    """Train `model` with `objective`; validate every epoch; keep `last.pt` and `best.pt`.
+
+    The weights of the best epoch (by `val_metric` on `val_set`) are loaded back into `model`.
+    `epochs`/`lr` override the optimiser config for this stage.
+    """
+    epochs = optim.epochs if epochs is None else epochs
+    model.to(device)
+    objective.to(device)
+    params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=optim.lr if lr is None else lr, weight_decay=optim.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=optim.step_size, gamma=optim.gamma)
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train_set, batch_size=optim.batch_size, shuffle=True, generator=gen,
+                        collate_fn=collate_samples)
+    ckpt_dir = run_dir / "checkpoints"
+    sign = -1.0 if val_metric in LOWER_IS_BETTER else 1.0
+    best = FitResult(best_epoch=-1, best_value=-math.inf * sign)
+    best_state: dict[str, torch.Tensor] | None = None
+    total_steps = epochs * len(loader)
+    if optim.max_steps is not None:
+        total_steps = min(total_steps, optim.max_steps)
+    step = 0
+    bar = tqdm(total=total_steps, desc=stage, disable=not progress, leave=False)
+    for epoch in range(epochs):
+        if step >= total_steps:
+            break
+        train_set.set_epoch(epoch)
+        model.train()
+        sums: dict[str, float] = {}
+        batches = 0
+        start = time.perf_counter()
+        for batch in loader:
+            if step >= total_steps:
+                break
+            losses = objective(model, batch.to(device))
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
+            opt.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            batches += 1
+            step += 1
+            bar.update(1)
+        sched.step()
+        value = validation_score(model, val_set, val_metric, device)
+        row = {"stage": stage, "epoch": epoch + 1, "step": step,
+               **{k: v / max(batches, 1) for k, v in sums.items()},
+               f"val_{val_metric}": value, "lr": opt.param_groups[0]["lr"],
+               "seconds": round(time.perf_counter() - start, 3)}
+        best.history.append(row)
+        append_log(run_dir / "log.csv", row)
+        bar.set_postfix(loss=f"{row['loss']:.4g}", val=f"{value:.4g}")
+        payload = model_payload(model, model_name, model_kwargs, extra=objective,
+                                epoch=epoch + 1, metric={val_metric: value}, stage=stage, **(meta or {}))
+        save_checkpoint(ckpt_dir / "last.pt", payload)
+        if sign * value > sign * best.best_value:
+            best.best_epoch, best.best_value = epoch + 1, value
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            save_checkpoint(ckpt_dir / "best.pt", payload)
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return best

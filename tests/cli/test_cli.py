@@ -1,0 +1,80 @@
+"""One smoke test per command, and one clear line + exit code 2 for each kind of bad input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mrdistill.cli.main import main
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TINY = ["--set", "data.image_size=32", "--set", "data.max_train_slices=8",
+        "--set", "data.max_eval_slices=4", "--set", "optim.epochs=1", "--no-progress"]
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list(capsys):
+    code, out, _ = run_cli(["list"], capsys)
+    assert code == 0 and "dccnn" in out and "attention" in out
+
+
+def test_demo_smoke(tmp_path, capsys):
+    code, out, _ = run_cli(["demo", "--preset", "smoke", "--out", tmp_path / "d", "--no-progress"],
+                           capsys)
+    assert code == 0
+    for row in ("zero-filled", "teacher", "student", "distilled"):
+        assert f"| {row} |" in out
+    assert (tmp_path / "d" / "report.md").exists() and list((tmp_path / "d" / "figures").glob("*.png"))
+    code, _, err = run_cli(["demo", "--preset", "smoke", "--out", tmp_path / "d"], capsys)
+    assert code == 2 and "already holds results" in err
+
+
+def test_train_distill_evaluate(tmp_path, capsys):
+    out = ["--set", f"out_dir={tmp_path}"]
+    code, _, _ = run_cli(["train", "--config", CONFIGS / "kdmri_teacher.yaml", *TINY, *out,
+                          "--set", "model.kwargs.cascades=2"], capsys)
+    assert code == 0
+    teacher = tmp_path / "kdmri_teacher" / "checkpoints" / "best.pt"
+    code, _, _ = run_cli(["distill", "--config", CONFIGS / "kdmri_kd.yaml", *TINY, *out,
+                          "--set", "model.kwargs.cascades=2", "--set", f"distill.teacher={teacher}",
+                          "--set", "distill.stages=" +
+                          "[{epochs: 1, kd: [{name: imitation}]}]"], capsys)
+    assert code == 0
+    code, stdout, _ = run_cli(["evaluate", "--run", tmp_path / "kdmri_kd"], capsys)
+    assert code == 0 and "kdmri_kd" in stdout
+    assert (tmp_path / "kdmri_kd" / "evaluation" / "per_slice.csv").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "data.mask.kind=spiral"], "unknown mask kind 'spiral'"),
+    (["--set", "data.mask.acceleration=1"], "acceleration"),
+    (["--set", "data.imgsize=3"], "unknown key 'imgsize'"),
+])
+def test_bad_config_gives_one_line_and_exit_2(tmp_path, capsys, extra, message):
+    code, _, err = run_cli(["train", "--config", CONFIGS / "kdmri_student.yaml", *TINY,
+                            "--set", f"out_dir={tmp_path}", *extra], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_checkpoint_and_unreadable_file(tmp_path, capsys):
+    code, _, err = run_cli(["distill", "--config", CONFIGS / "kdmri_kd.yaml", *TINY,
+                            "--set", f"out_dir={tmp_path}", "--set", "distill.teacher=nope.pt"], capsys)
+    assert code == 2 and "checkpoint not found: nope.pt" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"\x00\xff: [unclosed")
+    code, _, err = run_cli(["train", "--config", bad], capsys)
+    assert code == 2 and "cannot read config" in err and len(err.strip().splitlines()) == 1
+
+
+def test_console_script_exit_code():
+    proc = subprocess.run([sys.executable, "-m", "mrdistill.cli.main", "demo", "--acceleration", "0.5",
+                           "--preset", "smoke", "--out", "/nonexistent/x"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "mrdistill: error: acceleration must be > 1, got 0.5"

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny synthetic batches and a tiny embedded-data config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mrdistill.config import DataConfig
+from mrdistill.data.sample import Sample
+from mrdistill.physics.fft import fft2c, ifft2c, image_to_network
+from mrdistill.physics.masks import make_mask
+
+
+def synthetic_batch(n: int = 2, size: int = 32, complex_input: bool = False, seed: int = 0) -> Sample:
+    """A batch of smooth random images with KD-MRI masks; real or complex."""
+    g = torch.Generator().manual_seed(seed)
+    img = torch.nn.functional.avg_pool2d(torch.rand(n, 1, size, size, generator=g), 5, 1, 2)
+    image = img.to(torch.complex64)
+    if complex_input:
+        image = image * torch.polar(torch.ones_like(img), torch.rand(n, 1, 1, 1, generator=g))
+    mask = torch.stack([make_mask("kdmri", (size, size), 4.0, seed=seed + i) for i in range(n)])
+    k = fft2c(image) * mask + 0.0
+    zf = image_to_network(ifft2c(k), complex_input)
+    return Sample(k, mask, zf, img, torch.ones(n), [f"v{i}" for i in range(n)], list(range(n)))
+
+
+@pytest.fixture
+def batch() -> Sample:
+    return synthetic_batch()
+
+
+@pytest.fixture
+def tiny_data() -> DataConfig:
+    """A very small slice of the embedded corpus (fast enough for CLI smoke tests)."""
+    return DataConfig(image_size=32, max_train_slices=8, max_eval_slices=4, slab=8)

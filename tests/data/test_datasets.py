@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import torch
+
+from mrdistill.config import DataConfig, MaskConfig
+from mrdistill.data.datasets import SliceDataset, assign_slabs, build_splits, make_datasets
+from mrdistill.data.sample import collate_samples
+from mrdistill.data.simulate import simulate_kspace, smooth_phase, square_resize
+from mrdistill.data.sources import SOURCES, load_source
+from mrdistill.errors import MrdistillError
+from mrdistill.physics.fft import ifft2c
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_embedded_sources_load_from_installed_packages(name):
+    vol = load_source(name)
+    assert vol.ndim == 3 and vol.dtype == np.float32 and vol.max() > 0
+
+
+def test_unknown_source():
+    with pytest.raises(MrdistillError, match="unknown embedded source 'oasis'"):
+        load_source("oasis")
+
+
+def test_slab_assignment_is_deterministic_and_interleaved():
+    splits = assign_slabs(20, [0.7, 0.15, 0.15])
+    assert splits == assign_slabs(20, [0.7, 0.15, 0.15])
+    assert splits.count("train") == 14 and splits.count("val") == 3 and splits.count("test") == 3
+    assert splits.index("test") < 10  # test slabs are spread, not all at the end
+
+
+def test_splits_never_share_a_slice(tiny_data):
+    rec = build_splits(DataConfig(image_size=32, slab=4))
+    keys = {s: {(r.volume, r.slice_index) for r in rec[s]} for s in rec}
+    assert not keys["train"] & keys["test"] and not keys["train"] & keys["val"]
+    vols = {s: {r.volume for r in rec[s]} for s in rec}
+    assert not vols["train"] & vols["test"]
+    assert all(abs(r.image.max() - 1.0) < 1e-6 for r in rec["train"])
+
+
+def test_samples_have_documented_shapes(tiny_data):
+    ds = make_datasets(tiny_data)
+    s = ds["train"][0]
+    assert s.kspace.shape == (1, 32, 32) and s.kspace.dtype == torch.complex64
+    assert s.mask.shape == (1, 1, 32) and s.zero_filled.shape == (1, 32, 32)
+    assert s.target.shape == (1, 32, 32) and float(s.max_value) == pytest.approx(1.0)
+    batch = collate_samples([ds["train"][i] for i in range(3)])
+    assert batch.kspace.shape == (3, 1, 32, 32) and len(batch.volume) == 3
+
+
+def test_complex_mode_has_two_channels_and_phase(tiny_data):
+    tiny_data.mode = "complex"
+    s = make_datasets(tiny_data)["val"][0]
+    assert s.zero_filled.shape == (2, 32, 32)
+    assert s.zero_filled[1].abs().max() > 0  # a non-trivial imaginary part
+
+
+def test_eval_masks_fixed_per_volume_and_train_masks_fresh_when_asked(tiny_data):
+    ds = make_datasets(tiny_data)
+    test = ds["test"]
+    same_vol = [i for i in range(len(test)) if test.records[i].volume == test.records[0].volume]
+    assert len(same_vol) > 1 and torch.equal(test[same_vol[0]].mask, test[same_vol[1]].mask)
+    tiny_data.mask = MaskConfig(fresh_train_masks=True)
+    train = make_datasets(tiny_data)["train"]
+    m0 = train[0].mask
+    train.set_epoch(1)
+    assert not torch.equal(m0, train[0].mask)
+
+
+def test_no_target_in_self_supervised_mode(tiny_data):
+    records = build_splits(tiny_data)["train"]
+    ds = SliceDataset(records, tiny_data, "train", with_target=False)
+    assert ds[0].target is None and collate_samples([ds[0], ds[1]]).target is None
+
+
+def test_simulation_round_trip_and_noise():
+    img = torch.rand(16, 16)
+    k, x = simulate_kspace(img, "real", seed=0)
+    torch.testing.assert_close(ifft2c(k).real[0], img, atol=1e-5, rtol=0)
+    k2, x2 = simulate_kspace(img, "complex", seed=0, noise_std=0.01)
+    torch.testing.assert_close(x2.abs()[0], img, atol=1e-5, rtol=0)
+    assert (ifft2c(k2) - x2).abs().std() > 0.005
+    assert torch.equal(smooth_phase((8, 8), 1), smooth_phase((8, 8), 1))
+
+
+def test_square_resize_pads_then_resizes():
+    out = square_resize(np.ones((10, 20), np.float32), 8)
+    assert out.shape == (8, 8) and out[0].max() < out[4].max()
+
+
+def test_bad_data_config():
+    with pytest.raises(MrdistillError, match="data mode"):
+        build_splits(DataConfig(mode="polar"))
+    with pytest.raises(MrdistillError, match="unknown mask kind"):
+        make_datasets(DataConfig(image_size=32, mask=MaskConfig(kind="spiral")))["train"][0]

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from conftest import synthetic_batch
+from mrdistill.errors import MrdistillError
+from mrdistill.models import build_model, count_parameters, list_models
+from mrdistill.physics.fft import fft2c, network_to_image
+
+
+def test_kdmri_parameter_counts_exact():
+    teacher = build_model("dccnn", cascades=5, convs=5, channels=32, in_channels=1, residual=False)
+    student = build_model("dccnn", cascades=5, convs=3, channels=32, in_channels=1, residual=False)
+    assert count_parameters(teacher) == 141_765
+    assert count_parameters(student) == 49_285
+
+
+def test_adaptive_kd_student_size():
+    # Wu & Li's student: 5 cascades x 5 convs, 32 filters, 2-channel complex.
+    assert count_parameters(build_model("dccnn", convs=5, in_channels=2)) == 144_650
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_returns_recon_output_with_features(name):
+    batch = synthetic_batch(complex_input=False)
+    model = build_model(name, seed=0)
+    out = model(batch.kspace, batch.mask, return_features=True)
+    assert out.image.shape == batch.zero_filled.shape and out.image.dtype == torch.float32
+    assert out.features and all(torch.isfinite(v).all() for v in out.features.values())
+    assert model(batch.kspace, batch.mask).features == {}
+
+
+def test_feature_keys_are_stable():
+    batch = synthetic_batch()
+    out = build_model("dccnn", convs=3, cascades=2)(batch.kspace, batch.mask, return_features=True)
+    assert sorted(out.features) == sorted(
+        [f"cascade{i}.conv{j}" for i in (1, 2) for j in (1, 2, 3)] + ["cascade1.out", "cascade2.out"])
+    assert out.features["cascade1.conv2"].shape[1] == 32
+
+
+@pytest.mark.parametrize("complex_input", [False, True])
+def test_output_is_data_consistent(complex_input):
+    batch = synthetic_batch(complex_input=complex_input)
+    # Symmetric handling in real mode only keeps k0 on mirror-symmetric samples: test complex exactly.
+    model = build_model("dccnn", in_channels=2 if complex_input else 1, cascades=2, seed=1)
+    out = model(batch.kspace, batch.mask)
+    k = fft2c(network_to_image(out.image, complex_input))
+    sampled = batch.mask.expand_as(k).bool()
+    if complex_input:
+        torch.testing.assert_close(k[sampled], batch.kspace[sampled], atol=1e-5, rtol=1e-5)
+
+
+def test_soft_dc_has_learnable_lambda():
+    model = build_model("dccnn", dc="soft", cascades=2)
+    assert model.lambdas is not None and model.lambdas.requires_grad
+
+
+def test_seeded_build_is_deterministic_and_leaves_global_rng():
+    state = torch.random.get_rng_state()
+    a, b = build_model("dccnn", seed=3), build_model("dccnn", seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_bad_arguments():
+    with pytest.raises(MrdistillError, match="unknown model 'unet9'"):
+        build_model("unet9")
+    with pytest.raises(MrdistillError, match="no argument 'depth'"):
+        build_model("dccnn", depth=3)
+    with pytest.raises(MrdistillError, match="activation"):
+        build_model("dccnn", activation="gelu")

@@ -1,0 +1,45 @@
+import pytest
+
+from mrdistill.config import (DataConfig, RunConfig, apply_overrides, from_dict, load_run_config,
+                              save_config)
+from mrdistill.errors import MrdistillError
+
+
+def test_defaults_live_in_dataclasses():
+    cfg = from_dict(RunConfig, {})
+    assert cfg == RunConfig()
+    assert cfg.data.mask.kind == "kdmri"
+
+
+def test_nested_and_typed():
+    cfg = from_dict(RunConfig, {"data": {"image_size": 64, "mask": {"acceleration": 8}},
+                                "distill": {"teacher": "t.pt", "stages": [{"epochs": 2, "kd": [
+                                    {"name": "attention", "weight": 10}]}]}})
+    assert cfg.data.mask.acceleration == 8.0 and isinstance(cfg.data.mask.acceleration, float)
+    assert cfg.distill.stages[0].kd[0].weight == 10.0
+
+
+def test_unknown_key_names_valid_ones():
+    with pytest.raises(MrdistillError, match="unknown key 'imgsize'.*image_size"):
+        from_dict(RunConfig, {"data": {"imgsize": 3}})
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(MrdistillError, match="expected int"):
+        from_dict(DataConfig, {"image_size": "big"})
+
+
+def test_overrides_and_round_trip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: a\noptim:\n  epochs: 3\n")
+    cfg = load_run_config(path, ["optim.lr=0.01", "data.sources=[mni, dipy_s0]"])
+    assert cfg.optim.epochs == 3 and cfg.optim.lr == 0.01 and cfg.data.sources == ["mni", "dipy_s0"]
+    save_config(cfg, tmp_path / "out.yaml")
+    assert load_run_config(tmp_path / "out.yaml") == cfg
+
+
+def test_bad_override_and_missing_file(tmp_path):
+    with pytest.raises(MrdistillError, match="key=value"):
+        apply_overrides({}, ["nonsense"])
+    with pytest.raises(MrdistillError, match="not found"):
+        load_run_config(tmp_path / "nope.yaml")
