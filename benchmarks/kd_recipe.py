@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import time
 from pathlib import Path
+
+import torch
 
 from mrdistill.config import DataConfig, RunConfig, from_dict
 from mrdistill.data.datasets import make_datasets
 from mrdistill.eval.report import summarise
 from mrdistill.train.evaluation import evaluate_models
+from mrdistill.train.checkpoint import load_model
 from mrdistill.train.runs import distill_run, train_run
 
 TEACHER = {"name": "dccnn", "kwargs": {"convs": 5}}
@@ -46,9 +50,13 @@ def main() -> None:
     ap.add_argument("--data", default="{}", help="JSON overrides of DataConfig")
     ap.add_argument("--out", default="/tmp/kd_recipe")
     ap.add_argument("--log", default="benchmarks/results/kd_recipe.jsonl")
+    ap.add_argument("--labeled", type=int, default=None, help="labelled training slices (rest: no GT)")
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     data = {"image_size": args.size, "max_train_slices": args.train, "max_eval_slices": 32,
-            "slab": 4, "mask": {"acceleration": args.acceleration}, **json.loads(args.data)}
+            "slab": 4, "mask": {"acceleration": args.acceleration},
+            "labeled_train_slices": args.labeled, **json.loads(args.data)}
     Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     for seed in [int(s) for s in args.seeds.split(",")]:
         base = {"out_dir": args.out, "seed": seed, "progress": False, "data": data,
@@ -56,20 +64,25 @@ def main() -> None:
         ds = make_datasets(from_dict(DataConfig, copy.deepcopy(data)), seed)
         models = {}
         t0 = time.time()
-        models["teacher"] = train_run(from_dict(RunConfig, {**base, "name": "teacher", "model": TEACHER}),
-                                      True, ds).model
-        models["student"] = train_run(from_dict(RunConfig, {**base, "name": "student", "model": STUDENT}),
-                                      True, ds).model
+        key = hashlib.sha1(json.dumps(base, sort_keys=True).encode()).hexdigest()[:10]
+        for role, spec in (("teacher", TEACHER), ("student", STUDENT)):
+            cached = Path(args.out) / f"{role}-{key}" / "checkpoints" / "best.pt"
+            if cached.exists():  # same data, seed and budget: reuse the trained model
+                models[role] = load_model(cached)
+            else:
+                cfg = from_dict(RunConfig, {**base, "name": f"{role}-{key}", "model": spec})
+                models[role] = train_run(cfg, True, ds).model
         for name in args.variants.split(","):
             if not name:
                 continue
-            cfg = {**base, "name": name, "model": STUDENT,
+            cfg = {**base, "name": f"{name}-{key}", "model": STUDENT,
                    "distill": {"teacher": "-", "stages": variants(args.epochs)[name]}}
             models[name] = distill_run(from_dict(RunConfig, cfg), True, ds, models["teacher"]).model
         ev = evaluate_models({"zero-filled": None, **models}, ds["test"])
         summary = summarise(ev.per_volume)
         for name, s in summary.items():
             rec = {"model": name, "seed": seed, "acc": args.acceleration, "size": args.size,
+                   "labeled": args.labeled,
                    "epochs": args.epochs, "train": len(ds["train"]), "data": args.data,
                    "psnr": s["psnr"][0], "ssim": s["ssim"][0], "minutes": (time.time() - t0) / 60}
             print(json.dumps(rec), flush=True)

@@ -44,9 +44,10 @@ class DataConfig:
     split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
     max_train_slices: int | None = None
     max_eval_slices: int | None = None
-    # Slices that the teacher labels but that have no ground truth in training (distillation only):
-    # how many extra training-split variants per slice (fresh masks) the distilled student sees.
-    unlabeled_copies: int = 0
+    # Semi-supervised setting: only this many training slices (evenly spaced) keep their fully
+    # sampled target; the other training slices are undersampled-only (target None). Supervised
+    # runs use the labelled ones; a distilled student also learns from the rest through the teacher.
+    labeled_train_slices: int | None = None
     mask: MaskConfig = field(default_factory=MaskConfig)
 
 

@@ -154,7 +154,45 @@ class SliceDataset(Dataset):
                       rec.volume, rec.slice_index)
 
 
+class MixedDataset(Dataset):
+    """Labelled and undersampled-only slices in one training set whose batches never mix the two
+    (a batch either has targets or has none): see `groups` and `train.loop.GroupedBatchSampler`."""
+
+    def __init__(self, labeled: SliceDataset, unlabeled: SliceDataset) -> None:
+        self.parts = (labeled, unlabeled)
+
+    def __len__(self) -> int:
+        return len(self.parts[0]) + len(self.parts[1])
+
+    def __getitem__(self, i: int) -> Sample:
+        n = len(self.parts[0])
+        return self.parts[0][i] if i < n else self.parts[1][i - n]
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.parts:
+            part.set_epoch(epoch)
+
+    def groups(self) -> list[list[int]]:
+        """Index groups that may share a batch: labelled, then undersampled-only."""
+        n = len(self.parts[0])
+        return [list(range(n)), list(range(n, len(self)))]
+
+
 def make_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDataset]:
-    """train/val/test `SliceDataset`s over the embedded corpus described by `cfg`."""
+    """train/val/test `SliceDataset`s over the embedded corpus described by `cfg`.
+
+    With `cfg.labeled_train_slices`, "train" holds only the labelled slices and "unlabeled" the
+    undersampled-only rest (target None).
+    """
     records = build_splits(cfg)
-    return {split: SliceDataset(records[split], cfg, split, seed) for split in SPLITS}
+    out = {split: SliceDataset(records[split], cfg, split, seed) for split in SPLITS}
+    n = cfg.labeled_train_slices
+    if n is not None and n < len(records["train"]):
+        if n < 1:
+            raise MrdistillError(f"labeled_train_slices must be at least 1, got {n}")
+        keep = set(np.linspace(0, len(records["train"]) - 1, n).round().astype(int).tolist())
+        labeled = [r for i, r in enumerate(records["train"]) if i in keep]
+        rest = [r for i, r in enumerate(records["train"]) if i not in keep]
+        out["train"] = SliceDataset(labeled, cfg, "train", seed)
+        out["unlabeled"] = SliceDataset(rest, cfg, "train", seed, with_target=False)
+    return out

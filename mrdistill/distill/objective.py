@@ -56,7 +56,8 @@ class DistillObjective(nn.Module):
         student = model(sample.kspace, sample.mask, return_features=feats)
         out: dict[str, Tensor] = {}
         total = student.image.new_zeros(())
-        if self.task_weight:
+        # A batch of undersampled-only slices (target None) learns from the teacher alone.
+        if self.task_weight and (sample.target is not None or not self.kd):
             if sample.target is None:
                 raise MrdistillError("task loss needs targets, but the data set has none "
                                      "(self-supervised data): set task_weight to 0")

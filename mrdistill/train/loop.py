@@ -11,12 +11,12 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from mrdistill.config import OptimConfig
@@ -27,6 +27,38 @@ from mrdistill.train.checkpoint import model_payload, save_checkpoint
 from mrdistill.train.inference import reconstruct
 
 LOWER_IS_BETTER = {"nmse", "hfen", "hfen_laplace", "loss"}
+
+
+class GroupedBatchSampler(Sampler[list[int]]):
+    """Shuffled batches drawn within index groups (so a batch never mixes groups); the batch order
+    is shuffled too. Uses its own generator: global RNG state is never touched."""
+
+    def __init__(self, groups: list[list[int]], batch_size: int, generator: torch.Generator) -> None:
+        self.groups, self.batch_size, self.generator = groups, batch_size, generator
+
+    def _batches(self) -> list[list[int]]:
+        out = []
+        for group in self.groups:
+            order = torch.randperm(len(group), generator=self.generator).tolist()
+            out += [[group[i] for i in order[k:k + self.batch_size]]
+                    for k in range(0, len(group), self.batch_size)]
+        return [out[i] for i in torch.randperm(len(out), generator=self.generator).tolist()]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return sum(math.ceil(len(g) / self.batch_size) for g in self.groups)
+
+
+def make_loader(train_set: Dataset, batch_size: int, seed: int) -> DataLoader:
+    """Shuffled training batches; grouped when the data set has `groups()` (labelled/unlabelled)."""
+    gen = torch.Generator().manual_seed(seed)
+    if hasattr(train_set, "groups"):
+        sampler = GroupedBatchSampler(train_set.groups(), batch_size, gen)
+        return DataLoader(train_set, batch_sampler=sampler, generator=gen, collate_fn=collate_samples)
+    return DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=gen,
+                      collate_fn=collate_samples)
 
 
 @dataclass
@@ -55,7 +87,7 @@ def append_log(path: Path, row: dict[str, Any]) -> None:
         writer.writerow(row)
 
 
-def fit(model: nn.Module, objective: nn.Module, train_set: SliceDataset, val_set: SliceDataset,
+def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: SliceDataset,
         optim: OptimConfig, run_dir: Path, *, model_name: str, model_kwargs: dict[str, Any],
         seed: int = 0, val_metric: str = "psnr", device: str | torch.device = "cpu",
         epochs: int | None = None, lr: float | None = None, stage: str = "train",
@@ -71,9 +103,7 @@ def fit(model: nn.Module, objective: nn.Module, train_set: SliceDataset, val_set
     params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
     opt = torch.optim.Adam(params, lr=optim.lr if lr is None else lr, weight_decay=optim.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=optim.step_size, gamma=optim.gamma)
-    gen = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train_set, batch_size=optim.batch_size, shuffle=True, generator=gen,
-                        collate_fn=collate_samples)
+    loader = make_loader(train_set, optim.batch_size, seed)
     ckpt_dir = run_dir / "checkpoints"
     sign = -1.0 if val_metric in LOWER_IS_BETTER else 1.0
     best = FitResult(best_epoch=-1, best_value=-math.inf * sign)
@@ -86,7 +116,8 @@ def fit(model: nn.Module, objective: nn.Module, train_set: SliceDataset, val_set
     for epoch in range(epochs):
         if step >= total_steps:
             break
-        train_set.set_epoch(epoch)
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
         model.train()
         sums: dict[str, float] = {}
         batches = 0

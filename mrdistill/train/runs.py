@@ -9,7 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from mrdistill.config import RunConfig, StageConfig, save_config
-from mrdistill.data.datasets import SliceDataset, make_datasets
+from mrdistill.data.datasets import MixedDataset, SliceDataset, make_datasets
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.errors import MrdistillError
 from mrdistill.models import build_model
@@ -88,10 +88,12 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
     student = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     if cfg.distill.init:
         student.load_state_dict(load_checkpoint(cfg.distill.init)["model"])
+    # Undersampled-only slices (if any) are labelled by the teacher: the student sees them too.
+    train_set = MixedDataset(data["train"], data["unlabeled"]) if "unlabeled" in data else data["train"]
     fits = []
     for k, stage in enumerate(cfg.distill.stages):
         objective = build_objective(stage, teacher)
-        fits.append(fit(student, objective, data["train"], data["val"], cfg.optim, run_dir,
+        fits.append(fit(student, objective, train_set, data["val"], cfg.optim, run_dir,
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
                         epochs=stage.epochs, lr=stage.lr, stage=f"stage{k + 1}",

@@ -93,3 +93,12 @@ def test_bad_data_config():
         build_splits(DataConfig(mode="polar"))
     with pytest.raises(MrdistillError, match="unknown mask kind"):
         make_datasets(DataConfig(image_size=32, mask=MaskConfig(kind="spiral")))["train"][0]
+
+
+def test_labeled_subset_and_undersampled_only_rest(tiny_data):
+    tiny_data.labeled_train_slices = 3
+    ds = make_datasets(tiny_data)
+    assert len(ds["train"]) == 3 and len(ds["unlabeled"]) == 5
+    assert all(ds["unlabeled"][i].target is None for i in range(len(ds["unlabeled"])))
+    seen = {(r.volume, r.slice_index) for r in ds["train"].records}
+    assert not seen & {(r.volume, r.slice_index) for r in ds["unlabeled"].records}

@@ -65,3 +65,32 @@ def test_train_then_distill_runs(tmp_path, tiny_data):
     assert stages == {"stage1", "stage2"}
     with pytest.raises(MrdistillError, match="already holds results"):
         distill_run(cfg)  # nothing the user had is overwritten without --overwrite
+
+
+def test_grouped_batches_never_mix_labelled_and_unlabelled(tiny_data):
+    from mrdistill.data.datasets import MixedDataset
+    from mrdistill.train.loop import make_loader
+
+    tiny_data.labeled_train_slices = 3
+    ds = make_datasets(tiny_data)
+    mixed = MixedDataset(ds["train"], ds["unlabeled"])
+    batches = list(make_loader(mixed, 2, seed=0))
+    assert sum(len(b.volume) for b in batches) == 8
+    assert {b.target is None for b in batches} == {True, False}
+    # Same seed, same order; the global RNG is not consumed.
+    state = torch.random.get_rng_state()
+    again = list(make_loader(mixed, 2, seed=0))
+    assert [b.slice_index for b in again] == [b.slice_index for b in batches]
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_unlabelled_batch_learns_from_teacher_only(tiny_data):
+    from mrdistill.distill import build_kd
+
+    tiny_data.labeled_train_slices = 3
+    batch = make_datasets(tiny_data)["unlabeled"]
+    from mrdistill.data.sample import collate_samples
+    sample = collate_samples([batch[0], batch[1]])
+    obj = DistillObjective(build_model("dccnn", cascades=1), {"imitation": (build_kd("imitation"), 1.0)})
+    out = obj(build_model("dccnn", cascades=1, convs=3), sample)
+    assert "task" not in out and torch.equal(out["loss"], out["kd/imitation"])
