@@ -18,8 +18,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mrdistill demo --preset quick --out runs/demo
 
+# Two test workers with one thread each: more threads than cores makes OpenMP spin and crawl.
 test: $(STAMP)
-	$(PY) -m pytest -n 2 tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/inference.py

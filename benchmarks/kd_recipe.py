@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import math
 import json
 import time
 from pathlib import Path
@@ -22,8 +23,6 @@ from mrdistill.train.evaluation import evaluate_models
 from mrdistill.train.checkpoint import load_model
 from mrdistill.train.runs import distill_run, train_run
 
-TEACHER = {"name": "dccnn", "kwargs": {"convs": 5}}
-STUDENT = {"name": "dccnn", "kwargs": {"convs": 3}}
 
 
 def variants(epochs: int) -> dict[str, list[dict]]:
@@ -36,6 +35,11 @@ def variants(epochs: int) -> dict[str, list[dict]]:
         "joint": [{"epochs": epochs, "task_weight": 1.0, "kd": [at, im(1.0)]}],
         "imit": [{"epochs": epochs, "task_weight": 0.5, "kd": [im(0.5)]}],
         "at_task": [{"epochs": epochs, "task_weight": 1.0, "kd": [at]}],
+        "semi": [{"epochs": epochs, "task_weight": 1.0, "kd": [im(1.0)]}],
+        # Every student cascade output follows the teacher's cascade output (deep supervision).
+        "casc": [{"epochs": epochs, "task_weight": 1.0, "kd": [im(1.0), {
+            "name": "hint", "weight": 10.0, "kwargs": {"regressor": False, "pairs": {
+                f"cascade{i}.out": f"cascade{i}.out" for i in range(1, 5)}}}]}],
     }
 
 
@@ -52,6 +56,9 @@ def main() -> None:
     ap.add_argument("--log", default="benchmarks/results/kd_recipe.jsonl")
     ap.add_argument("--labeled", type=int, default=None, help="labelled training slices (rest: no GT)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--residual", action="store_true", help="residual cascades (Schlemper's DC-CNN)")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--teacher-epochs", type=int, default=None, help="teacher budget (default: --epochs)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = {"image_size": args.size, "max_train_slices": args.train, "max_eval_slices": 32,
@@ -59,30 +66,42 @@ def main() -> None:
             "labeled_train_slices": args.labeled, **json.loads(args.data)}
     Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     for seed in [int(s) for s in args.seeds.split(",")]:
-        base = {"out_dir": args.out, "seed": seed, "progress": False, "data": data,
-                "optim": {"epochs": args.epochs, "step_size": max(args.epochs * 2 // 3, 1), "gamma": 0.3}}
+        optim = lambda e: {"epochs": e, "batch_size": args.batch,  # noqa: E731
+                           "step_size": max(e * 2 // 3, 1), "gamma": 0.3}
+        base = {"out_dir": args.out, "seed": seed, "progress": False, "data": data, "optim": optim(args.epochs)}
+        tbase = {**base, "optim": optim(args.teacher_epochs or args.epochs)}
+        teacher_spec = {"name": "dccnn", "kwargs": {"convs": 5, "residual": args.residual}}
+        student_spec = {"name": "dccnn", "kwargs": {"convs": 3, "residual": args.residual}}
         ds = make_datasets(from_dict(DataConfig, copy.deepcopy(data)), seed)
         models = {}
         t0 = time.time()
-        key = hashlib.sha1(json.dumps(base, sort_keys=True).encode()).hexdigest()[:10]
-        for role, spec in (("teacher", TEACHER), ("student", STUDENT)):
+        for role, spec, b in (("teacher", teacher_spec, tbase), ("student", student_spec, base)):
+            key = hashlib.sha1(json.dumps([b, spec], sort_keys=True).encode()).hexdigest()[:10]
             cached = Path(args.out) / f"{role}-{key}" / "checkpoints" / "best.pt"
             if cached.exists():  # same data, seed and budget: reuse the trained model
                 models[role] = load_model(cached)
             else:
-                cfg = from_dict(RunConfig, {**base, "name": f"{role}-{key}", "model": spec})
+                cfg = from_dict(RunConfig, {**b, "name": f"{role}-{key}", "model": spec})
                 models[role] = train_run(cfg, True, ds).model
         for name in args.variants.split(","):
             if not name:
                 continue
-            cfg = {**base, "name": f"{name}-{key}", "model": STUDENT,
-                   "distill": {"teacher": "-", "stages": variants(args.epochs)[name]}}
+            # Same optimizer-step budget as the plain student, even when undersampled-only slices
+            # make the distilled student's epochs longer.
+            steps = args.epochs * math.ceil(len(ds["train"]) / args.batch)
+            seen = len(ds["train"]) + len(ds.get("unlabeled", []))
+            epochs = max(1, round(steps / math.ceil(seen / args.batch)))
+            dbase = {**base, "optim": {**optim(epochs), "max_steps": steps}}
+            cfg = {**dbase, "name": f"{name}-{key}", "model": student_spec,
+                   "distill": {"teacher": "-", "stages": variants(epochs)[name.removesuffix("+init")],
+                               "init_from_teacher": "teacher_layers" if name.endswith("+init") else None}}
             models[name] = distill_run(from_dict(RunConfig, cfg), True, ds, models["teacher"]).model
         ev = evaluate_models({"zero-filled": None, **models}, ds["test"])
         summary = summarise(ev.per_volume)
         for name, s in summary.items():
             rec = {"model": name, "seed": seed, "acc": args.acceleration, "size": args.size,
-                   "labeled": args.labeled,
+                   "labeled": args.labeled, "residual": args.residual, "batch": args.batch,
+                   "teacher_epochs": args.teacher_epochs or args.epochs,
                    "epochs": args.epochs, "train": len(ds["train"]), "data": args.data,
                    "psnr": s["psnr"][0], "ssim": s["ssim"][0], "minutes": (time.time() - t0) / 60}
             print(json.dumps(rec), flush=True)

@@ -7,19 +7,23 @@ under a minute, `quick` is what `make demo` runs on a 2-core CPU, `full` is KD-M
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mrdistill.config import RunConfig, from_dict, save_config
+from mrdistill.config import DataConfig, RunConfig, from_dict, save_config, to_dict
 from mrdistill.data.datasets import make_datasets
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.runs import claim_dir, distill_run, train_run
 
-TEACHER = {"name": "dccnn", "kwargs": {"cascades": 5, "convs": 5, "channels": 32, "in_channels": 1}}
-STUDENT = {"name": "dccnn", "kwargs": {"cascades": 5, "convs": 3, "channels": 32, "in_channels": 1}}
+def dccnn(convs: int, residual: bool) -> dict[str, Any]:
+    """KD-MRI's DC-CNN in real 1-channel mode: convs=5 is the teacher (D5C5), convs=3 the student."""
+    return {"name": "dccnn", "kwargs": {"cascades": 5, "convs": convs, "channels": 32,
+                                        "in_channels": 1, "residual": residual}}
+
 
 # KD-MRI's schedule: stage 1 attention transfer only; stage 2 alpha*L1(target) + (1-alpha)*imitation.
 def kdmri_stages(at_epochs: int, kd_epochs: int, alpha: float, at_weight: float) -> list[dict[str, Any]]:
@@ -31,26 +35,44 @@ def kdmri_stages(at_epochs: int, kd_epochs: int, alpha: float, at_weight: float)
     ]
 
 
+# The CPU recipe: L1 to the target where there is one, plus imitation of the teacher everywhere,
+# including the undersampled-only slices that no plain student can learn from.
+IMITATION_STAGE = [{"epochs": 1, "task_weight": 1.0, "kd": [{"name": "imitation", "weight": 1.0}]}]
+
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
-        "data": {"image_size": 48, "max_train_slices": 12, "max_eval_slices": 6},
-        "teacher": {"optim": {"epochs": 2, "batch_size": 4}},
-        "student": {"optim": {"epochs": 2, "batch_size": 4}},
-        "distill": {"stages": kdmri_stages(1, 1, alpha=0.5, at_weight=1000.0)},
+        "data": {"image_size": 48, "max_train_slices": 12, "max_eval_slices": 6,
+                 "labeled_train_slices": 6},
+        "residual": True, "match_steps": True,
+        "teacher": {"epochs": 2, "batch_size": 2},
+        "student": {"epochs": 2, "batch_size": 2},
+        "stages": IMITATION_STAGE,
     },
     "quick": {
-        "data": {"image_size": 96, "max_train_slices": 80, "max_eval_slices": 24},
-        "teacher": {"optim": {"epochs": 30, "batch_size": 4, "step_size": 20, "gamma": 0.3}},
-        "student": {"optim": {"epochs": 30, "batch_size": 4, "step_size": 20, "gamma": 0.3}},
-        "distill": {"stages": kdmri_stages(5, 25, alpha=0.5, at_weight=1000.0)},
+        "data": {"image_size": 96, "max_train_slices": 80, "max_eval_slices": 32, "slab": 4,
+                 "labeled_train_slices": 40},
+        "residual": True, "match_steps": True,
+        "teacher": {"epochs": 60, "batch_size": 2, "step_size": 40, "gamma": 0.3},
+        "student": {"epochs": 30, "batch_size": 2, "step_size": 20, "gamma": 0.3},
+        "stages": IMITATION_STAGE,
     },
-    "full": {
-        "data": {"image_size": 160},
-        "teacher": {"optim": {"epochs": 150, "batch_size": 4, "step_size": 40, "gamma": 0.1}},
-        "student": {"optim": {"epochs": 150, "batch_size": 4, "step_size": 40, "gamma": 0.1}},
-        "distill": {"stages": kdmri_stages(50, 150, alpha=0.5, at_weight=1000.0)},
+    "full": {  # KD-MRI's paper recipe (all slices labelled, no residual, two stages); for a GPU
+        "data": {"image_size": 160, "slab": 4},
+        "residual": False, "match_steps": False,
+        "teacher": {"epochs": 150, "batch_size": 4, "step_size": 40, "gamma": 0.1},
+        "student": {"epochs": 150, "batch_size": 4, "step_size": 40, "gamma": 0.1},
+        "stages": kdmri_stages(50, 150, alpha=0.5, at_weight=1000.0),
     },
 }
+
+
+def matched_stages(stages: list[dict[str, Any]], student_steps: int,
+                   steps_per_epoch: int) -> list[dict[str, Any]]:
+    """Give a one-stage schedule exactly the plain student's optimizer steps (its budget)."""
+    if len(stages) != 1:
+        raise ValueError("step matching supports one-stage schedules")
+    epochs = max(1, math.ceil(student_steps / steps_per_epoch))
+    return [{**stages[0], "epochs": epochs, "max_steps": student_steps}]
 
 
 @dataclass
@@ -60,22 +82,43 @@ class DemoResult:
     seconds: float
 
 
-def demo_configs(preset: str, out: Path, acceleration: float, seed: int, device: str,
-                 progress: bool) -> dict[str, RunConfig]:
-    """The three run configs (teacher, student, distilled) of a preset."""
+def demo_data(preset: str, acceleration: float) -> DataConfig:
+    """The data config of a preset at the given acceleration."""
     check_choice("preset", preset, list(PRESETS))
     if acceleration <= 1:
         raise MrdistillError(f"acceleration must be > 1, got {acceleration}")
+    data = copy.deepcopy(PRESETS[preset]["data"])
+    data["mask"] = {"acceleration": float(acceleration)}
+    return from_dict(DataConfig, data, f"preset {preset}.data")
+
+
+def demo_configs(preset: str, out: Path, data: DataConfig, seed: int, device: str, progress: bool,
+                 labeled: int, seen: int) -> dict[str, RunConfig]:
+    """The three run configs (teacher, student, distilled) of a preset.
+
+    labeled: training slices with a target; seen: all training slices the distilled student sees.
+    """
     p = PRESETS[preset]
-    data = copy.deepcopy(p["data"])
-    data.setdefault("mask", {})["acceleration"] = float(acceleration)
-    common = {"out_dir": str(out), "seed": seed, "device": device, "progress": progress, "data": data}
+    common = {"out_dir": str(out), "seed": seed, "device": device, "progress": progress,
+              "data": to_dict(data)}
+    student_optim = dict(p["student"])
+    stages = copy.deepcopy(p["stages"])
+    if p["match_steps"]:
+        batch = student_optim["batch_size"]
+        student_steps = student_optim["epochs"] * math.ceil(labeled / batch)
+        stages = matched_stages(stages, student_steps, math.ceil(seen / batch))
+        # Decay the learning rate at the same fraction of the run as the plain student does.
+        share = student_optim.get("step_size", student_optim["epochs"]) / student_optim["epochs"]
+        distill_optim = {**student_optim, "epochs": stages[0]["epochs"],
+                         "step_size": max(1, round(share * stages[0]["epochs"]))}
+    else:
+        distill_optim = student_optim
+    teacher_ckpt = str(out / "teacher" / "checkpoints" / "best.pt")
     cfgs = {
-        "teacher": {**common, "name": "teacher", "model": TEACHER, **p["teacher"]},
-        "student": {**common, "name": "student", "model": STUDENT, **p["student"]},
-        "distilled": {**common, "name": "distilled", "model": STUDENT, **p["student"],
-                      "distill": {"teacher": str(out / "teacher" / "checkpoints" / "best.pt"),
-                                  "stages": p["distill"]["stages"]}},
+        "teacher": {**common, "name": "teacher", "model": dccnn(5, p["residual"]), "optim": p["teacher"]},
+        "student": {**common, "name": "student", "model": dccnn(3, p["residual"]), "optim": student_optim},
+        "distilled": {**common, "name": "distilled", "model": dccnn(3, p["residual"]),
+                      "optim": distill_optim, "distill": {"teacher": teacher_ckpt, "stages": stages}},
     }
     return {k: from_dict(RunConfig, copy.deepcopy(v), f"preset {preset}.{k}") for k, v in cfgs.items()}
 
@@ -86,22 +129,29 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
     """Train teacher and student, distil, and write `report.md`, tables and figures into `out`."""
     start = time.perf_counter()
     out = Path(out)
-    cfgs = demo_configs(preset, out, acceleration, seed, device, progress)
+    data_cfg = demo_data(preset, acceleration)
     claim_dir(out, overwrite)
-    data = make_datasets(cfgs["teacher"].data, seed)
+    data = make_datasets(data_cfg, seed)
+    labeled, unlabeled = len(data["train"]), len(data.get("unlabeled", []))
+    cfgs = demo_configs(preset, out, data_cfg, seed, device, progress, labeled, labeled + unlabeled)
+    for name, cfg in cfgs.items():
+        save_config(cfg, out / f"{name}.yaml")
     teacher = train_run(cfgs["teacher"], overwrite=True, datasets=data).model
     student = train_run(cfgs["student"], overwrite=True, datasets=data).model
     distilled = distill_run(cfgs["distilled"], overwrite=True, datasets=data, teacher=teacher).model
     ev = evaluate_models({"zero-filled": None, "teacher": teacher, "student": student,
                           "distilled": distilled}, data["test"], device)
     notes = [
-        f"preset `{preset}`, acceleration {acceleration:g}x, seed {seed}, device {device}",
-        f"data: {', '.join(cfgs['teacher'].data.sources)}; {len(data['train'])} train / "
-        f"{len(data['val'])} val / {len(data['test'])} test slices at "
-        f"{cfgs['teacher'].data.image_size}px",
+        f"preset `{preset}`, acceleration {acceleration:g}x ({data_cfg.mask.kind} mask), seed {seed}, "
+        f"device {device}",
+        f"data: {', '.join(data_cfg.sources)} at {data_cfg.image_size}px; {labeled} fully sampled "
+        f"training slices" + (f" + {unlabeled} undersampled-only ones (seen only by the distilled "
+                               f"student, through the teacher)" if unlabeled else "")
+        + f"; {len(data['val'])} val / {len(data['test'])} test slices",
+        "teacher, student and distilled configs: teacher.yaml, student.yaml, distilled.yaml "
+        "(the distilled student has the plain student's number of optimizer steps)"
+        if PRESETS[preset]["match_steps"] else "configs: teacher.yaml, student.yaml, distilled.yaml",
         "PSNR/SSIM/NMSE/HFEN: per test volume (slab), mean ± 2 sd over volumes",
     ]
-    for name, cfg in cfgs.items():
-        save_config(cfg, out / f"{name}.yaml")
     table = write_evaluation(out, ev, f"mrdistill demo ({preset})", notes)
     return DemoResult(out, table, time.perf_counter() - start)

@@ -6,9 +6,11 @@ import argparse
 import sys
 
 from mrdistill.cli import demo, distill, evaluate, listing, train
+from mrdistill.cli import study
+from mrdistill.cli import predict, prepare
 from mrdistill.errors import MrdistillError
 
-COMMANDS = (demo, train, distill, evaluate, listing)
+COMMANDS = (demo, train, distill, evaluate, listing, study, predict, prepare)
 
 
 def build_parser() -> argparse.ArgumentParser:

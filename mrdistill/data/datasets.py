@@ -182,8 +182,14 @@ def make_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDataset]:
     """train/val/test `SliceDataset`s over the embedded corpus described by `cfg`.
 
     With `cfg.labeled_train_slices`, "train" holds only the labelled slices and "unlabeled" the
-    undersampled-only rest (target None).
+    undersampled-only rest (target None). `cfg.dataset` "fastmri" or "prepared" reads HDF5 folders
+    instead (`data.fastmri.make_file_datasets`).
     """
+    check_choice("data.dataset", cfg.dataset, ("embedded", "fastmri", "prepared"))
+    if cfg.dataset != "embedded":
+        from mrdistill.data.fastmri import make_file_datasets  # h5py is imported only when needed
+
+        return make_file_datasets(cfg, seed)  # type: ignore[return-value]
     records = build_splits(cfg)
     out = {split: SliceDataset(records[split], cfg, split, seed) for split in SPLITS}
     n = cfg.labeled_train_slices

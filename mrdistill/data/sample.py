@@ -19,6 +19,8 @@ class Sample(NamedTuple):
     max_value:   float32 () the volume max of the target (data range for PSNR/SSIM).
     volume:      volume id (str).
     slice_index: slice number within the volume (int).
+    smaps:       complex64 (C, H, W) coil sensitivities, or None (single-coil data, or coils not
+                 estimated); see `data.coils.estimate_smaps`.
     """
 
     kspace: Tensor
@@ -28,6 +30,7 @@ class Sample(NamedTuple):
     max_value: Tensor
     volume: str
     slice_index: int
+    smaps: Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Sample":
         """Move every tensor field to `device`."""
@@ -36,8 +39,9 @@ class Sample(NamedTuple):
 
 
 def collate_samples(items: Sequence[Sample]) -> Sample:
-    """Stack a list of `Sample`s into a batch; `target` stays None when any item has none."""
+    """Stack a list of `Sample`s into a batch; `target` (`smaps`) stays None when any item has none."""
     targets = [s.target for s in items]
+    smaps = [s.smaps for s in items]
     return Sample(
         kspace=torch.stack([s.kspace for s in items]),
         mask=torch.stack([s.mask for s in items]),
@@ -46,4 +50,5 @@ def collate_samples(items: Sequence[Sample]) -> Sample:
         max_value=torch.stack([torch.as_tensor(s.max_value, dtype=torch.float32) for s in items]),
         volume=[s.volume for s in items],  # type: ignore[arg-type]
         slice_index=[s.slice_index for s in items],  # type: ignore[arg-type]
+        smaps=None if any(m is None for m in smaps) else torch.stack(smaps),  # type: ignore[arg-type]
     )

@@ -11,15 +11,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mrdistill.data.crop import crop_like
 from mrdistill.data.sample import Sample
 from mrdistill.errors import MrdistillError
-from mrdistill.models.base import ReconOutput
+from mrdistill.models.base import ReconOutput, run_model
 from mrdistill.physics.fft import magnitude
 
 
 def task_loss(output: ReconOutput, target: Tensor) -> Tensor:
-    """L1 between the scored image (magnitude) and the target float (N, 1, H, W) -> scalar."""
-    return F.l1_loss(magnitude(output.image), target)
+    """L1 between the scored image (magnitude) and the target float (N, 1, h, w) -> scalar.
+
+    A magnitude larger than the target is centre-cropped to it first, as fastMRI scores 320x320
+    crops of reconstructions on the full (e.g. 640x368) k-space grid.
+    """
+    return F.l1_loss(crop_like(magnitude(output.image), target), target)
 
 
 class DistillObjective(nn.Module):
@@ -51,9 +56,28 @@ class DistillObjective(nn.Module):
     def needs_features(self) -> bool:
         return any(getattr(m, "needs_features", False) for m in self.kd.values())
 
+    @torch.no_grad()
+    def setup(self, model: nn.Module, sample: Sample) -> None:
+        """Run student and teacher once on `sample` and let every KD term create its student-side
+        adapters (`term.setup(student, teacher, sample)`, e.g. FitNets regressors, whose sizes come
+        from the features) and check its feature keys and shapes. `train.loop.fit` calls this
+        before it builds the optimizer, so the adapters are trained and checkpointed, and bad
+        pairs fail before any training. No-op without KD terms."""
+        if not self.kd:
+            return
+        teacher = self.teacher
+        assert teacher is not None
+        feats = self.needs_features
+        student_out = run_model(model, sample, feats)
+        teacher_out = run_model(teacher, sample, feats)
+        for module in self.kd.values():
+            if hasattr(module, "setup"):
+                module.setup(student_out, teacher_out, sample)
+            module(student_out, teacher_out, sample)  # every term, once: bad keys/shapes fail now
+
     def forward(self, model: nn.Module, sample: Sample) -> dict[str, Tensor]:
         feats = self.needs_features
-        student = model(sample.kspace, sample.mask, return_features=feats)
+        student = run_model(model, sample, feats)
         out: dict[str, Tensor] = {}
         total = student.image.new_zeros(())
         # A batch of undersampled-only slices (target None) learns from the teacher alone.
@@ -67,7 +91,7 @@ class DistillObjective(nn.Module):
             teacher = self.teacher
             assert teacher is not None
             with torch.no_grad():
-                teacher_out = teacher(sample.kspace, sample.mask, return_features=feats)
+                teacher_out = run_model(teacher, sample, feats)
             for name, module in self.kd.items():
                 out[f"kd/{name}"] = module(student, teacher_out, sample)
                 total = total + self.weights[name] * out[f"kd/{name}"]

@@ -1,10 +1,17 @@
-"""What every model returns."""
+"""What every model returns, and the one place that decides what a model is fed."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from torch import Tensor
+from torch import Tensor, nn
+
+from mrdistill.errors import MrdistillError
+
+if TYPE_CHECKING:
+    from mrdistill.data.sample import Sample
+
+INPUT_KINDS = ("kspace", "lowres")
 
 
 class ReconOutput(NamedTuple):
@@ -14,3 +21,31 @@ class ReconOutput(NamedTuple):
 
     image: Tensor
     features: dict[str, Tensor]
+
+
+def input_kind(model: nn.Module) -> str:
+    """"kspace" (reconstruction: `model(kspace, mask)`, the default for every model) or "lowres"
+    (super-resolution: `model(lowres float (N, 1, h, w), None)`), read from `model.input_kind`."""
+    kind = getattr(model, "input_kind", "kspace")
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"{type(model).__name__}.input_kind must be one of {INPUT_KINDS}, got {kind!r}")
+    return kind
+
+
+def run_model(model: nn.Module, sample: "Sample", return_features: bool = False) -> ReconOutput:
+    """Run `model` on a batch with the input its `input_kind` asks for.
+
+    kspace models get `(sample.kspace complex64 (N, C, H, W), sample.mask)`; lowres models get
+    `(sample.zero_filled, None)`, where super-resolution data sets put the low-res image
+    float32 (N, 1, h, w) (their target is the high-res image (N, 1, H, W)).
+    """
+    if input_kind(model) == "lowres":
+        lowres, target, scale = sample.zero_filled, sample.target, getattr(model, "scale", None)
+        # Reconstruction data hold a full-size zero-filled image here: refuse, never mis-score.
+        if scale and target is not None and \
+                tuple(n * scale for n in lowres.shape[-2:]) != tuple(target.shape[-2:]):
+            raise MrdistillError(f"{type(model).__name__} upsamples x{scale}, but the data are not x{scale} "
+                                 f"super-resolution data (input {tuple(lowres.shape[-2:])}, target "
+                                 f"{tuple(target.shape[-2:])}): set data.superres.scale: {scale}")
+        return model(lowres, None, return_features=return_features)
+    return model(sample.kspace, sample.mask, return_features=return_features)

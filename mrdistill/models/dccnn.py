@@ -73,11 +73,20 @@ class DCCNN(nn.Module):
         )
 
     def forward(self, kspace: Tensor, mask: Tensor, *, return_features: bool = False) -> ReconOutput:
-        features: dict[str, Tensor] | None = {} if return_features else None
         x = image_to_network(ifft2c(kspace), self.complex_input)  # zero-filled (N, in, H, W)
-        for i, cascade in enumerate(self.cascades):
+        return self.forward_from(x, kspace, mask, 0, return_features=return_features)
+
+    def forward_from(self, x: Tensor, kspace: Tensor, mask: Tensor, start: int, *,
+                     return_features: bool = False) -> ReconOutput:
+        """Run only cascades start+1..n (1-based) on the network image x, float (N, in, H, W):
+        e.g. another DC-CNN's "cascade{start}.out" (SFT's student branches). start=0 with the
+        zero-filled image equals `forward`. Feature keys keep their cascade numbers."""
+        if not 0 <= start <= len(self.cascades):
+            raise ValueError(f"start must be in 0..{len(self.cascades)}, got {start}")
+        features: dict[str, Tensor] | None = {} if return_features else None
+        for i in range(start, len(self.cascades)):
             prefix = f"cascade{i + 1}."
-            out = cascade(x, features, prefix)
+            out = self.cascades[i](x, features, prefix)
             if self.residual:
                 out = x + out
             lam = None if self.lambdas is None else self.lambdas[i]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from mrdistill.data.sample import collate_samples
+from mrdistill.data.crop import crop_like
+from mrdistill.data.sample import Sample, collate_samples
+from mrdistill.models.base import run_model
 from mrdistill.physics.fft import magnitude
 
 
@@ -24,6 +27,32 @@ class VolumeRecon:
     slices: list[int] = field(default_factory=list)
 
 
+def _crop_to(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """`x` (N, 1, H, W) centre-cropped to the target's size when it is larger in both axes."""
+    if x.shape[-2] >= target.shape[-2] and x.shape[-1] >= target.shape[-1]:
+        return crop_like(x, target)
+    return x
+
+
+def _same_shape_batches(dataset: Dataset, batch_size: int) -> Iterator[Sample]:
+    """Consecutive items in batches of at most `batch_size` that never mix shapes (volumes of a
+    fastMRI folder differ in k-space width, and stacking needs one shape)."""
+    pending: list[Sample] = []
+
+    def key(s: Sample) -> tuple:
+        return (tuple(s.kspace.shape), tuple(s.zero_filled.shape),
+                None if s.target is None else tuple(s.target.shape))
+
+    for i in range(len(dataset)):  # type: ignore[arg-type]
+        item = dataset[i]
+        if pending and (len(pending) == batch_size or key(item) != key(pending[0])):
+            yield collate_samples(pending)
+            pending = []
+        pending.append(item)
+    if pending:
+        yield collate_samples(pending)
+
+
 @torch.no_grad()
 def reconstruct(model: nn.Module | None, dataset: Dataset, device: str | torch.device = "cpu",
                 batch_size: int = 8) -> tuple[dict[str, VolumeRecon], float]:
@@ -33,7 +62,7 @@ def reconstruct(model: nn.Module | None, dataset: Dataset, device: str | torch.d
     """
     if model is not None:
         model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
+    loader = _same_shape_batches(dataset, batch_size)
     parts: dict[str, list[tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor, float]]] = {}
     seconds, count = 0.0, 0
     for batch in loader:
@@ -43,10 +72,12 @@ def reconstruct(model: nn.Module | None, dataset: Dataset, device: str | torch.d
             pred = zf
         else:
             start = time.perf_counter()
-            pred = magnitude(model(batch.kspace, batch.mask).image)
+            pred = magnitude(run_model(model, batch).image)
             if str(device).startswith("cuda"):
                 torch.cuda.synchronize()
             seconds += time.perf_counter() - start
+        if batch.target is not None:  # fastMRI: score the target-sized centre (e.g. 320x320)
+            pred, zf = _crop_to(pred, batch.target), _crop_to(zf, batch.target)
         count += pred.shape[0]
         for j, vol in enumerate(batch.volume):
             tgt = None if batch.target is None else batch.target[j, 0].cpu()

@@ -90,18 +90,33 @@ def append_log(path: Path, row: dict[str, Any]) -> None:
 def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: SliceDataset,
         optim: OptimConfig, run_dir: Path, *, model_name: str, model_kwargs: dict[str, Any],
         seed: int = 0, val_metric: str = "psnr", device: str | torch.device = "cpu",
-        epochs: int | None = None, lr: float | None = None, stage: str = "train",
+        epochs: int | None = None, lr: float | None = None, max_steps: int | None = None,
+        stage: str = "train",
         progress: bool = True, meta: dict[str, Any] | None = None) -> FitResult:
     """Train `model` with `objective`; validate every epoch; keep `last.pt` and `best.pt`.
 
     The weights of the best epoch (by `val_metric` on `val_set`) are loaded back into `model`.
-    `epochs`/`lr` override the optimiser config for this stage.
+    `epochs`/`lr`/`max_steps` override the optimiser config for this stage.
     """
     epochs = optim.epochs if epochs is None else epochs
     model.to(device)
     objective.to(device)
+    setup = getattr(objective, "setup", None)
+    if callable(setup):
+        # Student-side adapters (e.g. FitNets regressors) take their sizes from one forward pass;
+        # they must exist before the optimizer is built. One stored sample: the loader's RNG is
+        # left untouched, and bad feature pairs fail here, before any training.
+        setup(model, collate_samples([train_set[0]]).to(device))
+        objective.to(device)
     params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=optim.lr if lr is None else lr, weight_decay=optim.weight_decay)
+    groups: list[dict[str, Any]] = [{"params": params}]
+    extra_groups = getattr(objective, "extra_param_groups", None)
+    if callable(extra_groups):
+        # Modules the objective trains besides the student but keeps out of `parameters()`, e.g. a
+        # teacher that learns while teaching (distill.teacher_correction), at their own lr.
+        groups += extra_groups(optim.lr if lr is None else lr)
+        params = params + [p for g in groups[1:] for p in g["params"]]
+    opt = torch.optim.Adam(groups, lr=optim.lr if lr is None else lr, weight_decay=optim.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=optim.step_size, gamma=optim.gamma)
     loader = make_loader(train_set, optim.batch_size, seed)
     ckpt_dir = run_dir / "checkpoints"
@@ -109,8 +124,9 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
     best = FitResult(best_epoch=-1, best_value=-math.inf * sign)
     best_state: dict[str, torch.Tensor] | None = None
     total_steps = epochs * len(loader)
-    if optim.max_steps is not None:
-        total_steps = min(total_steps, optim.max_steps)
+    max_steps = optim.max_steps if max_steps is None else max_steps
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
     step = 0
     bar = tqdm(total=total_steps, desc=stage, disable=not progress, leave=False)
     for epoch in range(epochs):

@@ -9,13 +9,20 @@ from pathlib import Path
 from torch import nn
 
 from mrdistill.config import RunConfig, StageConfig, save_config
-from mrdistill.data.datasets import MixedDataset, SliceDataset, make_datasets
+from mrdistill.data.datasets import MixedDataset, SliceDataset
+from mrdistill.data.superres import check_model_data, make_task_datasets
 from mrdistill.distill import DistillObjective, build_kd
-from mrdistill.errors import MrdistillError
+from mrdistill.distill.teacher_correction import TeacherCorrectionObjective
+from mrdistill.distill.init import init_from_teacher
+from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
-from mrdistill.train.checkpoint import load_checkpoint, load_model
+from mrdistill.models.vdsr import Bicubic
+from mrdistill.train.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
+from mrdistill.train.sft_run import sft_train
+from mrdistill.train.unsupervised import (adaptive_distill, check_adaptive, check_selfsup,
+                                         selfsup_train)
 
 
 @dataclass
@@ -50,21 +57,48 @@ def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObj
     for i, term in enumerate(stage.kd):
         key = term.name if term.name not in terms else f"{term.name}{i}"
         terms[key] = (build_kd(term.name, **term.kwargs), term.weight)
+    if stage.teacher_correction is not None:  # the teacher learns while teaching
+        assert teacher is not None
+        return TeacherCorrectionObjective(teacher, terms, stage.task_weight, stage.teacher_correction)
     return DistillObjective(teacher, terms, task_weight=stage.task_weight)
 
 
 def _test_report(cfg: RunConfig, run_dir: Path, model: nn.Module, test: SliceDataset,
                  title: str) -> str:
-    ev = evaluate_models({"zero-filled": None, cfg.name: model}, test, cfg.device)
-    return write_evaluation(run_dir, ev, title, [f"config: {run_dir / 'config.yaml'}"])
+    # Super-resolution is compared with bicubic interpolation, reconstruction with zero filling.
+    sr = cfg.data.superres
+    baseline, base_model = ("bicubic", Bicubic(sr.scale)) if sr is not None else ("zero-filled", None)
+    ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
+    return write_evaluation(run_dir, ev, title, [f"config: {run_dir / 'config.yaml'}"],
+                            zero_filled=baseline)
+
+
+def _save_corrected_teacher(cfg: RunConfig, run_dir: Path, teacher: nn.Module | None,
+                            stage: int) -> None:
+    """`checkpoints/teacher_corrected.pt`: the teacher as teacher correction left it (last step)."""
+    if teacher is None or not cfg.distill or not Path(cfg.distill.teacher).is_file():
+        return  # an in-memory teacher has no checkpoint to take its name and arguments from
+    ckpt = load_checkpoint(cfg.distill.teacher)
+    save_checkpoint(run_dir / "checkpoints" / "teacher_corrected.pt",
+                    model_payload(teacher, ckpt["model_name"], ckpt["model_kwargs"], stage=stage))
 
 
 def train_run(cfg: RunConfig, overwrite: bool = False,
               datasets: dict[str, SliceDataset] | None = None) -> RunResult:
-    """Supervised training of `cfg.model` (a teacher or a plain student)."""
+    """Supervised training of `cfg.model` (a teacher or a plain student); self-supervised (no
+    targets, see `train.unsupervised`) when the config has a `selfsup` section."""
+    if cfg.selfsup is not None:
+        check_selfsup(cfg.selfsup, cfg.data)
     run_dir = prepare_run_dir(cfg, overwrite)
-    data = datasets or make_datasets(cfg.data, cfg.seed)
+    data = datasets or make_task_datasets(cfg.data, cfg.seed)
+    if cfg.selfsup is not None:
+        model, fits, table = selfsup_train(cfg, run_dir, data)
+        return RunResult(run_dir, model, fits, table)
+    if cfg.sft is not None:  # a student-friendly teacher, trained with student branches
+        model, fits, table = sft_train(cfg, run_dir, data)
+        return RunResult(run_dir, model, fits, table)
     model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
+    check_model_data(model, cfg.data)
     result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
                  val_metric=cfg.val_metric, device=cfg.device, stage="train",
@@ -76,18 +110,32 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
 def distill_run(cfg: RunConfig, overwrite: bool = False,
                 datasets: dict[str, SliceDataset] | None = None,
                 teacher: nn.Module | None = None) -> RunResult:
-    """Distil `cfg.distill.teacher` into `cfg.model`, stage by stage (each stage restores its best)."""
-    if cfg.distill is None or not cfg.distill.stages:
+    """Distil `cfg.distill.teacher` into `cfg.model`, stage by stage (each stage restores its best);
+    without targets from a teacher ensemble when the config has `distill.adaptive`."""
+    adaptive = cfg.distill.adaptive if cfg.distill is not None else None
+    if cfg.distill is None or not (cfg.distill.stages or adaptive):
         raise MrdistillError("distill needs a 'distill' section with at least one stage")
+    if adaptive is not None and cfg.distill.stages:
+        raise MrdistillError("distill.adaptive replaces distill.stages; remove one of them")
     if teacher is None:
         if not cfg.distill.teacher:
             raise MrdistillError("distill.teacher: no teacher checkpoint given")
         teacher = load_model(cfg.distill.teacher, cfg.device)
+    if adaptive is not None:
+        check_adaptive(adaptive, teacher, cfg.data.mode)
     run_dir = prepare_run_dir(cfg, overwrite)
-    data = datasets or make_datasets(cfg.data, cfg.seed)
+    data = datasets or make_task_datasets(cfg.data, cfg.seed)
+    if adaptive is not None:
+        student, fits, table = adaptive_distill(cfg, run_dir, data, teacher)
+        return RunResult(run_dir, student, fits, table)
     student = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     if cfg.distill.init:
         student.load_state_dict(load_checkpoint(cfg.distill.init)["model"])
+    if cfg.distill.init_from_teacher is not None:
+        check_choice("student initialisation", cfg.distill.init_from_teacher, ("teacher_layers",))
+        init_from_teacher(student, teacher)
+    check_model_data(student, cfg.data, "student")
+    check_model_data(teacher, cfg.data, "teacher")
     # Undersampled-only slices (if any) are labelled by the teacher: the student sees them too.
     train_set = MixedDataset(data["train"], data["unlabeled"]) if "unlabeled" in data else data["train"]
     fits = []
@@ -96,8 +144,12 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
         fits.append(fit(student, objective, train_set, data["val"], cfg.optim, run_dir,
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
-                        epochs=stage.epochs, lr=stage.lr, stage=f"stage{k + 1}",
+                        epochs=stage.epochs, lr=stage.lr, max_steps=stage.max_steps,
+                        stage=f"stage{k + 1}",
                         progress=cfg.progress))
+        if isinstance(objective, TeacherCorrectionObjective):
+            teacher = objective.teacher  # later stages are taught by the corrected teacher
+            _save_corrected_teacher(cfg, run_dir, teacher, k + 1)
     table = _test_report(cfg, run_dir, student, data["test"], f"{cfg.name}: test set")
     return RunResult(run_dir, student, fits, table)
 

@@ -1,0 +1,320 @@
+"""Inference benchmark: DC-CNN teacher vs student, eager vs `optimise_for_inference`, on this CPU.
+
+Usage: python benchmarks/inference.py --size 256 --batch 8 --repeats 7 --threads 2,1
+
+For every thread count, one run measures in interleaved rounds (order rotated each round): the fp32
+matmul peak (median of 3 square matmuls per round) and one batched forward of every model path.
+Reported per path: slices/s and ms/slice (median over rounds; "best" = fastest round), FLOPs per slice
+(`count_flops`: conv multiply-adds x 2, no bias/FFT/DC), achieved GFLOP/s, its fraction of the matmul
+peak (median over rounds of the per-round ratio, so slow drifts of background load cancel), the
+teacher/student speed ratio (median of per-round ratios) against the FLOP ratio, and peak memory.
+Writes `<out>.md` and `<out>.json` (default benchmarks/results/inference.{md,json}).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Must be set before torch loads OpenMP. With the default (spinning) wait policy, an OpenMP thread
+# whose core is taken by another process stalls every parallel region: on a shared 2-core machine
+# 2 threads then reach ~20 % of the matmul peak instead of ~70 %. Set it yourself to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import ctypes.util  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import shlex  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+from mrdistill.models import build_model, count_parameters  # noqa: E402
+from mrdistill.models.fast_inference import (  # noqa: E402
+    optimise_for_inference, tune_malloc_for_inference)
+from mrdistill.models.flops import count_flops  # noqa: E402
+from mrdistill.physics.fft import fft2c  # noqa: E402
+from mrdistill.physics.masks import make_mask  # noqa: E402
+
+MODELS = {"teacher": {"convs": 5}, "student": {"convs": 3}}
+MEMORY_METHOD = ("peak RSS during one call: VmHWM of /proc/self/status after malloc_trim(0) and "
+                 "resetting it through /proc/self/clear_refs (Linux); in brackets: VmHWM minus VmRSS "
+                 "just before the call, i.e. the extra memory the call needed")
+Forward = Callable[[Tensor, Tensor], object]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=256, help="image side H = W")
+    ap.add_argument("--batch", type=int, default=8, help="slices per forward call")
+    ap.add_argument("--repeats", type=int, default=7, help="timed rounds per thread count")
+    ap.add_argument("--threads", default=str(os.cpu_count() or 1),
+                    help="comma-separated intra-op thread counts, each measured separately")
+    ap.add_argument("--matmul-size", type=int, default=2048, help="side of the peak matmul")
+    ap.add_argument("--inductor", action="store_true",
+                    help="also time torch.compile(model) (inductor, weight freezing; needs a C++ compiler)")
+    ap.add_argument("--no-malloc-tuning", action="store_true",
+                    help="keep glibc's default heap trimming (see tune_malloc_for_inference)")
+    ap.add_argument("--out", default="benchmarks/results/inference", help="output path without suffix")
+    return ap.parse_args(argv)
+
+
+# ---------------------------------------------------------------- machine and inputs
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (platform.processor() is often empty on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict:
+    """Where the numbers come from; load average says how busy the machine was."""
+    return {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "onednn": torch.backends.mkldnn.is_available(), "loadavg_start": os.getloadavg(),
+            "env": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT",
+                                               "MKL_NUM_THREADS") if k in os.environ}}
+
+
+def make_batch(size: int, batch: int) -> tuple[Tensor, Tensor]:
+    """Smooth random images -> masked k-space complex64 (N, 1, H, W) and per-slice KD-MRI 4x masks
+    float (N, 1, 1, W). Uses a local generator: global RNG is left alone."""
+    gen = torch.Generator().manual_seed(0)
+    image = torch.nn.functional.avg_pool2d(torch.rand(batch, 1, size, size, generator=gen), 5, 1, 2)
+    mask = torch.stack([make_mask("kdmri", (size, size), 4.0, seed=i) for i in range(batch)])
+    return fft2c(image.to(torch.complex64)) * mask, mask
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    """Wall time of one call."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def matmul_gflops(n: int) -> Callable[[], float]:
+    """A closure timing 3 fp32 (n x n) @ (n x n) matmuls and returning their median GFLOP/s."""
+    a = torch.randn(n, n, generator=torch.Generator().manual_seed(1))
+    b = torch.randn(n, n, generator=torch.Generator().manual_seed(2))
+    a @ b  # warm-up (MKL initialises its buffers on the first call)
+    return lambda: 2 * n**3 / statistics.median(seconds(lambda: a @ b) for _ in range(3)) / 1e9
+
+
+def _status_kib(field: str) -> int | None:
+    """A `VmXXX:` field of /proc/self/status in KiB (None off Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _release_free_heap() -> None:
+    """glibc malloc_trim(0): hand free heap pages back to the OS (kept otherwise, especially after
+    `tune_malloc_for_inference`); a no-op where unavailable."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_memory_mib(fn: Callable[[], object]) -> dict:
+    """Peak RSS (MiB) while `fn` runs, and its increase over the RSS just before (see MEMORY_METHOD).
+
+    tracemalloc does not see torch's allocations, hence RSS. Off Linux, falls back to
+    `resource.getrusage(...).ru_maxrss` (the process lifetime peak; delta unknown).
+    """
+    _release_free_heap()  # so that "before" is live memory, not heap kept by earlier calls
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        before = _status_kib("VmRSS")
+    except OSError:
+        before = None
+    fn()
+    peak = _status_kib("VmHWM")
+    if before is None or peak is None:
+        return {"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "delta_mib": None}
+    return {"peak_mib": peak / 1024, "delta_mib": (peak - before) / 1024}
+
+
+def build_paths(kspace: Tensor, mask: Tensor, inductor: bool) -> tuple[dict[str, Forward], dict]:
+    """'<model>/<path>' -> forward; plus per model facts (parameters, FLOPs, fast path, setup time)."""
+    paths: dict[str, Forward] = {}
+    facts: dict = {}
+    for name, kwargs in MODELS.items():
+        model = build_model("dccnn", seed=0, **kwargs).eval()
+        start = time.perf_counter()
+        fast = optimise_for_inference(model, kspace, mask)
+        setup = time.perf_counter() - start
+        facts[name] = {"parameters": count_parameters(model),
+                       "flops_per_slice": count_flops(model, kspace[:1], mask[:1]),
+                       "fast_path": getattr(fast, "description", type(fast).__name__),
+                       "optimise_seconds": setup}
+        paths[f"{name}/eager"] = _no_grad(model)
+        paths[f"{name}/fast"] = fast
+        if inductor:
+            paths[f"{name}/inductor"] = _compiled(model, kspace, mask, facts[name])
+    return paths, facts
+
+
+def _no_grad(model: nn.Module) -> Forward:
+    """The eager model as an inference call (no autograd graph, like any fair CPU baseline)."""
+    def forward(kspace: Tensor, mask: Tensor) -> object:
+        with torch.no_grad():
+            return model(kspace, mask)
+    return forward
+
+
+def _compiled(model: nn.Module, kspace: Tensor, mask: Tensor, facts: dict) -> Forward:
+    """torch.compile (inductor, frozen weights) of the eager model; compile time goes into `facts`."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True  # constant-fold and prepack the weights, as for deployment
+    forward = _no_grad(torch.compile(model))
+    facts["inductor_compile_seconds"] = seconds(lambda: forward(kspace, mask))
+    return forward
+
+
+def max_relative_error(paths: dict[str, Forward], kspace: Tensor, mask: Tensor) -> dict[str, float]:
+    """max |path - eager| / max |eager| for every non-eager path, on the benchmark batch."""
+    errors = {}
+    for key, forward in paths.items():
+        name, kind = key.split("/")
+        if kind != "eager":
+            ref = paths[f"{name}/eager"](kspace, mask).image
+            errors[key] = float((forward(kspace, mask).image - ref).abs().max() / ref.abs().max())
+    return errors
+
+
+def timed_rounds(paths: dict[str, Forward], peak: Callable[[], float], kspace: Tensor, mask: Tensor,
+                 repeats: int) -> tuple[list[float], dict[str, list[float]]]:
+    """`repeats` rounds of (peak, one call of every path), the order rotated each round so that no
+    path always runs right after the matmul. Returns per round peak GFLOP/s and seconds per path."""
+    jobs: list[str] = ["peak", *paths]
+    peaks: list[float] = []
+    times: dict[str, list[float]] = {key: [] for key in paths}
+    for r in range(repeats):
+        for job in jobs[r % len(jobs):] + jobs[:r % len(jobs)]:
+            if job == "peak":
+                peaks.append(peak())
+            else:
+                times[job].append(seconds(lambda job=job: paths[job](kspace, mask)))
+    return peaks, times
+
+
+def measure(threads: int, args: argparse.Namespace) -> dict:
+    """Everything for one thread count."""
+    torch.set_num_threads(threads)
+    kspace, mask = make_batch(args.size, args.batch)
+    paths, facts = build_paths(kspace, mask, args.inductor)
+    errors = max_relative_error(paths, kspace, mask)  # also the warm-up call of every path
+    memory = {key: peak_memory_mib(lambda f=forward: f(kspace, mask)) for key, forward in paths.items()}
+    peaks, times = timed_rounds(paths, matmul_gflops(args.matmul_size), kspace, mask, args.repeats)
+    rows = {key: summarise(key, times[key], peaks, facts, args.batch) | {"memory": memory[key],
+            "max_rel_error_vs_eager": errors.get(key, 0.0)} for key in paths}
+    kinds = sorted({key.split("/")[1] for key in paths})
+    speedup = {kind: statistics.median(t / s for t, s in zip(times[f"teacher/{kind}"],
+                                                              times[f"student/{kind}"]))
+               for kind in kinds}
+    return {"threads": threads, "matmul_peak_gflops": {"median": statistics.median(peaks),
+                                                       "rounds": peaks},
+            "models": facts, "paths": rows, "teacher_student_speed_ratio": speedup,
+            "flop_ratio": facts["teacher"]["flops_per_slice"] / facts["student"]["flops_per_slice"]}
+
+
+def summarise(key: str, times: list[float], peaks: list[float], facts: dict, batch: int) -> dict:
+    """Throughput figures of one path from its per-round times and the same rounds' peaks."""
+    flops = facts[key.split("/")[0]]["flops_per_slice"]
+    median = statistics.median(times)
+    return {"seconds_per_call": times, "slices_per_s": batch / median,
+            "best_slices_per_s": batch / min(times), "ms_per_slice": 1e3 * median / batch,
+            "gflops_per_slice": flops / 1e9,
+            "achieved_gflops": flops * batch / median / 1e9,
+            "fraction_of_peak": statistics.median(flops * batch / t / 1e9 / p for t, p in zip(times, peaks))}
+
+
+# ---------------------------------------------------------------- report
+
+
+def render_markdown(report: dict) -> str:
+    """The results as Markdown: machine, command, then one table per thread count."""
+    m = report["machine"]
+    lines = ["# Inference benchmark (DC-CNN teacher vs student)", "",
+             f"- command: `{report['command']}`",
+             f"- machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, torch {m['torch']}, "
+             f"env {m['env']}, glibc heap trimming off (tune_malloc_for_inference): {m['malloc_tuned']}",
+             f"- load average at start / end: {_load(m['loadavg_start'])} / {_load(m['loadavg_end'])} "
+             "(other jobs share these cores: timings are medians of interleaved rounds)",
+             f"- input: {report['settings']['batch']} slices of {report['settings']['size']}^2 per call, "
+             f"{report['settings']['repeats']} rounds; FLOPs = conv multiply-adds x 2 "
+             "(`count_flops`; no bias/FFT/DC)",
+             f"- memory: {MEMORY_METHOD}", ""]
+    for run in report["runs"]:
+        lines += _run_table(run)
+    return "\n".join(lines) + "\n"
+
+
+def _load(values: tuple[float, ...]) -> str:
+    return " ".join(f"{v:.2f}" for v in values)
+
+
+def _run_table(run: dict) -> list[str]:
+    """Table and ratios of one thread count."""
+    peak = run["matmul_peak_gflops"]["median"]
+    lines = [f"## {run['threads']} thread(s): fp32 matmul peak {peak:.0f} GFLOP/s", "",
+             "| model | path | slices/s | best slices/s | ms/slice | GFLOP/slice | GFLOP/s | of peak "
+             "| peak RSS MiB (delta) | max rel. err |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, row in run["paths"].items():
+        name, kind = key.split("/")
+        mem = row["memory"]
+        delta = "" if mem["delta_mib"] is None else f" ({round(mem['delta_mib']):+d})"
+        lines.append(f"| {name} | {kind} | {row['slices_per_s']:.2f} | {row['best_slices_per_s']:.2f} "
+                     f"| {row['ms_per_slice']:.1f} | {row['gflops_per_slice']:.2f} "
+                     f"| {row['achieved_gflops']:.0f}"
+                     f" | {100 * row['fraction_of_peak']:.0f}% | {mem['peak_mib']:.0f}{delta} "
+                     f"| {row['max_rel_error_vs_eager']:.1e} |")
+    ratios = ", ".join(f"{kind} {value:.2f}x" for kind, value in run["teacher_student_speed_ratio"].items())
+    lines += ["", f"Teacher/student speed ratio (slices/s): {ratios}; FLOP ratio {run['flop_ratio']:.2f}.",
+              f"Fast path: {run['models']['teacher']['fast_path']}.", ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    malloc_tuned = False if args.no_malloc_tuning else tune_malloc_for_inference()
+    report = {"command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv),
+              "machine": machine_info(), "memory_method": MEMORY_METHOD,
+              "settings": {k: v for k, v in vars(args).items() if k != "out"}, "runs": []}
+    for threads in [int(t) for t in args.threads.split(",")]:
+        report["runs"].append(measure(threads, args))
+    report["machine"]["loadavg_end"] = os.getloadavg()
+    report["machine"]["malloc_tuned"] = malloc_tuned
+    markdown = render_markdown(report)
+    print(markdown)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(markdown)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""fastMRI HDF5 files: checking and describing one file, the ismrmrd header, and writing files.
+
+Layout (REFERENCE.md section 5): `kspace` complex64, single-coil `(slices, H, W)` or multi-coil
+`(slices, coils, H, W)`; targets float32 `(slices, h, w)` named `reconstruction_esc` (single-coil)
+or `reconstruction_rss` (multi-coil); `ismrmrd_header` XML; attributes `max`, `norm`,
+`acquisition`, `patient_id`; test files also hold a 1-D `mask` (W,) and `acceleration`.
+Prediction files hold one dataset `reconstruction` float32 `(slices, H, W)`.
+
+Every problem with a file raises `MrdistillError` with one line that names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from mrdistill.errors import MrdistillError
+
+TARGET_KEYS = {"singlecoil": "reconstruction_esc", "multicoil": "reconstruction_rss"}
+PREDICTION_KEY = "reconstruction"
+_ATTR_KEYS = ("max", "norm", "acquisition", "patient_id", "acceleration", "num_low_frequency")
+
+
+@dataclass(frozen=True)
+class EncodingInfo:
+    """What the ismrmrd header says: encoded and recon matrix sizes (x = readout = H, y = phase
+    encode = W) and the columns [padding_left, padding_right) of W that hold acquired lines; the
+    columns outside are zero padding and never count as sampled."""
+
+    encoded_size: tuple[int, int]
+    recon_size: tuple[int, int]
+    padding_left: int
+    padding_right: int
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """The metadata of one fastMRI file (what the metadata cache stores; no image data)."""
+
+    path: str
+    name: str
+    num_slices: int
+    coils: int  # 0 for single-coil k-space (slices, H, W)
+    height: int
+    width: int
+    targets: dict[str, tuple[int, int]]  # target key -> (h, w) of its slices
+    has_mask: bool  # a stored acquisition mask: the k-space is already undersampled
+    encoding: EncodingInfo
+    attrs: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> VolumeInfo:
+        enc = data["encoding"]
+        encoding = EncodingInfo(tuple(enc["encoded_size"]), tuple(enc["recon_size"]),  # type: ignore[arg-type]
+                                int(enc["padding_left"]), int(enc["padding_right"]))
+        targets = {k: (int(v[0]), int(v[1])) for k, v in data["targets"].items()}
+        return VolumeInfo(data["path"], data["name"], int(data["num_slices"]), int(data["coils"]),
+                          int(data["height"]), int(data["width"]), targets, bool(data["has_mask"]),
+                          encoding, dict(data["attrs"]))
+
+
+# ---------------------------------------------------------------- ismrmrd header
+
+
+def _child(node: ET.Element, name: str) -> ET.Element:
+    """The first child whose tag (namespace stripped) is `name`."""
+    for child in node:
+        if child.tag.rsplit("}", 1)[-1] == name:
+            return child
+    raise KeyError(name)
+
+
+def _int_at(root: ET.Element, path: tuple[str, ...]) -> int:
+    node = root
+    for name in path:
+        node = _child(node, name)
+    return int(float((node.text or "").strip()))
+
+
+def parse_ismrmrd_header(xml: bytes | str) -> EncodingInfo:
+    """Encoded/recon size and phase-encode padding from an ismrmrd XML header (first encoding).
+
+    fastMRI's convention: padding_left = encoded_y // 2 - center of kspace_encoding_step_1,
+    padding_right = padding_left + maximum + 1. Raises `ValueError`/`KeyError` on a malformed header.
+    """
+    root = ET.fromstring(xml)
+    enc = ("encoding", "encodedSpace", "matrixSize")
+    rec = ("encoding", "reconSpace", "matrixSize")
+    lim = ("encoding", "encodingLimits", "kspace_encoding_step_1")
+    encoded = (_int_at(root, enc + ("x",)), _int_at(root, enc + ("y",)))
+    recon = (_int_at(root, rec + ("x",)), _int_at(root, rec + ("y",)))
+    left = encoded[1] // 2 - _int_at(root, lim + ("center",))
+    right = left + _int_at(root, lim + ("maximum",)) + 1
+    return EncodingInfo(encoded, recon, left, right)
+
+
+def ismrmrd_header_xml(encoded: tuple[int, int], recon: tuple[int, int],
+                       pe_center: int | None = None, pe_maximum: int | None = None) -> str:
+    """A minimal ismrmrd XML header with the fields fastMRI readers use.
+
+    encoded/recon: (x, y) = (H, W) matrix sizes; the phase-encode limits default to a full,
+    unpadded acquisition (center y // 2, maximum y - 1).
+    """
+    center = encoded[1] // 2 if pe_center is None else pe_center
+    maximum = encoded[1] - 1 if pe_maximum is None else pe_maximum
+
+    def size(x: int, y: int) -> str:
+        return f"<matrixSize><x>{x}</x><y>{y}</y><z>1</z></matrixSize>"
+
+    return ('<?xml version="1.0" encoding="utf-8"?>\n'
+            '<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>'
+            f"<encodedSpace>{size(*encoded)}</encodedSpace><reconSpace>{size(*recon)}</reconSpace>"
+            "<encodingLimits><kspace_encoding_step_1>"
+            f"<minimum>0</minimum><maximum>{maximum}</maximum><center>{center}</center>"
+            "</kspace_encoding_step_1></encodingLimits></encoding></ismrmrdHeader>")
+
+
+# ---------------------------------------------------------------- reading
+
+
+@contextmanager
+def open_h5(path: str | Path) -> Iterator[h5py.File]:
+    """`h5py.File(path, "r")`; a missing, truncated or non-HDF5 file raises `MrdistillError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise MrdistillError(f"{path}: file not found")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        text = str(exc).lower()
+        if "truncated" in text:
+            why = "truncated HDF5 file (incomplete download or copy?)"
+        elif "signature" in text:
+            why = "not an HDF5 file"
+        else:
+            why = f"cannot open as HDF5 ({str(exc).splitlines()[0]})"
+        raise MrdistillError(f"{path}: {why}") from None
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def _plain(value: Any) -> Any:
+    """An HDF5 attribute as a JSON-friendly Python value."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def inspect_file(path: str | Path) -> VolumeInfo:
+    """Check one fastMRI file and describe it (shapes, targets, header, attributes).
+
+    Reads metadata only (no k-space values). Problems raise `MrdistillError` naming the file.
+    """
+    path = Path(path)
+    with open_h5(path) as f:
+        if "kspace" not in f:
+            raise MrdistillError(f"{path}: no 'kspace' dataset (has: {', '.join(sorted(f.keys())) or 'nothing'})")
+        ks = f["kspace"]
+        if not isinstance(ks, h5py.Dataset) or not np.issubdtype(ks.dtype, np.complexfloating):
+            raise MrdistillError(f"{path}: 'kspace' must be a complex dataset, got {getattr(ks, 'dtype', 'a group')}")
+        if ks.ndim not in (3, 4) or ks.shape[0] == 0:
+            raise MrdistillError(f"{path}: 'kspace' must be (slices, H, W) or (slices, coils, H, W) with "
+                                 f"at least one slice, got shape {ks.shape}")
+        slices, height, width = ks.shape[0], ks.shape[-2], ks.shape[-1]
+        coils = ks.shape[1] if ks.ndim == 4 else 0
+        targets = {}
+        for key in TARGET_KEYS.values():
+            if key in f:
+                shape = f[key].shape
+                if len(shape) != 3 or shape[0] != slices:
+                    raise MrdistillError(f"{path}: '{key}' must be ({slices}, h, w), got {shape}")
+                targets[key] = (int(shape[1]), int(shape[2]))
+        has_mask = "mask" in f
+        if has_mask and f["mask"].shape != (width,):
+            raise MrdistillError(f"{path}: 'mask' must have shape ({width},), got {f['mask'].shape}")
+        if "ismrmrd_header" in f:
+            try:
+                encoding = parse_ismrmrd_header(f["ismrmrd_header"][()])
+            except (ET.ParseError, KeyError, ValueError, TypeError) as exc:
+                raise MrdistillError(f"{path}: unreadable ismrmrd_header ({type(exc).__name__}: {exc})") from None
+        else:  # no header: recon size from the target (or k-space), no padding
+            recon = next(iter(targets.values()), (height, width))
+            encoding = EncodingInfo((height, width), recon, 0, width)
+        attrs = {k: _plain(f.attrs[k]) for k in _ATTR_KEYS if k in f.attrs}
+    return VolumeInfo(str(path), path.name[:-3] if path.name.endswith(".h5") else path.stem,
+                      int(slices), int(coils), int(height), int(width), targets, has_mask,
+                      encoding, attrs)
+
+
+def read_volume_array(path: str | Path, key: str) -> np.ndarray:
+    """A whole dataset (e.g. a target or a prediction volume) as a numpy array; clear errors."""
+    with open_h5(path) as f:
+        if key not in f:
+            raise MrdistillError(f"{path}: no '{key}' dataset (has: {', '.join(sorted(f.keys()))})")
+        try:
+            return np.asarray(f[key][()])
+        except OSError as exc:
+            raise MrdistillError(f"{path}: cannot read '{key}' ({str(exc).splitlines()[0]})") from None
+
+
+# ---------------------------------------------------------------- writing
+
+
+@contextmanager
+def _atomic_h5(path: Path) -> Iterator[h5py.File]:
+    """An HDF5 file written to a temporary name in the same folder and renamed on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_fastmri_file(path: str | Path, kspace: np.ndarray, *, target: np.ndarray | None = None,
+                       target_key: str | None = None, header_xml: str | None = None,
+                       mask: np.ndarray | None = None, attrs: Mapping[str, Any] | None = None) -> None:
+    """Write one volume in the fastMRI layout (atomically).
+
+    kspace: complex (S, H, W) or (S, C, H, W), stored complex64; target: float (S, h, w) stored
+    float32 under `target_key` (default by coil count); header_xml: ismrmrd header (default: a
+    full, unpadded acquisition with recon size = target size); mask: stored 1-D (W,) mask for
+    test-style files; attrs: HDF5 attributes (`max` and `norm` default from the target).
+    """
+    path = Path(path)
+    kspace = np.asarray(kspace)
+    h, w = kspace.shape[-2:]
+    recon = (h, w) if target is None else target.shape[-2:]
+    key = target_key or TARGET_KEYS["multicoil" if kspace.ndim == 4 else "singlecoil"]
+    all_attrs: dict[str, Any] = {}
+    if target is not None:
+        all_attrs.update(max=float(np.max(target)), norm=float(np.linalg.norm(target)))
+    all_attrs.update(attrs or {})
+    with _atomic_h5(path) as f:
+        f.create_dataset("kspace", data=kspace.astype(np.complex64))
+        if target is not None:
+            f.create_dataset(key, data=np.asarray(target, dtype=np.float32))
+        if mask is not None:
+            f.create_dataset("mask", data=np.asarray(mask, dtype=bool))
+        f.create_dataset("ismrmrd_header", data=header_xml or ismrmrd_header_xml((h, w), tuple(recon)))
+        for k, v in all_attrs.items():
+            f.attrs[k] = v
+
+
+def write_reconstruction(path: str | Path, reconstruction: np.ndarray,
+                         attrs: Mapping[str, Any] | None = None) -> None:
+    """Write a prediction file: dataset `reconstruction` float32 (S, H, W), the layout fastMRI's
+    evaluation reads; `attrs` (provenance) go into the file's attributes."""
+    recon = np.asarray(reconstruction, dtype=np.float32)
+    if recon.ndim != 3:
+        raise MrdistillError(f"{path}: a reconstruction must be (slices, H, W), got {recon.shape}")
+    with _atomic_h5(Path(path)) as f:
+        f.create_dataset(PREDICTION_KEY, data=recon)
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v

@@ -1,0 +1,161 @@
+"""Variance-weighted adaptive distillation (Wu & Li 2024) from a teacher ensemble, without targets.
+
+Student loss per batch: MSE(w |x_S|, w |x_T|) with x_T the mean of the teachers and, per sample,
+`w = clip(avg / V, lo, hi)` (default [1/3, 3]), V = sum over pixels of the teachers' per-pixel
+variance of magnitudes (the ensemble's "variance" feature) and avg the data-set mean of V: samples
+on which the teachers agree count more. `weighting="plain"` is ordinary unweighted distillation.
+
+avg is either fixed beforehand (`dataset_mean_variance`, one pass over the training set) or a running
+estimate (exponential moving average over training batches). `MemoTeacher` memoises a frozen
+teacher's outputs, so a costly ensemble runs once per training slice instead of once per step.
+
+`AdaptiveDistillation` has the KD-loss signature `loss(student, teacher, sample)` and plugs into
+`DistillObjective`, but it is not in the KD registry: it needs an ensemble teacher (its "variance"
+feature), so it is reached through the `distill.adaptive` config section instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from mrdistill.data.sample import Sample, collate_samples
+from mrdistill.distill.registry import get_feature
+from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.models.base import ReconOutput
+from mrdistill.physics.fft import magnitude
+
+WEIGHTINGS = ("adaptive", "plain")
+AVERAGES = ("running", "fixed")
+
+
+def variance_sum(variance: Tensor) -> Tensor:
+    """Per-pixel variance float (N, 1, H, W) -> V float (N,): its sum over the image."""
+    return variance.flatten(1).sum(dim=1)
+
+
+def adaptive_weights(v: Tensor, average: Tensor | float, clip: Sequence[float] = (1 / 3, 3.0)) -> Tensor:
+    """w = clip(average / V, lo, hi) per sample: V float (N,) -> float (N,); V = 0 gives hi."""
+    lo, hi = float(clip[0]), float(clip[1])
+    ratio = torch.as_tensor(average, dtype=v.dtype, device=v.device) / v.clamp_min(1e-30)
+    return ratio.clamp(lo, hi)
+
+
+def weighted_mse(student: Tensor, teacher: Tensor, w: Tensor) -> Tensor:
+    """MSE(w * student, w * teacher), w float (N,) broadcast over (N, 1, H, W) -> scalar."""
+    w = w.reshape(-1, *([1] * (student.dim() - 1)))
+    return (w * student - w * teacher).square().mean()
+
+
+def check_clip(clip: Sequence[float]) -> tuple[float, float]:
+    if len(clip) != 2 or not 0 < float(clip[0]) <= float(clip[1]):
+        raise MrdistillError(f"adaptive clip must be [lo, hi] with 0 < lo <= hi, got {list(clip)}")
+    return float(clip[0]), float(clip[1])
+
+
+class AdaptiveDistillation(nn.Module):
+    """`weighted_mse(|x_S|, |x_T|, w)`; the teacher must be an ensemble (feature "variance") unless
+    weighting is "plain". average: "running" (EMA with `momentum`) or "fixed" (see `set_average`)."""
+
+    def __init__(self, weighting: str = "adaptive", clip: Sequence[float] = (1 / 3, 3.0),
+                 average: str = "running", momentum: float = 0.99) -> None:
+        super().__init__()
+        check_choice("KD weighting", weighting, WEIGHTINGS)
+        check_choice("variance average", average, AVERAGES)
+        if not 0 <= momentum < 1:
+            raise MrdistillError(f"momentum must lie in [0, 1), got {momentum}")
+        self.weighting, self.clip = weighting, check_clip(clip)
+        self.average, self.momentum = average, momentum
+        # Plain distillation needs only the images; the variance is a teacher feature.
+        self.needs_features = weighting == "adaptive"
+        self.register_buffer("avg_variance", torch.zeros(()))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
+
+    def set_average(self, value: float) -> None:
+        """Fix avg (e.g. from `dataset_mean_variance`); the running update is switched off."""
+        if not value > 0:
+            raise MrdistillError(f"the mean teacher variance must be > 0, got {value} (identical teachers?)")
+        self.avg_variance.fill_(float(value))
+        self.seen.fill_(True)
+        self.average = "fixed"
+
+    def _average(self, v: Tensor) -> Tensor:
+        # Only optimisation steps move the estimate (not checks or evaluation under no_grad).
+        if self.average == "running" and self.training and torch.is_grad_enabled():
+            batch_mean = v.detach().mean()
+            new = batch_mean if not bool(self.seen) else \
+                self.momentum * self.avg_variance + (1 - self.momentum) * batch_mean
+            self.avg_variance.copy_(new)
+            self.seen.fill_(True)
+        if not bool(self.seen):
+            raise MrdistillError("adaptive KD has no variance average yet: call set_average or train")
+        return self.avg_variance
+
+    def weights(self, teacher: ReconOutput) -> Tensor:
+        """Per-sample weights float (N,) for a batch of teacher outputs."""
+        variance = get_feature(teacher.features, "variance", "teacher (adaptive weighting needs an "
+                               "ensemble of at least 2 teachers)")
+        v = variance_sum(variance)
+        return adaptive_weights(v, self._average(v), self.clip)
+
+    def forward(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> Tensor:
+        s, t = magnitude(student.image), magnitude(teacher.image).detach()
+        w = self.weights(teacher) if self.weighting == "adaptive" else s.new_ones(s.shape[0])
+        return weighted_mse(s, t, w)
+
+
+def _key(kspace: Tensor, mask: Tensor) -> str:
+    """A content hash of one item's input (its k-space and mask)."""
+    h = hashlib.sha1(kspace.detach().cpu().numpy().tobytes())
+    h.update(mask.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()
+
+
+class MemoTeacher(nn.Module):
+    """A frozen teacher whose outputs are remembered per input (content hash of k-space and mask).
+
+    A frozen teacher in eval mode is a pure function of its input, so this changes no result; it
+    only runs the teacher once per distinct slice. Remembers `image` and the "variance" feature.
+    """
+
+    def __init__(self, teacher: nn.Module) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.memo: dict[str, tuple[Tensor, Tensor | None]] = {}
+
+    @torch.no_grad()
+    def forward(self, kspace: Tensor, mask: Tensor, *, return_features: bool = False) -> ReconOutput:
+        mask = mask.expand(kspace.shape[0], *mask.shape[1:])
+        keys = [_key(kspace[i], mask[i]) for i in range(kspace.shape[0])]
+        missing = [i for i, k in enumerate(keys) if k not in self.memo]
+        if missing:
+            out = self.teacher(kspace[missing], mask[missing], return_features=True)
+            variance = out.features.get("variance")
+            for j, i in enumerate(missing):
+                self.memo[keys[i]] = (out.image[j], None if variance is None else variance[j])
+        image = torch.stack([self.memo[k][0] for k in keys])
+        features: dict[str, Tensor] = {}
+        if return_features and all(self.memo[k][1] is not None for k in keys):
+            features["variance"] = torch.stack([self.memo[k][1] for k in keys])  # type: ignore[misc]
+        return ReconOutput(image=image, features=features)
+
+
+@torch.no_grad()
+def dataset_mean_variance(teacher: nn.Module, dataset: Dataset, device: str | torch.device = "cpu",
+                          batch_size: int = 8, progress: bool = False) -> float:
+    """avg: the mean over `dataset` of V (summed per-pixel teacher variance), in one pass."""
+    teacher.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
+    total, count = 0.0, 0
+    for batch in tqdm(loader, desc="teacher variance", disable=not progress, leave=False):
+        batch = batch.to(device)
+        out = teacher(batch.kspace, batch.mask, return_features=True)
+        v = variance_sum(get_feature(out.features, "variance", "teacher"))
+        total += float(v.sum())
+        count += v.shape[0]
+    return total / max(count, 1)

@@ -1,0 +1,50 @@
+"""Similarity-preserving KD (Tung & Mori 2019): samples that the teacher sees as similar should look
+similar to the student too.
+
+For a feature F (B, C, H, W), Q = F reshaped to (B, C*H*W), G = Q Q^T (B, B), and every row of G is
+L2-normalised. The loss is ||G_T - G_S||_F^2 / B^2, averaged over the feature pairs. Only B x B
+matrices are compared, so student and teacher features may differ in shape (no adapter needed).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mrdistill.data.sample import Sample
+from mrdistill.distill.pairs import flatten, gather, resolve_pairs
+from mrdistill.distill.registry import register_kd
+from mrdistill.models.base import ReconOutput
+
+
+def similarity_matrix(feature: Tensor) -> Tensor:
+    """float (B, C, H, W) -> (B, B): the batch Gram matrix with L2-normalised rows."""
+    q = flatten(feature)
+    return F.normalize(q @ q.t(), dim=1)
+
+
+def similarity_distance(gs: Tensor, gt: Tensor) -> Tensor:
+    """||G_T - G_S||_F^2 / B^2 for row-normalised (B, B) matrices -> scalar."""
+    b = gs.shape[0]
+    return (gt - gs).square().sum() / (b * b)
+
+
+@register_kd("similarity")
+class SimilarityPreserving(nn.Module):
+    """Mean over pairs of ||norm(G_T) - norm(G_S)||_F^2 / B^2."""
+
+    needs_features = True
+
+    def __init__(self, pairs: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.pairs = resolve_pairs(pairs, "similarity")
+
+    def setup(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> None:
+        """Check that every key exists before training starts."""
+        gather(student, teacher, self.pairs)
+
+    def forward(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> Tensor:
+        losses = [similarity_distance(similarity_matrix(fs), similarity_matrix(ft))
+                  for _, _, fs, ft in gather(student, teacher, self.pairs)]
+        return torch.stack(losses).mean()

@@ -1,0 +1,129 @@
+"""Multi-teacher self-supervised training: K models learn together, each from its own subset of the
+acquired k-space, without any fully sampled target.
+
+`SelfSupervisedObjective` has the call signature of every objective of the training loop,
+`objective(model, sample) -> {"loss": ..., "teacher1": ..., "agreement": ...}`; `model` is an
+`Ensemble` (its members are the teachers) or a single model (one self-supervised model, e.g. the
+student baseline without distillation). Per teacher k and step:
+
+- "reundersample" (Wu & Li): teacher k reconstructs from Omega_k, a `factors[k]`-fold re-undersampling
+  of Omega, and is scored by `reundersampling_loss` against the acquired data on Omega;
+- "ssdu" (Yaman et al.): teacher k reconstructs from Theta_k and is scored by the normalised L1+L2
+  k-space loss on the held-out Lambda_k.
+
+An optional contrastive agreement term ties the teachers' outputs together through a small MLP
+embedding (a training-only module: saved with the run as "extra", not part of the model).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mrdistill.config import DataConfig, SelfSupConfig
+from mrdistill.data.sample import Sample
+from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.physics.fft import fft2c, magnitude, network_to_image
+from mrdistill.physics.masks import stable_seed
+from mrdistill.selfsup.losses import agreement_loss, normalised_l1_l2, reundersampling_loss
+from mrdistill.selfsup.split import (SELECTIONS, check_acs_block, check_acs_lines, check_factor,
+                                     check_rho, reundersample_batch, ssdu_split_batch)
+
+METHODS = ("reundersample", "ssdu")
+CHECKPOINTS = ("last", "best")
+
+
+def check_selfsup(cfg: SelfSupConfig, data: DataConfig) -> None:
+    """Reject bad settings before any training starts (one clear line each)."""
+    check_choice("self-supervised method", cfg.method, METHODS)
+    check_choice("checkpoint choice", cfg.checkpoint, CHECKPOINTS)
+    if cfg.teachers < 1:
+        raise MrdistillError(f"selfsup.teachers must be at least 1, got {cfg.teachers}")
+    if data.mode != "complex":
+        raise MrdistillError("self-supervised training needs data.mode: complex (in the real-image "
+                             "mode hard DC keeps the acquired data only on mirror-symmetric masks)")
+    size = (data.image_size, data.image_size)
+    if cfg.method == "reundersample":
+        if not cfg.factors:
+            raise MrdistillError("selfsup.factors: give at least one re-undersampling factor")
+        for f in cfg.factors:
+            check_factor(f)
+        check_acs_lines(cfg.acs_lines, data.image_size)
+    else:
+        check_rho(cfg.rho)
+        check_choice("SSDU selection", cfg.selection, SELECTIONS)
+        check_acs_block(cfg.acs_block, size)
+
+
+class ProjectionHead(nn.Module):
+    """Magnitude image float (N, 1, H, W) -> embedding float (N, dim): pool to 16x16, 2-layer MLP."""
+
+    def __init__(self, grid: int = 16, hidden: int = 128, dim: int = 64) -> None:
+        super().__init__()
+        self.grid = grid
+        self.mlp = nn.Sequential(nn.Linear(grid * grid, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.mlp(F.adaptive_avg_pool2d(image, self.grid).flatten(1))
+
+
+def members_of(model: nn.Module) -> list[nn.Module]:
+    """The teachers: an ensemble's members, or the model itself."""
+    members = getattr(model, "members", None)
+    return list(members) if isinstance(members, nn.ModuleList) else [model]
+
+
+class SelfSupervisedObjective(nn.Module):
+    """Sum over teachers of their self-supervised losses + agreement_weight x agreement.
+
+    Masks are drawn from a generator seeded with `seed` (fresh every step), or fixed per slice and
+    teacher with `fresh_masks=False`; global RNG state is never touched. Batches that carry a target
+    are refused: self-supervised training must not see ground truth.
+    """
+
+    def __init__(self, cfg: SelfSupConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.cfg, self.seed = cfg, seed
+        self.rng = np.random.default_rng(seed)
+        self.head = ProjectionHead() if cfg.agreement_weight and cfg.teachers > 1 else None
+
+    def _seeds(self, sample: Sample, k: int) -> list[int]:
+        if self.cfg.fresh_masks:
+            return self.rng.integers(0, 2**32, size=len(sample.volume)).tolist()
+        return [(stable_seed(f"{v}:{s}:teacher{k}") + self.seed) % 2**32
+                for v, s in zip(sample.volume, sample.slice_index)]
+
+    def teacher_loss(self, teacher: nn.Module, sample: Sample, k: int) -> tuple[Tensor, Tensor]:
+        """(loss, output image in network layout) of teacher k (0-based) on one batch."""
+        cfg, seeds = self.cfg, self._seeds(sample, k)
+        if cfg.method == "reundersample":
+            sub = reundersample_batch(sample.mask, cfg.factors[k % len(cfg.factors)], seeds, cfg.acs_lines)
+            out = teacher(sample.kspace * sub + 0.0, sub).image
+            loss = reundersampling_loss(network_to_image(out, True), sample.kspace, sample.mask,
+                                        cfg.dc_weight)
+        else:
+            shape = tuple(sample.kspace.shape[-2:])
+            theta, lam = ssdu_split_batch(sample.mask, shape, cfg.rho, seeds, cfg.selection, cfg.acs_block)
+            out = teacher(sample.kspace * theta + 0.0, theta).image
+            loss = normalised_l1_l2(fft2c(network_to_image(out, True)), sample.kspace, lam)
+        return loss, out
+
+    def forward(self, model: nn.Module, sample: Sample) -> dict[str, Tensor]:
+        if sample.target is not None:
+            raise MrdistillError("self-supervised training got a batch with targets; build the "
+                                 "training set with with_target=False")
+        out: dict[str, Tensor] = {}
+        images = []
+        total = sample.kspace.real.new_zeros(())
+        for k, teacher in enumerate(members_of(model)):
+            loss, image = self.teacher_loss(teacher, sample, k)
+            out[f"teacher{k + 1}"] = loss
+            total = total + loss
+            images.append(image)
+        if self.head is not None and len(images) > 1:
+            z = [self.head(magnitude(x)) for x in images]
+            out["agreement"] = agreement_loss(z, self.cfg.agreement_temperature)
+            total = total + self.cfg.agreement_weight * out["agreement"]
+        out["loss"] = total
+        return out

@@ -1,0 +1,163 @@
+"""The study's typed config (defaults live here), its presets, and loading with `--set` overrides.
+
+The default study is SFT-KD-Recon's grid on the embedded brain data: D5C5 teacher, D3C5 student,
+five KD methods (FitNets, AT, CC, FSP, SP), each distilled from an ordinary and from a
+student-friendly teacher, at 4x and 5x; each method is a feature stage followed by an L1-to-target
+stage, and every training uses the paper's recipe (Adam 1e-3, StepLR(40, 0.1), 150 epochs, batch 4).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mrdistill.config import (DataConfig, KDTermConfig, ModelConfig, OptimConfig, SFTConfig,
+                              StageConfig, apply_overrides, from_dict, load_yaml, to_dict)
+from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.eval.metrics import METRICS
+
+TEACHER_KWARGS = {"cascades": 5, "convs": 5, "channels": 32, "in_channels": 1}  # D5C5
+STUDENT_KWARGS = {"cascades": 5, "convs": 3, "channels": 32, "in_channels": 1}  # D3C5
+
+
+@dataclass
+class StudyMethod:
+    """One row of the table: a label, the KD terms of its feature stage (followed by an L1-to-target
+    stage, `StudyConfig.feature_epochs` + `task_epochs`), or a whole custom `stages` schedule."""
+
+    label: str = ""
+    kd: list[KDTermConfig] = field(default_factory=list)
+    stages: list[StageConfig] | None = None
+
+
+def paper_methods() -> list[StudyMethod]:
+    """SFT-KD-Recon's five methods on KD-MRI's feature pairs (student conv2 <-> teacher conv3 of
+    every cascade; the losses' default `pairs`). Weights bring each term to order 1 (with a
+    feature-only stage, Adam makes the scale matter little)."""
+    def term(name: str, weight: float = 1.0) -> KDTermConfig:
+        return KDTermConfig(name=name, weight=weight)
+    return [StudyMethod("FitNets", [term("hint")]), StudyMethod("AT", [term("attention", 1000.0)]),
+            StudyMethod("CC", [term("correlation")]), StudyMethod("FSP", [term("fsp")]),
+            StudyMethod("SP", [term("similarity", 1000.0)])]
+
+
+@dataclass
+class StudyConfig:
+    """Everything `mrdistill study` needs; see docs/study.md."""
+
+    name: str = "study_sft"
+    out_dir: str = "runs"
+    # Trained runs ("cells"), each in a folder named by the hash of its config: reused when found,
+    # so an interrupted study resumes and studies sharing a cache share their teachers.
+    cache_dir: str | None = None  # None: <out_dir>/<name>/cells
+    seed: int = 42  # data, teachers
+    seeds: list[int] = field(default_factory=lambda: [42])  # one student run per seed (spread)
+    device: str = "cpu"
+    val_metric: str = "psnr"
+    accelerations: list[float] = field(default_factory=lambda: [4.0, 5.0])
+    data: DataConfig = field(default_factory=lambda: DataConfig(image_size=128, slab=4))
+    teacher: ModelConfig = field(default_factory=lambda: ModelConfig("dccnn", dict(TEACHER_KWARGS)))
+    student: ModelConfig = field(default_factory=lambda: ModelConfig("dccnn", dict(STUDENT_KWARGS)))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        lr=1e-3, epochs=150, batch_size=4, step_size=40, gamma=0.1))
+    # SFT loss weights and branches; its `student` is always replaced by the study's `student`.
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    # Start SFT-KD students from the SFT run's student branches (the paper: "all the blocks of the
+    # student learn initial weights" during SFT); false: from scratch, like Std-KD students.
+    sft_student_init: bool = True
+    feature_epochs: int = 150
+    task_epochs: int = 150
+    methods: list[StudyMethod] = field(default_factory=paper_methods)
+    only: list[str] | None = None  # run only these method labels (e.g. for a seed-spread run)
+    metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "hfen", "vif", "nmse"])
+    figure_method: str | None = None  # method shown in the figure panels (None: the first)
+    progress: bool = True
+
+    @property
+    def out(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    @property
+    def cells_dir(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else self.out / "cells"
+
+    def active_methods(self) -> list[StudyMethod]:
+        return [m for m in self.methods if self.only is None or m.label in self.only]
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Proves the plumbing end to end (every cell, table, CSV, figures) in well under 3 CPU minutes.
+    "smoke": {
+        # One test volume (slab 16): each cell's own report draws one figure, not two. The
+        # architectures keep their depths (D5C5 -> D3C5) with 8 instead of 32 channels.
+        "data": {"image_size": 48, "max_train_slices": 4, "max_eval_slices": 4, "slab": 16},
+        "teacher": {"kwargs": {**TEACHER_KWARGS, "channels": 8}},
+        "student": {"kwargs": {**STUDENT_KWARGS, "channels": 8}},
+        "optim": {"epochs": 1, "batch_size": 4},
+        "feature_epochs": 1, "task_epochs": 1,
+    },
+    # The largest grid that fits about half an hour on one shared CPU core (docs/results.md);
+    # KD students get the plain student's 10 epochs: 2 feature + 8 L1-to-target.
+    "cpu": {
+        "data": {"image_size": 64, "max_train_slices": 40, "max_eval_slices": 32},
+        "optim": {"epochs": 10, "batch_size": 4, "step_size": 7, "gamma": 0.3},
+        "feature_epochs": 2, "task_epochs": 8,
+    },
+}
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_study_config(path: str | Path | None = None, preset: str | None = None,
+                      overrides: list[str] | None = None) -> StudyConfig:
+    """Defaults <- YAML file <- preset <- `--set` overrides -> a validated `StudyConfig`."""
+    data: dict[str, Any] = load_yaml(path) if path is not None else {}
+    if preset is not None:
+        check_choice("study preset", preset, list(PRESETS))
+        data = _merge(data, copy.deepcopy(PRESETS[preset]))
+    apply_overrides(data, overrides or [])
+    cfg = from_dict(StudyConfig, data, "study")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: StudyConfig) -> None:
+    """Checks that need no data or model: labels, accelerations, seeds, metrics, epochs."""
+    labels = [m.label for m in cfg.methods]
+    if not labels or any(not label for label in labels) or len(set(labels)) != len(labels):
+        raise MrdistillError(f"study.methods: every method needs a unique, non-empty label; "
+                             f"got {labels}")
+    for label in cfg.only or []:
+        check_choice("study method", label, labels)
+    if not cfg.active_methods():
+        raise MrdistillError("study: no methods to run")
+    for m in cfg.methods:
+        if not m.kd and not m.stages:
+            raise MrdistillError(f"study method {m.label!r}: give its feature-stage `kd` terms "
+                                 f"or `stages`")
+    if cfg.figure_method is not None:
+        check_choice("figure method", cfg.figure_method, [m.label for m in cfg.active_methods()])
+    if not cfg.accelerations or any(a <= 1 for a in cfg.accelerations):
+        raise MrdistillError(f"study.accelerations must be > 1, got {cfg.accelerations}")
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise MrdistillError(f"study.seeds must be a non-empty list of distinct seeds, got {cfg.seeds}")
+    for name in cfg.metrics:
+        check_choice("metric", name, list(METRICS))
+    if "psnr" not in cfg.metrics:
+        raise MrdistillError("study.metrics must include psnr (the teacher-student gap is in dB)")
+    if min(cfg.feature_epochs, cfg.task_epochs, cfg.optim.epochs) < 1:
+        raise MrdistillError("study epochs (optim.epochs, feature_epochs, task_epochs) must be >= 1")
+
+
+def save_study_config(cfg: StudyConfig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

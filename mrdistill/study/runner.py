@@ -1,0 +1,141 @@
+"""`run_study`: every cell of the grid (trained or reused), one evaluation per acceleration, and the
+study's report: `report.md` (tables), `study.csv`, `figures/<acc>.png`, `<acc>/per_slice.csv`."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from mrdistill.data.datasets import SliceDataset, make_datasets
+from mrdistill.data.sample import collate_samples
+from mrdistill.distill.sft import check_pair
+from mrdistill.eval.figures import save_panel
+from mrdistill.eval.report import atomic_write_text, summarise, write_per_slice_csv
+from mrdistill.models import build_model
+from mrdistill.study.cells import Cell, assign_dirs, ensure, method_stages, plan_cells
+from mrdistill.study.config import StudyConfig, save_study_config, validate
+from mrdistill.study.table import acceleration_table, gap_table, spread_table, write_csv
+from mrdistill.train.evaluation import evaluate_models, figure_slices
+from mrdistill.train.runs import build_objective
+
+
+@dataclass
+class StudyResult:
+    out: Path
+    markdown: str
+    rows: list[dict] = field(default_factory=list)
+    trained: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def machine() -> str:
+    """The CPU model name (for the report), as `lscpu` shows it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def dry_check(cfg: StudyConfig, train: SliceDataset) -> None:
+    """Before any training: build every method's objective on fresh models and run its setup on
+    one sample, so unknown methods, missing feature keys and mismatched shapes fail at once."""
+    teacher = build_model(cfg.teacher.name, seed=0, **cfg.teacher.kwargs)
+    student = build_model(cfg.student.name, seed=0, **cfg.student.kwargs)
+    check_pair(teacher, student)
+    sample = collate_samples([train[0]]).to(cfg.device)
+    teacher.to(cfg.device)
+    student.to(cfg.device)
+    for method in cfg.active_methods():
+        for stage in method_stages(method, cfg):
+            objective = build_objective(stage, teacher)
+            if hasattr(objective, "setup"):
+                objective.setup(student, sample)
+
+
+def _figure(path: Path, cells: list[Cell], ev_recons: dict, cfg: StudyConfig, acc: float) -> None:
+    """One slice: ZF, target, teachers, student and the figure method's Std-KD and SFT-KD."""
+    method = cfg.figure_method or cfg.active_methods()[0].label
+    seed = cfg.seeds[0]
+    names = {"ZF": "ZF", "Teacher": "teacher", "SFT teacher": "sft", "Student": f"student@{seed}",
+             f"{method} Std-KD": f"{method}/std@{seed}", f"{method} SFT-KD": f"{method}/sft@{seed}"}
+    first = ev_recons["ZF"]
+    vol, pos = figure_slices(first, 1)[0]
+    target = first[vol].target
+    assert target is not None
+    images = {shown: ev_recons[key][vol].prediction[pos].numpy() for shown, key in names.items()}
+    save_panel(path, target[pos].numpy(), images, error_for=[n for n in images if n != "ZF"],
+               title=f"{acc:g}x, {vol} slice {first[vol].slices[pos]}")
+
+
+def run_study(cfg: StudyConfig, on_cell: Callable[[Cell, bool], None] | None = None) -> StudyResult:
+    """Run (or resume) the study; `on_cell(cell, trained)` is called after each cell."""
+    start = time.perf_counter()
+    validate(cfg)
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    save_study_config(cfg, out / "study.yaml")
+    result = StudyResult(out, "")
+    labels = [m.label for m in cfg.active_methods()]
+    tables = []
+    for i, acc in enumerate(cfg.accelerations):
+        cells = plan_cells(cfg, acc)
+        assign_dirs(cells, cfg.cells_dir)
+        data = make_datasets(cells[0].cfg.data, cfg.seed)
+        if i == 0:
+            dry_check(cfg, data["train"])
+        models: dict = {}
+        for cell in tqdm(cells, desc=f"study {acc:g}x", disable=not cfg.progress):
+            trained = ensure(cell, data, models)
+            (result.trained if trained else result.reused).append(cell.key)
+            if on_cell is not None:
+                on_cell(cell, trained)
+        tag = f"{acc:g}x"
+        named = {"ZF": None, **{c.key.split("/", 1)[1]: models[c.key] for c in cells}}
+        ev = evaluate_models(named, data["test"], cfg.device, metrics=tuple(cfg.metrics))
+        summary = summarise(ev.per_volume)
+        by_name = {c.key.split("/", 1)[1]: c for c in cells}
+        for name, metrics in summary.items():
+            c = by_name.get(name)
+            row = {"acceleration": acc, "row": c.label if c else "ZF",
+                   "teacher": c.variant if c else "-", "seed": c.seed if c else "",
+                   "cell": str(c.run_dir) if c else ""}
+            for m, (mean, two_sd) in metrics.items():
+                row[m], row[f"{m}_2sd"] = mean, two_sd
+            result.rows.append(row)
+        write_per_slice_csv(out / tag / "per_slice.csv", ev.per_slice)
+        _figure(out / "figures" / f"{tag}.png", cells, ev.recons, cfg, acc)
+        tables.append(f"### {tag} (cells: Std-KD -> SFT-KD; teacher row: ordinary -> SFT teacher)\n\n"
+                      + acceleration_table(result.rows, acc, labels, cfg.metrics))
+        n_test = len(data["test"])
+        n_vol = len(ev.per_volume["ZF"])
+    write_csv(out / "study.csv", result.rows)
+    result.seconds = time.perf_counter() - start
+    spread = spread_table(result.rows)
+    parts = [f"# Study `{cfg.name}`", "", *tables,
+             "### Teacher-student gap in PSNR (dB): ordinary teacher minus student", "",
+             gap_table(result.rows, cfg.accelerations, labels)]
+    if spread:
+        parts += ["### Run-to-run spread (student seeds)", "", spread]
+    parts += ["## Notes", "",
+              f"- config: `{out / 'study.yaml'}`; seed {cfg.seed} (data, teachers), student seeds "
+              f"{cfg.seeds}; device {cfg.device}; machine: {machine()}, "
+              f"{torch.get_num_threads()} torch thread(s)",
+              f"- data: {', '.join(cfg.data.sources)} at {cfg.data.image_size}px; test set "
+              f"{n_test} slices in {n_vol} volumes; metrics per volume, averaged over volumes, then "
+              f"over seeds (per-seed values and 2 sd over volumes in study.csv)",
+              f"- SFT-KD students start from the SFT student branches: {cfg.sft_student_init}",
+              f"- cells trained {len(result.trained)}, reused {len(result.reused)}; "
+              f"{result.seconds:.0f} s", ""]
+    result.markdown = "\n".join(parts)
+    atomic_write_text(out / "report.md", result.markdown)
+    return result

@@ -1,0 +1,163 @@
+"""`predict`: reconstruct fastMRI files or image volumes with a checkpoint and write the results.
+
+fastMRI HDF5 in -> `<out>/<file name>.h5` with dataset `reconstruction` float32 (slices, H, W) at
+the target size (else the header's recon size), in the file's own units: the layout fastMRI's
+evaluation script reads. Files with a stored mask are used as acquired; fully sampled files are
+undersampled with `PredictConfig.mask`, seeded from the file name like validation masks.
+
+Image volumes (NIfTI, DICOM, PNG/JPG, NPY) are fully sampled magnitude images: each volume is
+divided by its max, k-space is simulated (real, or complex for complex-input models), undersampled
+with the seeded mask and reconstructed; the result is scaled back and written in the input's format
+family (`data.volume_io.write_like`). Super-resolution checkpoints (`input_kind == "lowres"`)
+upsample the images instead (`data.superres.upsample`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mrdistill.config import DataConfig, FastMRIConfig, PredictConfig
+from mrdistill.data.coils import rss
+from mrdistill.data.crop import center_crop
+from mrdistill.data.datasets import SliceDataset, SliceRecord
+from mrdistill.data.fastmri import COIL_MODES, FastMRISliceDataset
+from mrdistill.data.fastmri_io import inspect_file, write_reconstruction
+from mrdistill.data.volume_io import write_like
+from mrdistill.data.volumes import InputItem, find_inputs, read_volume
+from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.physics.fft import ifft2c
+from mrdistill.train.checkpoint import load_model
+from mrdistill.train.inference import reconstruct
+
+
+@dataclass
+class PredictResult:
+    """What was written, and the inputs left out as (path, problem)."""
+
+    out: Path
+    written: list[Path] = field(default_factory=list)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _upsampler() -> Callable[[nn.Module, np.ndarray], np.ndarray]:
+    try:
+        from mrdistill.data.superres import upsample
+    except ImportError:
+        raise MrdistillError("this checkpoint holds a super-resolution model (input_kind 'lowres'), "
+                             "but mrdistill.data.superres.upsample is not available") from None
+    return upsample
+
+
+def _is_lowres(model: nn.Module) -> bool:
+    return getattr(model, "input_kind", "kspace") == "lowres"
+
+
+def _mode(model: nn.Module) -> str:
+    """"real" for real-image models (KD-MRI's 1-channel DC-CNN), else "complex": read from the
+    model's `complex_input` flag, else its `in_channels` (1 = real)."""
+    flag = getattr(model, "complex_input", None)
+    if flag is None:
+        flag = getattr(model, "in_channels", 2) != 1
+    return "complex" if flag else "real"
+
+
+def predict_fastmri(model: nn.Module, path: Path, cfg: PredictConfig) -> np.ndarray:
+    """Reconstruction float32 (S, h, w) of one fastMRI file, in the file's units."""
+    info = inspect_file(path)
+    data_cfg = DataConfig(mode=_mode(model), mask=cfg.mask,
+                          fastmri=FastMRIConfig(coil_mode=cfg.coil_mode, normalize=cfg.normalize))
+    ds = FastMRISliceDataset([info], data_cfg, "test", challenge=None)
+    size = ds.crop_size(0)
+    if _is_lowres(model):  # the magnitude of the stored k-space, super-resolved
+        slices = [center_crop(rss(ifft2c(ds.read_slice(info, s)[0]), dim=-3), size).numpy()
+                  for s in range(info.num_slices)]
+        return _upsampler()(model, np.stack(slices)).astype(np.float32)
+    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size)
+    pred = recons[info.name].prediction
+    if tuple(pred.shape[-2:]) != size:
+        pred = center_crop(pred, size)
+    return (pred.numpy() * ds.volume_scale(0)).astype(np.float32)
+
+
+def predict_image_volume(model: nn.Module, item: InputItem, cfg: PredictConfig) -> tuple[Any, np.ndarray]:
+    """(the `ImageVolume` read, its reconstruction float32 (S, H, W) in the input's units)."""
+    vol = read_volume(item, cfg.slice_axis)
+    if _is_lowres(model):
+        return vol, _upsampler()(model, vol.data).astype(np.float32)
+    peak = float(vol.data.max())
+    records = [SliceRecord(item.name, i, vol.data[i] / peak) for i in range(vol.data.shape[0])]
+    ds = SliceDataset(records, DataConfig(mode=_mode(model), mask=cfg.mask), "test")
+    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size)
+    return vol, (recons[item.name].prediction.numpy() * peak).astype(np.float32)
+
+
+def _claim_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise MrdistillError(f"{out} already exists and is not empty; pass --overwrite to write into it")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def predict(checkpoint: str | Path, inputs: list[str | Path], out: str | Path,
+            cfg: PredictConfig | None = None, *, skip_bad: bool = False, overwrite: bool = False,
+            progress: bool = True) -> PredictResult:
+    """Reconstruct every volume found in `inputs` (files or folders) into `out`.
+
+    A bad input raises `MrdistillError` naming it, or with `skip_bad` is listed in
+    `PredictResult.bad` while the rest is processed. A run that writes nothing is an error.
+    """
+    cfg = cfg or PredictConfig()
+    check_choice("coil mode", cfg.coil_mode, COIL_MODES)
+    if cfg.batch_size < 1:
+        raise MrdistillError(f"batch size must be at least 1, got {cfg.batch_size}")
+    model = load_model(checkpoint, cfg.device)
+    result = PredictResult(Path(out))
+    items: list[InputItem] = []
+    for p in inputs:
+        try:
+            items += find_inputs(p)
+        except MrdistillError as exc:
+            if not skip_bad:
+                raise
+            result.bad.append((str(p), str(exc)))
+    _claim_output(result.out, overwrite)
+    names: dict[str, int] = {}
+    for item in tqdm(items, desc="predict", disable=not progress):
+        names[item.name] = names.get(item.name, 0) + 1
+        name = item.name if names[item.name] == 1 else f"{item.name}-{names[item.name]}"
+        try:
+            if item.kind == "fastmri":
+                recon = predict_fastmri(model, item.path, cfg)
+                # the input's own file name, which is what fastMRI's evaluation looks up
+                target = result.out / (item.path.name if name == item.name else f"{name}.h5")
+                write_reconstruction(target, recon, {"checkpoint": str(checkpoint), "source": str(item.path)})
+            else:
+                vol, recon = predict_image_volume(model, item, cfg)
+                vol.name = name
+                target = write_like(vol, recon, result.out)
+        except MrdistillError as exc:
+            if not skip_bad:
+                raise
+            result.bad.append((str(item.path), str(exc)))
+            continue
+        result.written.append(target)
+    if not result.written:
+        first = result.bad[0][1] if result.bad else "no inputs"
+        raise MrdistillError(f"nothing was written: none of the inputs could be read (first problem: {first})")
+    _write_log(result, checkpoint, cfg)
+    return result
+
+
+def _write_log(result: PredictResult, checkpoint: str | Path, cfg: PredictConfig) -> None:
+    """predict.json: what was run on what, so every output file can be traced."""
+    doc = {"checkpoint": str(checkpoint), "options": asdict(cfg), "torch": torch.__version__,
+           "written": [str(p) for p in result.written],
+           "skipped": [{"path": p, "problem": m} for p, m in result.bad]}
+    (result.out / "predict.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

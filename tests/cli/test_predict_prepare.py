@@ -1,0 +1,214 @@
+"""`predict`, `prepare` and fastMRI-mode `evaluate` on tiny files in the real formats."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from format_fixtures import (write_dicom_series, write_fastmri_folder,  # noqa: E402
+                             write_fastmri_volume, write_nifti, write_png_folder)
+
+from mrdistill.cli.main import main  # noqa: E402
+from mrdistill.eval.metrics import psnr, ssim  # noqa: E402
+from mrdistill.models import build_model, list_models  # noqa: E402
+from mrdistill.train.checkpoint import model_payload, save_checkpoint  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TINY = ["--set", "optim.epochs=1", "--set", "model.kwargs.cascades=1", "--set", "data.max_train_slices=4",
+        "--set", "data.max_eval_slices=4", "--no-progress"]
+BIG = {"height": 64, "width": 48, "recon": (48, 48)}  # VIF needs slices of at least 41x41
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("MRDISTILL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def cli(args, capsys):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def checkpoint(tmp_path, name="dccnn", **kwargs) -> Path:
+    kwargs = kwargs or {"cascades": 1, "convs": 2, "channels": 4, "in_channels": 2}
+    path = tmp_path / f"{name}.pt"
+    save_checkpoint(path, model_payload(build_model(name, seed=0, **kwargs), name, kwargs))
+    return path
+
+
+def test_predict_then_evaluate_like_fastmri(tmp_path, capsys):
+    val = write_fastmri_folder(tmp_path / "singlecoil_val", 2, slices=2, **BIG)
+    code, out, _ = cli(["predict", val, "--checkpoint", checkpoint(tmp_path), "--out", tmp_path / "pred",
+                        "--no-progress"], capsys)
+    assert code == 0 and "wrote 2 volume(s)" in out
+    with h5py.File(tmp_path / "pred" / "file1000.h5") as f:
+        recon = f["reconstruction"][()]
+    assert recon.shape == (2, 48, 48) and recon.dtype == np.float32
+    code, out, _ = cli(["evaluate", "--target-path", val, "--predictions-path", tmp_path / "pred",
+                        "--no-progress"], capsys)
+    assert code == 0 and "2 volumes: NMSE = " in out and "VIF" in out
+    ev = tmp_path / "pred" / "evaluation"
+    rows = (ev / "per_slice.csv").read_text().splitlines()
+    assert rows[0] == "volume,slice,nmse,psnr,ssim,hfen,vif" and len(rows) == 5
+    with h5py.File(val / "file1000.h5") as f:
+        target = f["reconstruction_esc"][()]
+    per_volume = (ev / "per_volume.csv").read_text().splitlines()[1].split(",")
+    assert float(per_volume[3]) == pytest.approx(psnr(target, recon), rel=1e-9)  # fastMRI: gt.max()
+    assert float(per_volume[4]) == pytest.approx(ssim(target, recon), rel=1e-9)
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert set(metrics["models"]["pred"]) == {"nmse", "psnr", "ssim", "hfen", "vif"}
+    assert metrics["meta"]["volumes"] == 2
+
+
+def test_predict_test_files_and_multicoil(tmp_path, capsys):
+    write_fastmri_folder(tmp_path / "in", 1, slices=2, test_acceleration=4)
+    write_fastmri_volume(tmp_path / "in" / "mc.h5", slices=2, coils=3, width=48)
+    args = ["predict", tmp_path / "in", "--checkpoint", checkpoint(tmp_path), "--no-progress"]
+    code, _, err = cli([*args, "--out", tmp_path / "p16", "--acceleration", 16], capsys)
+    assert code == 2 and "mc.h5: the mask has 1 fully sampled central column" in err
+    code, _, _ = cli([*args, "--out", tmp_path / "pred", "--acceleration", 8], capsys)
+    assert code == 0
+    for name in ("file1000", "mc"):
+        with h5py.File(tmp_path / "pred" / f"{name}.h5") as f:
+            assert f["reconstruction"].shape == (2, 16, 16)
+    log = json.loads((tmp_path / "pred" / "predict.json").read_text())
+    assert log["options"]["mask"] == {"kind": "random", "acceleration": 8.0, "center_fraction": None,
+                                      "center_lines": None, "path": None, "fresh_train_masks": False}
+
+
+def test_predict_image_volumes_keep_their_format(tmp_path, capsys):
+    write_nifti(tmp_path / "in" / "brain.nii.gz", shape=(24, 20, 3))
+    write_dicom_series(tmp_path / "in" / "scan", n=3)
+    write_png_folder(tmp_path / "in" / "pngs", n=2)
+    np.save(tmp_path / "in" / "stack.npy", np.random.default_rng(0).random((2, 16, 16)))
+    real = checkpoint(tmp_path, cascades=1, convs=2, channels=4, in_channels=1)
+    code, out, _ = cli(["predict", tmp_path / "in", "--checkpoint", real, "--out", tmp_path / "o",
+                        "--no-progress"], capsys)
+    assert code == 0 and "wrote 4 volume(s)" in out
+    assert nib.load(str(tmp_path / "o" / "brain.nii.gz")).shape == (24, 20, 3)
+    assert nib.load(str(tmp_path / "o" / "scan.nii.gz")).shape == (20, 24, 3)
+    assert sorted(p.name for p in (tmp_path / "o" / "pngs").iterdir()) == ["img1.png", "img2.png"]
+    assert np.load(tmp_path / "o" / "stack.npy").shape == (2, 16, 16)
+
+
+@pytest.mark.skipif("chpnet" not in list_models(), reason="no super-resolution model registered")
+def test_predict_with_a_super_resolution_model(tmp_path, capsys, monkeypatch):
+    write_png_folder(tmp_path / "pngs", n=2, size=(16, 12))
+    sr = checkpoint(tmp_path, "chpnet", scale=2, channels=4, levels=2, iterations=1)
+    code, _, _ = cli(["predict", tmp_path / "pngs", "--checkpoint", sr, "--out", tmp_path / "o",
+                      "--no-progress"], capsys)
+    assert code == 0
+    assert np.asarray(__import__("PIL.Image").Image.open(tmp_path / "o" / "pngs" / "img1.png")).shape == (32, 24)
+    monkeypatch.setitem(sys.modules, "mrdistill.data.superres", None)  # as if not installed
+    code, _, err = cli(["predict", tmp_path / "pngs", "--checkpoint", sr, "--out", tmp_path / "o2",
+                        "--no-progress"], capsys)
+    assert code == 2 and "superres.upsample is not available" in err
+
+
+def _break(kind: str, root: Path) -> tuple[Path, Path, str]:
+    """(input to pass, the file the message must name, expected problem)."""
+    if kind == "empty":
+        (root / "empty").mkdir()
+        return root / "empty", root / "empty", "empty folder"
+    if kind == "dicom":
+        folder = write_dicom_series(root / "scan", n=3, odd_size_file=1)
+        return folder, folder, "mixes image sizes"
+    bad = root / "vols" / "bad.h5"
+    write_fastmri_volume(bad, slices=2)
+    if kind == "truncated":
+        bad.write_bytes(bad.read_bytes()[:2500])
+        return root / "vols", bad, "truncated HDF5 file"
+    if kind == "not_hdf5":
+        bad.write_bytes(b"GIF89a not an hdf5 file")
+        return root / "vols", bad, "not an HDF5 file"
+    with h5py.File(bad, "a") as f:
+        if kind == "no_kspace":
+            del f["kspace"]
+        else:
+            f["kspace"][1, 0, 0] = np.inf
+    return root / "vols", bad, "no 'kspace' dataset" if kind == "no_kspace" else "slice 1 contains NaN or Inf"
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not_hdf5", "no_kspace", "nan", "dicom", "empty"])
+def test_bad_input_one_line_exit_2_and_skip_bad(tmp_path, capsys, kind):
+    good = write_fastmri_volume(tmp_path / "vols" / "good.h5", slices=2)
+    given, named, problem = _break(kind, tmp_path)
+    inputs = [given] if given == tmp_path / "vols" else [given, tmp_path / "vols"]
+    args = ["predict", *inputs, "--checkpoint", checkpoint(tmp_path), "--no-progress"]
+    code, _, err = cli([*args, "--out", tmp_path / "o1"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert str(named) in err and problem in err
+    code, out, err = cli([*args, "--out", tmp_path / "o2", "--skip-bad"], capsys)
+    assert code == 0 and err == "" and "skipped 1 bad input(s):" in out and problem in out
+    assert (tmp_path / "o2" / f"{good.stem}.h5").exists()
+
+
+def test_evaluate_errors_and_filters(tmp_path, capsys):
+    val = write_fastmri_folder(tmp_path / "val", 2, slices=2, **BIG)
+    (tmp_path / "pred").mkdir()
+    code, _, err = cli(["evaluate", "--target-path", val, "--predictions-path", tmp_path / "pred"], capsys)
+    assert code == 2 and "file1000.h5: no prediction for target file1000.h5" in err
+    code, _, err = cli(["evaluate", "--target-path", val, "--predictions-path", tmp_path / "pred",
+                        "--acquisition", "AXT2"], capsys)
+    assert code == 2 and "no target file matches acquisition=AXT2" in err
+    code, _, err = cli(["evaluate", "--target-path", val, "--predictions-path", tmp_path / "pred",
+                        "--run", tmp_path], capsys)
+    assert code == 2 and "not both" in err
+    code, _, err = cli(["evaluate"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    for i in range(2):  # perfect predictions, one slice missing from the second
+        with h5py.File(val / f"file100{i}.h5") as f, h5py.File(tmp_path / "pred" / f"file100{i}.h5", "w") as g:
+            g["reconstruction"] = f["reconstruction_esc"][()][: 2 - i]
+    code, _, err = cli(["evaluate", "--target-path", val, "--predictions-path", tmp_path / "pred",
+                        "--no-progress"], capsys)
+    assert code == 2 and "file1001.h5: prediction shape (1, 48, 48) does not match the target's (2, 48, 48)" in err
+    code, out, _ = cli(["evaluate", "--target-path", val, "--predictions-path", tmp_path / "pred",
+                        "--acceleration", 4, "--no-progress"], capsys)
+    assert code == 2  # validation targets carry no 'acceleration' attribute: nothing matches
+    with h5py.File(tmp_path / "pred" / "file1001.h5", "a") as g:
+        del g["reconstruction"]
+        g["reconstruction"] = h5py.File(val / "file1001.h5")["reconstruction_esc"][()]
+    code, out, _ = cli(["evaluate", "--target-path", val, "--predictions-path", tmp_path / "pred",
+                        "--challenge", "singlecoil", "--acquisition", "CORPD_FBK", "--no-progress"], capsys)
+    assert code == 0 and "PSNR = inf" in out and "SSIM = 1 +/- 0" in out
+
+
+def test_prepare_then_train_on_it(tmp_path, capsys):
+    write_nifti(tmp_path / "a.nii.gz", shape=(24, 24, 12))
+    write_png_folder(tmp_path / "pngs", n=4, size=(24, 24))
+    code, out, _ = cli(["prepare", tmp_path / "a.nii.gz", tmp_path / "pngs", tmp_path / "missing.nii",
+                        "--out", tmp_path / "prep", "--slab", 2, "--skip-bad", "--no-progress"], capsys)
+    assert code == 0 and "train:" in out and "skipped 1 bad input(s)" in out and "missing.nii: not found" in out
+    manifest = json.loads((tmp_path / "prep" / "prepare.json").read_text())
+    assert [i["kind"] for i in manifest["inputs"]] == ["nifti", "images"]
+    assert manifest["command"].startswith("mrdistill prepare ") and manifest["options"]["slab"] == 2
+    code, _, err = cli(["train", "--config", CONFIGS / "kdmri_student.yaml", *TINY,
+                        "--set", f"out_dir={tmp_path / 'runs'}", "--set", "data.dataset=prepared",
+                        "--set", f"data.path={tmp_path / 'prep'}"], capsys)
+    assert code == 0, err
+    code, _, err = cli(["prepare", tmp_path / "a.nii.gz", "--out", tmp_path / "prep", "--no-progress"], capsys)
+    assert code == 2 and "already exists and is not empty" in err
+
+
+def test_fastmri_knee_configs_train_and_distill(tmp_path, capsys):
+    write_fastmri_folder(tmp_path / "knee" / "singlecoil_train", 2, slices=2)
+    write_fastmri_folder(tmp_path / "knee" / "singlecoil_val", 2, slices=2)
+    common = [*TINY, "--set", f"out_dir={tmp_path / 'runs'}", "--set", f"data.path={tmp_path / 'knee'}"]
+    code, _, err = cli(["train", "--config", CONFIGS / "fastmri_knee_teacher.yaml", *common], capsys)
+    assert code == 0, err
+    teacher = tmp_path / "runs" / "fastmri_knee_teacher" / "checkpoints" / "best.pt"
+    code, _, err = cli(["distill", "--config", CONFIGS / "fastmri_knee_kd.yaml", *common,
+                        "--set", f"distill.teacher={teacher}",
+                        "--set", "distill.stages=[{epochs: 1, kd: [{name: imitation}]}]"], capsys)
+    assert code == 0, err
+    code, _, err = cli(["train", "--config", CONFIGS / "fastmri_knee_student.yaml", *common,
+                        "--set", "data.fastmri.challenge=multicoil"], capsys)
+    assert code == 2 and "multicoil_train: folder not found" in err

@@ -1,0 +1,109 @@
+"""`mrdistill train` (self-supervised teachers) and `mrdistill distill` (adaptive KD) from the shipped
+configs at smoke size; no training batch ever carries a target; bad input -> one line, exit 2."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import mrdistill.train.loop as loop
+from mrdistill.cli.main import main
+from mrdistill.data.sample import collate_samples
+from mrdistill.models import build_model
+from mrdistill.train.checkpoint import model_payload, save_checkpoint
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SMOKE = ["--set", "data.image_size=32", "--set", "data.max_train_slices=8", "--set",
+         "data.max_eval_slices=4", "--set", "optim.epochs=1", "--no-progress"]
+TEACHER = ["--set", "model.kwargs={unrolls: 2, convs: 3, channels: 8, in_channels: 2, cg_iters: 3}",
+           "--set", "selfsup.acs_lines=2"]
+STUDENT = ["--set", "model.kwargs.cascades=2"]
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def batches(monkeypatch):
+    """Every batch the training loop builds, recorded (the loop's collate function is wrapped)."""
+    seen = []
+
+    def spy(items):
+        batch = collate_samples(items)
+        seen.append(batch)
+        return batch
+
+    monkeypatch.setattr(loop, "collate_samples", spy)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ssl")
+    with pytest.MonkeyPatch.context() as mp:
+        seen = []
+        mp.setattr(loop, "collate_samples", lambda items: seen.append(collate_samples(items)) or seen[-1])
+        code = main(["train", "--config", str(CONFIGS / "ssl_teacher.yaml"), *SMOKE, *TEACHER,
+                     "--set", f"out_dir={out}"])
+    return out, code, seen
+
+
+def test_ssl_teacher_config_trains_without_targets(teacher_run):
+    out, code, seen = teacher_run
+    assert code == 0
+    assert seen and all(b.target is None for b in seen)  # training never saw a target
+    run = out / "ssl_teacher"
+    report = (run / "report.md").read_text()
+    assert "ssl_teacher/teacher2" in report and (run / "checkpoints" / "last.pt").exists()
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["model_name"] == "ensemble" and ckpt["model_kwargs"]["members"] == 2
+
+
+@pytest.mark.parametrize("weighting", ["adaptive", "plain"])
+def test_adaptive_kd_config_distils_without_targets(teacher_run, tmp_path, capsys, batches, weighting):
+    out, _, _ = teacher_run
+    teacher = out / "ssl_teacher" / "checkpoints" / "last.pt"
+    code, stdout, _ = run_cli(["distill", "--config", CONFIGS / "adaptive_kd.yaml", *SMOKE, *STUDENT,
+                               "--set", f"out_dir={tmp_path}", "--set", f"distill.teacher={teacher}",
+                               "--set", f"distill.adaptive.weighting={weighting}"], capsys)
+    assert code == 0 and "| adaptive_kd |" in stdout and "| teachers |" in stdout
+    assert batches and all(b.target is None for b in batches)
+    assert (tmp_path / "adaptive_kd" / "checkpoints" / "last.pt").exists()
+
+
+def test_self_supervised_student_without_distillation(tmp_path, capsys, batches):
+    code, stdout, _ = run_cli(["train", "--config", CONFIGS / "ssl_teacher.yaml", *SMOKE,
+                               "--set", f"out_dir={tmp_path}", "--set", "selfsup.teachers=1",
+                               "--set", "model.name=dccnn", "--set", "selfsup.method=ssdu",
+                               "--set", "model.kwargs={cascades: 2, in_channels: 2}"], capsys)
+    assert code == 0 and "| ssl_teacher |" in stdout
+    assert batches and all(b.target is None for b in batches)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["selfsup.method=ssdu", "selfsup.rho=1.5"],
+     "rho (fraction of Omega held out for the loss) must lie in (0, 1)"),
+    (["selfsup.factors=[2.0, 1.0]"], "re-undersampling factor must be a number > 1, got 1.0"),
+    (["selfsup.method=ssdu", "selfsup.acs_block=[40, 40]"], "ACS block 40x40 is larger than the image 32x32"),
+    (["selfsup.acs_lines=33"], "ACS band of 33 lines is larger than the image width 32"),
+    (["data.mode=real"], "needs data.mode: complex"),
+])
+def test_bad_selfsup_input_gives_one_line_and_exit_2(tmp_path, capsys, extra, message):
+    sets = [a for e in extra for a in ("--set", e)]
+    code, _, err = run_cli(["train", "--config", CONFIGS / "ssl_teacher.yaml", *SMOKE,
+                            "--set", f"out_dir={tmp_path}", *sets], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ssl_teacher").exists()  # rejected before anything was written
+
+
+def test_adaptive_weighting_needs_two_teachers(tmp_path, capsys):
+    kwargs = {"cascades": 1, "convs": 3, "channels": 4, "in_channels": 2}
+    single = tmp_path / "single.pt"
+    save_checkpoint(single, model_payload(build_model("dccnn", **kwargs), "dccnn", kwargs))
+    code, _, err = run_cli(["distill", "--config", CONFIGS / "adaptive_kd.yaml", *SMOKE,
+                            "--set", f"out_dir={tmp_path}", "--set", f"distill.teacher={single}"], capsys)
+    assert code == 2 and "adaptive weighting needs at least 2 teachers" in err
+    assert len(err.strip().splitlines()) == 1

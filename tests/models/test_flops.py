@@ -1,0 +1,123 @@
+import pytest
+import torch
+
+from conftest import synthetic_batch
+from mrdistill.models import build_model
+from mrdistill.models.fast_inference import (EagerInference, InferenceDCCNN, column_projection,
+                                             optimise_for_inference)
+from mrdistill.models.flops import count_flops
+from mrdistill.physics.fft import fft2c, ifft2c
+from mrdistill.physics.masks import make_mask
+
+
+def analytic_conv_flops(model, height: int, width: int) -> int:
+    """sum over convs of 2 * Cin * Cout * 9 * H * W per slice (no bias), the documented convention."""
+    return sum(2 * c.in_channels * c.out_channels * 9 * height * width
+               for cascade in model.cascades for c in cascade.convs)
+
+
+@pytest.mark.parametrize("convs", [3, 5])
+def test_flops_match_analytic_conv_count(convs):
+    batch = synthetic_batch(n=2, size=32)
+    model = build_model("dccnn", convs=convs, seed=0)
+    assert count_flops(model, batch.kspace, batch.mask) == 2 * analytic_conv_flops(model, 32, 32)
+
+
+def test_flop_counter_mode_agrees():
+    # FlopCounterMode's conv formula has no bias term either, and no FFT/DC formula.
+    batch = synthetic_batch(n=1, size=16)
+    model = build_model("dccnn", convs=3, cascades=2)
+    assert (count_flops(model, batch.kspace, batch.mask, method="flop_counter")
+            == count_flops(model, batch.kspace, batch.mask) == analytic_conv_flops(model, 16, 16))
+
+
+def test_teacher_student_flop_ratio():
+    batch = synthetic_batch(n=1, size=32)
+    teacher = count_flops(build_model("dccnn", convs=5), batch.kspace, batch.mask)
+    student = count_flops(build_model("dccnn", convs=3), batch.kspace, batch.mask)
+    # per cascade (2*32 + 3*32*32) / (2*32 + 32*32) = 3136 / 1088
+    assert teacher / student == pytest.approx(3136 / 1088) == pytest.approx(2.88, abs=0.01)
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"convs": 5},
+    {"convs": 3, "dc": "soft", "dc_lambda": 0.5},
+    {"convs": 3, "in_channels": 2, "activation": "leaky_relu", "residual": True},
+])
+def test_fast_path_matches_eager(kwargs):
+    batch = synthetic_batch(n=3, size=32, complex_input=kwargs.get("in_channels") == 2)
+    model = build_model("dccnn", seed=0, **kwargs)
+    # chunk_bytes for 2 slices of 32 channels: the batch of 3 runs as chunks of 2 + 1
+    fast = optimise_for_inference(model, batch.kspace, batch.mask, chunk_bytes=2 * 32 * 32 * 32 * 4)
+    assert isinstance(fast, InferenceDCCNN) and fast.chunk == 2
+    with torch.no_grad():
+        ref = model(batch.kspace, batch.mask).image
+    out = fast(batch.kspace, batch.mask)
+    assert out.features == {} and out.image.shape == ref.shape
+    assert _relative_error(out.image, ref) < 1e-4
+
+
+def test_fast_path_with_shared_and_2d_masks():
+    model = build_model("dccnn", convs=3, seed=0)
+    image = torch.rand(2, 1, 24, 20, generator=torch.Generator().manual_seed(0)).to(torch.complex64)
+    for mask in (make_mask("kdmri", (24, 20), 4.0, seed=1),  # (1, 1, W), shared by the batch
+                 make_mask("gaussian2d", (24, 20), 4.0, seed=1)[None]):  # (1, 1, H, W): eager DC
+        kspace = fft2c(image) * mask
+        fast = optimise_for_inference(model, kspace, mask)
+        with torch.no_grad():
+            assert _relative_error(fast(kspace, mask).image, model(kspace, mask).image) < 1e-4
+
+
+def test_column_projection_is_the_masked_fft_projection():
+    mask = make_mask("kdmri", (16, 16), 4.0, seed=3)  # (1, 1, W)
+    x = torch.randn(2, 1, 16, 16, dtype=torch.complex128, generator=torch.Generator().manual_seed(0))
+    expected = ifft2c(mask * fft2c(x))
+    projected = (x.to(torch.complex64) @ column_projection(mask[0]).to(torch.complex64))
+    assert torch.allclose(projected, expected, atol=1e-5)
+
+
+def test_optimise_leaves_model_and_global_rng_alone():
+    batch = synthetic_batch(n=2, size=32)
+    model = build_model("dccnn", convs=3, seed=0).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    fast = optimise_for_inference(model, batch.kspace, batch.mask)
+    fast(batch.kspace, batch.mask)
+    count_flops(model, batch.kspace, batch.mask)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert model.state_dict().keys() == before.keys()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def test_fast_path_refuses_features_and_other_models_fall_back():
+    batch = synthetic_batch(n=1, size=32)
+    fast = optimise_for_inference(build_model("dccnn", convs=3), batch.kspace, batch.mask)
+    with pytest.raises(ValueError, match="features"):
+        fast(batch.kspace, batch.mask, return_features=True)
+
+    class Identity(torch.nn.Module):
+        def forward(self, kspace, mask):
+            return fast(kspace, mask)  # any non-DCCNN model
+
+    assert isinstance(optimise_for_inference(Identity(), batch.kspace, batch.mask), EagerInference)
+
+
+def test_without_onednn_ops_the_plain_conv_fallback_still_matches(monkeypatch):
+    import mrdistill.models.fast_inference as flops
+
+    def unavailable(*args):
+        raise RuntimeError("no oneDNN in this build")
+
+    monkeypatch.setattr(flops, "_pack_weight", unavailable)
+    batch = synthetic_batch(n=2, size=32)
+    model = build_model("dccnn", convs=3, activation="leaky_relu", seed=0)
+    fast = optimise_for_inference(model, batch.kspace, batch.mask)
+    assert isinstance(fast, InferenceDCCNN) and fast.description.startswith("F.conv2d")
+    with torch.no_grad():
+        ref = model(batch.kspace, batch.mask).image
+    assert _relative_error(fast(batch.kspace, batch.mask).image, ref) < 1e-4
