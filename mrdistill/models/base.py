@@ -35,7 +35,9 @@ def input_kind(model: nn.Module) -> str:
 def run_model(model: nn.Module, sample: "Sample", return_features: bool = False) -> ReconOutput:
     """Run `model` on a batch with the input its `input_kind` asks for.
 
-    kspace models get `(sample.kspace complex64 (N, C, H, W), sample.mask)`; lowres models get
+    kspace models get `(sample.kspace complex64 (N, C, H, W), sample.mask)` (and
+    `smaps=sample.smaps` when the batch has coil maps and the model sets `accepts_smaps`); lowres
+    models get
     `(sample.zero_filled, None)`, where super-resolution data sets put the low-res image
     float32 (N, 1, h, w) (their target is the high-res image (N, 1, H, W)).
     """
@@ -48,4 +50,8 @@ def run_model(model: nn.Module, sample: "Sample", return_features: bool = False)
                                  f"super-resolution data (input {tuple(lowres.shape[-2:])}, target "
                                  f"{tuple(target.shape[-2:])}): set data.superres.scale: {scale}")
         return model(lowres, None, return_features=return_features)
+    # Multi-coil data carry coil maps; models that use them (accepts_smaps = True) get them.
+    smaps = getattr(sample, "smaps", None)
+    if smaps is not None and getattr(model, "accepts_smaps", False):
+        return model(sample.kspace, sample.mask, smaps=smaps, return_features=return_features)
     return model(sample.kspace, sample.mask, return_features=return_features)

@@ -47,8 +47,15 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(build_model(member, **(member_kwargs or {}))
                                      for _ in range(members))
 
-    def forward(self, kspace: Tensor, mask: Tensor, *, return_features: bool = False) -> ReconOutput:
-        images = [m(kspace, mask).image for m in self.members]
+    @property
+    def accepts_smaps(self) -> bool:
+        """Coil maps are passed on when every member uses them."""
+        return all(getattr(m, "accepts_smaps", False) for m in self.members)
+
+    def forward(self, kspace: Tensor, mask: Tensor, *, smaps: Tensor | None = None,
+                return_features: bool = False) -> ReconOutput:
+        extra = {} if smaps is None else {"smaps": smaps}
+        images = [m(kspace, mask, **extra).image for m in self.members]
         mean = torch.stack(images).mean(dim=0)
         features: dict[str, Tensor] = {}
         if return_features:

@@ -84,6 +84,8 @@ class MoDL(nn.Module):
     "unroll{i}.denoised" (z) and "unroll{i}.out" (x after DC), 1-based, network layout.
     """
 
+    accepts_smaps = True  # multi-coil: run_model passes Sample.smaps
+
     def __init__(self, unrolls: int = 5, convs: int = 9, channels: int = 64, in_channels: int = 1,
                  cg_iters: int = 10, lam: float = 0.05, batchnorm: bool = False) -> None:
         super().__init__()

@@ -96,3 +96,27 @@ def test_ensemble_mean_and_variance():
     assert torch.allclose(out.features["variance"], ((magnitude(a) - magnitude(c)) / 2) ** 2, atol=1e-6)
     assert torch.equal(member_variance([a, a]), torch.zeros_like(out.features["variance"]))
     assert ens(b.kspace, b.mask).features == {}
+
+
+def test_run_model_passes_coil_maps_to_models_that_use_them():
+    from mrdistill.data.sample import Sample
+    from mrdistill.distill import DistillObjective
+    from mrdistill.models import build_model
+    from mrdistill.models.base import run_model
+    from mrdistill.physics.fft import fft2c
+    from mrdistill.physics.masks import make_mask
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 1, 16, 16, generator=g).to(torch.complex64)
+    smaps = torch.randn(2, 3, 16, 16, generator=g, dtype=torch.complex64)
+    smaps = smaps / smaps.abs().square().sum(1, keepdim=True).sqrt()
+    mask = make_mask("kdmri", (16, 16), 2.0, seed=0, center_lines=4)[None].expand(2, -1, -1, -1)
+    k = fft2c(smaps * image) * mask
+    sample = Sample(k, mask, torch.zeros(2, 2, 16, 16), image.abs(), torch.ones(2), ["a", "b"], [0, 1],
+                    smaps)
+    model = build_model("modl", unrolls=1, convs=2, channels=4, in_channels=2, cg_iters=3, seed=0)
+    out = run_model(model, sample)
+    assert out.image.shape == (2, 2, 16, 16)  # coil-combined: one complex image
+    loss = DistillObjective()(model, sample)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
