@@ -1,8 +1,10 @@
 """Summarise benchmarks/results/hetero_sr.jsonl into the Markdown table of docs/results.md section 4.
 
 Per scale and model: the mean over seeds of the test-set PSNR/SSIM/HFEN (each a mean over test
-volumes) +- the standard deviation across seeds (the run-to-run spread; "-" for models trained
-once), parameters and ms per image; then the per-seed paired differences in PSNR (same seed = same
+volumes) +- the standard deviation across seeds (the run-to-run spread; none for models trained
+once), parameters and ms per image (batch 1, one thread, from benchmarks/results/hetero_speed.json
+at the table's image size: timings taken during the training runs swing with the machine's load);
+then the per-seed paired differences in PSNR (same seed = same
 initialisation and batch order) of teacher correction against the frozen teacher and the student.
 
 Usage: python benchmarks/hetero_table.py [--log benchmarks/results/hetero_sr.jsonl]
@@ -34,7 +36,10 @@ def cell(values: list[float], decimals: int, spread: bool) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--log", default=str(ROOT / "benchmarks" / "results" / "hetero_sr.jsonl"))
+    ap.add_argument("--speed", default=str(ROOT / "benchmarks" / "results" / "hetero_speed.json"))
     args = ap.parse_args()
+    speed = {(r["scale"], r["size"]): r for r in json.loads(Path(args.speed).read_text())["rows"]
+             if r["pair"] == "swinir -> chpnet"}
     rows = [json.loads(line) for line in Path(args.log).read_text().splitlines() if line.strip()]
     by: dict[tuple[int, str], dict[int, dict]] = defaultdict(dict)
     for r in rows:
@@ -51,7 +56,8 @@ def main() -> None:
             spread = model in SEEDED
             metrics = [cell([r[m] for r in runs], d, spread)
                        for m, d in (("psnr", 2), ("ssim", 4), ("hfen", 4))]
-            ms = np.mean([r["ms_per_image"] for r in runs])
+            timing = speed[(scale, runs[0]["size"])]
+            ms = timing["teacher_ms"] if model.startswith("teacher") else timing["student_ms"]
             params = f"{runs[0]['params']:,}" if runs[0]["params"] else "-"
             print(f"| {model} | {' | '.join(metrics)} | {params} | "
                   f"{'-' if not runs[0]['params'] else f'{ms:.1f}'} |")

@@ -37,6 +37,7 @@ import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from mrdistill.models import build_model, count_parameters  # noqa: E402
+from mrdistill.machine import cpu_model  # noqa: E402
 from mrdistill.models.fast_inference import (  # noqa: E402
     optimise_for_inference, tune_malloc_for_inference)
 from mrdistill.models.flops import count_flops  # noqa: E402
@@ -67,17 +68,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------- machine and inputs
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (platform.processor() is often empty on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_info() -> dict:

@@ -7,8 +7,11 @@ resized to the teacher's spatial size (the two sizes must differ by integer fact
 Both maps are then standardised per sample (zero mean, unit variance over C, H, W), so the very
 different activation scales of a transformer and a CNN do not matter, and compared by MSE or L1.
 
-Adapters are sized from one batch by `setup` before training (`DistillObjective.setup`, which
-`train.loop.fit` calls before it builds the optimizer), so the optimizer sees them; they are student-side training modules, dropped at export.
+Adapters start as the identity when the channel counts agree (so identical features cost exactly
+zero), else with a default init drawn from `seed` in a forked RNG (global RNG state is untouched).
+They are sized from one batch by `setup` before training (`DistillObjective.setup`, which
+`train.loop.fit` calls before it builds the optimizer), so the optimizer sees them; they are
+student-side training modules, dropped at export.
 """
 
 from __future__ import annotations
@@ -58,6 +61,18 @@ def resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def make_adapter(c_in: int, c_out: int, seed: int) -> nn.Conv2d:
+    """1x1 conv c_in -> c_out: the identity when c_in == c_out, else default init from `seed`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        conv = nn.Conv2d(c_in, c_out, 1)
+    if c_in == c_out:
+        with torch.no_grad():
+            conv.weight.copy_(torch.eye(c_in)[:, :, None, None])
+            conv.bias.zero_()
+    return conv
+
+
 def standardise(x: Tensor, eps: float = 1e-6) -> Tensor:
     """Per sample: zero mean, unit variance over all non-batch axes."""
     flat = x.flatten(1)
@@ -85,14 +100,14 @@ class HeteroFeatureKD(nn.Module):
     needs_features = True
 
     def __init__(self, pairs: dict[str, str] | None = None, distance: str = "l2",
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, seed: int = 0) -> None:
         super().__init__()
         if not pairs:
             raise MrdistillError("hetero_feature needs pairs {student_key: teacher_key}, e.g. "
                                  "{'iter2.dec2': 'body'}")
         check_choice("hetero_feature distance", distance, ("l1", "l2"))
         self.pairs = dict(pairs)
-        self.distance, self.normalize = distance, normalize
+        self.distance, self.normalize, self.seed = distance, normalize, seed
         self.adapters = nn.ModuleList()
 
     @property
@@ -113,7 +128,8 @@ class HeteroFeatureKD(nn.Module):
             return
         for s_key, t_key in self.pairs.items():
             fs, ft = self._maps(student, teacher, s_key, t_key)
-            self.adapters.append(nn.Conv2d(fs.shape[1], ft.shape[1], 1).to(fs.device))
+            adapter = make_adapter(fs.shape[1], ft.shape[1], self.seed + len(self.adapters))
+            self.adapters.append(adapter.to(fs.device))
 
     def _adapted(self, k: int, fs: Tensor, ft: Tensor) -> Tensor:
         if not self.bound:

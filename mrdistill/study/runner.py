@@ -3,7 +3,6 @@ study's report: `report.md` (tables), `study.csv`, `figures/<acc>.png`, `<acc>/p
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from mrdistill.machine import cpu_model as machine
 from mrdistill.data.datasets import SliceDataset, make_datasets
 from mrdistill.data.sample import collate_samples
 from mrdistill.distill.sft import check_pair
@@ -33,17 +33,6 @@ class StudyResult:
     trained: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def machine() -> str:
-    """The CPU model name (for the report), as `lscpu` shows it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def dry_check(cfg: StudyConfig, train: SliceDataset) -> None:

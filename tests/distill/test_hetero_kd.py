@@ -84,6 +84,18 @@ def test_loss_is_scale_free_and_gradients_go_to_the_right_side():
     assert ft.grad is not None and fs.grad is None and kd.adapters[0].weight.grad is None
 
 
+def test_adapters_identity_when_widths_agree_and_global_rng_untouched():
+    fs, ft = torch.rand(2, 4, 8, 8), torch.rand(2, 6, 8, 8)
+    state = torch.random.get_rng_state()
+    kd = build_kd("hetero_feature", pairs={"a": "a", "b": "c"}, seed=3)
+    kd.setup(ReconOutput(fs, {"a": fs, "b": fs}), ReconOutput(ft, {"a": fs, "c": ft}))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.testing.assert_close(kd.adapters[0](fs), fs)
+    again = build_kd("hetero_feature", pairs={"a": "a", "b": "c"}, seed=3)
+    again.setup(ReconOutput(fs, {"a": fs, "b": fs}), ReconOutput(ft, {"a": fs, "c": ft}))
+    assert torch.equal(again.adapters[1].weight, kd.adapters[1].weight)
+
+
 def test_unbuilt_adapters_and_missing_pairs():
     with pytest.raises(MrdistillError, match="needs pairs"):
         build_kd("hetero_feature")
