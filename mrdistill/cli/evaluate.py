@@ -47,20 +47,23 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_mode(args: argparse.Namespace) -> int:
     from mrdistill.config import load_run_config
-    from mrdistill.data.datasets import make_datasets
+    from mrdistill.data.superres import make_task_datasets
     from mrdistill.train.checkpoint import load_model
     from mrdistill.train.evaluation import evaluate_models, write_evaluation
+    from mrdistill.train.runs import baseline_for
 
     run_dir = Path(args.run)
     if not (run_dir / "config.yaml").is_file():
         raise MrdistillError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = load_run_config(run_dir / "config.yaml")
     model = load_model(run_dir / "checkpoints" / args.checkpoint, cfg.device)
-    test = make_datasets(cfg.data, cfg.seed)["test"]
-    ev = evaluate_models({"zero-filled": None, cfg.name: model}, test, cfg.device)
+    test = make_task_datasets(cfg.data, cfg.seed)["test"]  # SR data for SR runs
+    baseline, base_model = baseline_for(cfg)
+    ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
     out = Path(args.out) if args.out else run_dir / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
-    print(write_evaluation(out, ev, f"{cfg.name}: evaluation", [f"checkpoint: {args.checkpoint}"]))
+    print(write_evaluation(out, ev, f"{cfg.name}: evaluation", [f"checkpoint: {args.checkpoint}"],
+                          zero_filled=baseline))
     print(f"\nwritten: {out}")
     return 0
 

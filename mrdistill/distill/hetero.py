@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mrdistill.data.sample import Sample
+from mrdistill.distill.hint import make_regressor
 from mrdistill.distill.registry import get_feature, register_kd
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models.base import ReconOutput
@@ -59,18 +60,6 @@ def resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
     if x.shape[-2] >= size[0] and x.shape[-1] >= size[1]:
         return F.adaptive_avg_pool2d(x, size)
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-def make_adapter(c_in: int, c_out: int, seed: int) -> nn.Conv2d:
-    """1x1 conv c_in -> c_out: the identity when c_in == c_out, else default init from `seed`."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        conv = nn.Conv2d(c_in, c_out, 1)
-    if c_in == c_out:
-        with torch.no_grad():
-            conv.weight.copy_(torch.eye(c_in)[:, :, None, None])
-            conv.bias.zero_()
-    return conv
 
 
 def standardise(x: Tensor, eps: float = 1e-6) -> Tensor:
@@ -128,7 +117,7 @@ class HeteroFeatureKD(nn.Module):
             return
         for s_key, t_key in self.pairs.items():
             fs, ft = self._maps(student, teacher, s_key, t_key)
-            adapter = make_adapter(fs.shape[1], ft.shape[1], self.seed + len(self.adapters))
+            adapter = make_regressor(fs.shape[1], ft.shape[1], self.seed + len(self.adapters))
             self.adapters.append(adapter.to(fs.device))
 
     def _adapted(self, k: int, fs: Tensor, ft: Tensor) -> Tensor:

@@ -61,7 +61,9 @@ def model_payload(model: nn.Module, model_name: str, model_kwargs: dict[str, Any
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the registered model stored in a checkpoint, weights loaded, in eval mode."""
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt["model_name"], **ckpt["model_kwargs"])
+    # Seeded (inside a forked RNG) only so that building never consumes global RNG state; every
+    # initial weight is overwritten by the checkpoint's.
+    model = build_model(ckpt["model_name"], seed=0, **ckpt["model_kwargs"])
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

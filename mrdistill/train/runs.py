@@ -63,11 +63,16 @@ def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObj
     return DistillObjective(teacher, terms, task_weight=stage.task_weight)
 
 
+def baseline_for(cfg: RunConfig) -> tuple[str, nn.Module | None]:
+    """The reference row of a report: bicubic interpolation for super-resolution, zero filling
+    (model None) for reconstruction."""
+    sr = cfg.data.superres
+    return ("bicubic", Bicubic(sr.scale)) if sr is not None else ("zero-filled", None)
+
+
 def _test_report(cfg: RunConfig, run_dir: Path, model: nn.Module, test: SliceDataset,
                  title: str) -> str:
-    # Super-resolution is compared with bicubic interpolation, reconstruction with zero filling.
-    sr = cfg.data.superres
-    baseline, base_model = ("bicubic", Bicubic(sr.scale)) if sr is not None else ("zero-filled", None)
+    baseline, base_model = baseline_for(cfg)
     ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
     return write_evaluation(run_dir, ev, title, [f"config: {run_dir / 'config.yaml'}"],
                             zero_filled=baseline)

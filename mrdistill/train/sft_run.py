@@ -37,7 +37,7 @@ def export_sft_student(cfg: RunConfig, run_dir: Path) -> Path:
     """Write the best epoch's branch student as an ordinary checkpoint; returns its path."""
     assert cfg.sft is not None
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    student = build_model(cfg.sft.student.name, **cfg.sft.student.kwargs)
+    student = build_model(cfg.sft.student.name, seed=cfg.seed + 1, **cfg.sft.student.kwargs)
     student.load_state_dict(student_state(best["extra"]))
     path = run_dir / "checkpoints" / SFT_STUDENT
     save_checkpoint(path, model_payload(student, cfg.sft.student.name, cfg.sft.student.kwargs,

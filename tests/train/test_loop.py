@@ -94,3 +94,12 @@ def test_unlabelled_batch_learns_from_teacher_only(tiny_data):
     obj = DistillObjective(build_model("dccnn", cascades=1), {"imitation": (build_kd("imitation"), 1.0)})
     out = obj(build_model("dccnn", cascades=1, convs=3), sample)
     assert "task" not in out and torch.equal(out["loss"], out["kd/imitation"])
+
+
+def test_loading_a_checkpoint_leaves_global_rng_alone(tmp_path):
+    path = tmp_path / "m.pt"
+    from mrdistill.train.checkpoint import model_payload
+    save_checkpoint(path, model_payload(build_model("dccnn", cascades=1, seed=0), "dccnn", {"cascades": 1}))
+    state = torch.random.get_rng_state()
+    load_model(path)
+    assert torch.equal(state, torch.random.get_rng_state())
