@@ -14,28 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from mrdistill.machine import cpu_model as machine
 from mrdistill.config import load_run_config
 from mrdistill.models import build_model, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def machine() -> str:
-    """CPU model name (lscpu), or the platform string."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line)
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def pairs(scale: int) -> dict[str, tuple[nn.Module, nn.Module]]:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mrdistill.machine import cpu_model as machine
 from mrdistill.config import RunConfig, apply_overrides, from_dict, load_yaml
 from mrdistill.data.superres import make_task_datasets
 from mrdistill.eval.report import summarise
@@ -35,13 +34,6 @@ from mrdistill.train.runs import distill_run, train_run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def machine() -> str:
-    """CPU model name (lscpu), or the platform string."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line)
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def config(path: Path, overrides: list[str], epochs: int | None, **top: object) -> dict:
