@@ -14,13 +14,11 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from mrdistill.data.sample import Sample
-from mrdistill.distill.pairs import flatten, gather, resolve_pairs
+from mrdistill.distill.pairs import PairwiseKD, flatten
 from mrdistill.distill.registry import register_kd
 from mrdistill.errors import MrdistillError, check_choice
-from mrdistill.models.base import ReconOutput
 
 
 def correlation_matrix(feature: Tensor, kernel: str = "gaussian", gamma: float = 0.4,
@@ -41,27 +39,20 @@ def correlation_distance(cs: Tensor, ct: Tensor) -> Tensor:
 
 
 @register_kd("correlation")
-class CorrelationCongruence(nn.Module):
+class CorrelationCongruence(PairwiseKD):
     """Mean over pairs of ||C_T - C_S||^2 / B^2 (Gaussian kernel, Taylor order P, or bilinear)."""
 
-    needs_features = True
+    method = "correlation"
 
     def __init__(self, pairs: dict[str, str] | None = None, kernel: str = "gaussian",
                  gamma: float = 0.4, order: int = 2) -> None:
-        super().__init__()
+        super().__init__(pairs)
         check_choice("correlation kernel", kernel, ("gaussian", "bilinear"))
         if gamma <= 0 or order < 0:
             raise MrdistillError(f"correlation: gamma must be > 0 and order >= 0, "
                                  f"got gamma={gamma}, order={order}")
-        self.pairs = resolve_pairs(pairs, "correlation")
         self.kernel, self.gamma, self.order = kernel, float(gamma), int(order)
 
-    def setup(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> None:
-        """Check that every key exists before training starts."""
-        gather(student, teacher, self.pairs)
-
-    def forward(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> Tensor:
+    def pair_loss(self, fs: Tensor, ft: Tensor) -> Tensor:
         args = (self.kernel, self.gamma, self.order)
-        losses = [correlation_distance(correlation_matrix(fs, *args), correlation_matrix(ft, *args))
-                  for _, _, fs, ft in gather(student, teacher, self.pairs)]
-        return torch.stack(losses).mean()
+        return correlation_distance(correlation_matrix(fs, *args), correlation_matrix(ft, *args))

@@ -8,11 +8,13 @@ that name the valid choices.
 
 from __future__ import annotations
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from mrdistill.distill.attention import default_pairs
 from mrdistill.distill.registry import get_feature
 from mrdistill.errors import MrdistillError
+from mrdistill.data.sample import Sample
 from mrdistill.models.base import ReconOutput
 
 Pair = tuple[str, str, Tensor, Tensor]
@@ -49,3 +51,26 @@ def shape_error(method: str, s_key: str, t_key: str, fs: Tensor, ft: Tensor,
 def flatten(feature: Tensor) -> Tensor:
     """float (N, C, H, W) -> (N, C*H*W): one embedding per sample for the relational methods."""
     return feature.flatten(1)
+
+
+class PairwiseKD(nn.Module):
+    """A feature KD loss that scores each {student_key: teacher_key} pair on its own and averages:
+    subclasses define `pair_loss(F_S, F_T) -> scalar` (the teacher side arrives detached)."""
+
+    needs_features = True
+    method = "pairwise"  # the registry name, for error messages
+
+    def __init__(self, pairs: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.pairs = resolve_pairs(pairs, self.method)
+
+    def pair_loss(self, fs: Tensor, ft: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def setup(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> None:
+        """Check that every key exists before training starts."""
+        gather(student, teacher, self.pairs)
+
+    def forward(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> Tensor:
+        return torch.stack([self.pair_loss(fs, ft)
+                            for _, _, fs, ft in gather(student, teacher, self.pairs)]).mean()

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from mrdistill.data.sample import Sample
-from mrdistill.distill.pairs import flatten, gather, resolve_pairs
+from mrdistill.distill.pairs import PairwiseKD, flatten
 from mrdistill.distill.registry import register_kd
-from mrdistill.models.base import ReconOutput
 
 _EPS = 1e-7  # keeps log finite where a kernel value is exactly 0 (opposite embeddings)
 
@@ -38,25 +36,12 @@ def pkt_divergence(ps: Tensor, pt: Tensor) -> Tensor:
 
 
 @register_kd("pkt")
-class ProbabilisticTransfer(nn.Module):
+class ProbabilisticTransfer(PairwiseKD):
     """Mean over pairs of KL(p_T || p_S) of the cosine-kernel conditional probabilities."""
 
-    needs_features = True
+    method = "pkt"
 
-    def __init__(self, pairs: dict[str, str] | None = None) -> None:
-        super().__init__()
-        self.pairs = resolve_pairs(pairs, "pkt")
-
-    def setup(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> None:
-        """Check that every key exists before training starts."""
-        gather(student, teacher, self.pairs)
-
-    def forward(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> Tensor:
-        losses = []
-        for _, _, fs, ft in gather(student, teacher, self.pairs):
-            if fs.shape[0] < 2:  # no other sample to condition on
-                losses.append(fs.sum() * 0.0)
-                continue
-            losses.append(pkt_divergence(conditional_probabilities(fs),
-                                         conditional_probabilities(ft)))
-        return torch.stack(losses).mean()
+    def pair_loss(self, fs: Tensor, ft: Tensor) -> Tensor:
+        if fs.shape[0] < 2:  # no other sample to condition on
+            return fs.sum() * 0.0
+        return pkt_divergence(conditional_probabilities(fs), conditional_probabilities(ft))

@@ -8,14 +8,11 @@ matrices are compared, so student and teacher features may differ in shape (no a
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from mrdistill.data.sample import Sample
-from mrdistill.distill.pairs import flatten, gather, resolve_pairs
+from mrdistill.distill.pairs import PairwiseKD, flatten
 from mrdistill.distill.registry import register_kd
-from mrdistill.models.base import ReconOutput
 
 
 def similarity_matrix(feature: Tensor) -> Tensor:
@@ -31,20 +28,10 @@ def similarity_distance(gs: Tensor, gt: Tensor) -> Tensor:
 
 
 @register_kd("similarity")
-class SimilarityPreserving(nn.Module):
+class SimilarityPreserving(PairwiseKD):
     """Mean over pairs of ||norm(G_T) - norm(G_S)||_F^2 / B^2."""
 
-    needs_features = True
+    method = "similarity"
 
-    def __init__(self, pairs: dict[str, str] | None = None) -> None:
-        super().__init__()
-        self.pairs = resolve_pairs(pairs, "similarity")
-
-    def setup(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> None:
-        """Check that every key exists before training starts."""
-        gather(student, teacher, self.pairs)
-
-    def forward(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> Tensor:
-        losses = [similarity_distance(similarity_matrix(fs), similarity_matrix(ft))
-                  for _, _, fs, ft in gather(student, teacher, self.pairs)]
-        return torch.stack(losses).mean()
+    def pair_loss(self, fs: Tensor, ft: Tensor) -> Tensor:
+        return similarity_distance(similarity_matrix(fs), similarity_matrix(ft))

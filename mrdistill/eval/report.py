@@ -186,6 +186,12 @@ def write_per_slice_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str
     appearance; a key a row lacks is left empty. Floats keep full precision (``repr``)."""
     if not rows:
         raise MrdistillError("no per-slice rows to write")
+    write_rows_csv(path, rows)
+
+
+def write_rows_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows as CSV, atomically: header = union of keys in order of first appearance, missing keys
+    left empty, floats at full precision."""
     header = list(dict.fromkeys(key for row in rows for key in row))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=header, restval="", lineterminator="\n")

@@ -7,14 +7,12 @@ A row is a dict: {"acceleration", "row" (ZF, Teacher, Student or a method label)
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mrdistill.eval.report import DECIMALS, HEADERS, atomic_write_text
+from mrdistill.eval.report import DECIMALS, HEADERS, write_rows_csv
 
 Row = dict[str, Any]
 _MISSING = "—"
@@ -114,9 +112,4 @@ def spread_table(rows: Sequence[Row]) -> str:
 
 def write_csv(path: Path, rows: Sequence[Row]) -> None:
     """study.csv: one line per (acceleration, row, teacher, seed), full-precision floats."""
-    header = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    write_rows_csv(path, rows)
