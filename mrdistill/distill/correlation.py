@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mrdistill.distill.pairs import PairwiseKD, flatten
+from mrdistill.distill.pairs import PairwiseKD, batch_matrix_distance, flatten
 from mrdistill.distill.registry import register_kd
 from mrdistill.errors import MrdistillError, check_choice
 
@@ -30,12 +30,6 @@ def correlation_matrix(feature: Tensor, kernel: str = "gaussian", gamma: float =
         return cos
     terms = [(2 * gamma) ** p / math.factorial(p) * cos.pow(p) for p in range(order + 1)]
     return math.exp(-2 * gamma) * torch.stack(terms).sum(dim=0)
-
-
-def correlation_distance(cs: Tensor, ct: Tensor) -> Tensor:
-    """||C_T - C_S||^2 / B^2 for (B, B) matrices -> scalar."""
-    b = cs.shape[0]
-    return (ct - cs).square().sum() / (b * b)
 
 
 @register_kd("correlation")
@@ -55,4 +49,4 @@ class CorrelationCongruence(PairwiseKD):
 
     def pair_loss(self, fs: Tensor, ft: Tensor) -> Tensor:
         args = (self.kernel, self.gamma, self.order)
-        return correlation_distance(correlation_matrix(fs, *args), correlation_matrix(ft, *args))
+        return batch_matrix_distance(correlation_matrix(fs, *args), correlation_matrix(ft, *args))

@@ -53,6 +53,12 @@ def flatten(feature: Tensor) -> Tensor:
     return feature.flatten(1)
 
 
+def batch_matrix_distance(ms: Tensor, mt: Tensor) -> Tensor:
+    """||M_T - M_S||_F^2 / B^2 for (B, B) batch relation matrices (SP, CC) -> scalar."""
+    b = ms.shape[0]
+    return (mt - ms).square().sum() / (b * b)
+
+
 class PairwiseKD(nn.Module):
     """A feature KD loss that scores each {student_key: teacher_key} pair on its own and averages:
     subclasses define `pair_loss(F_S, F_T) -> scalar` (the teacher side arrives detached)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from mrdistill.distill.pairs import PairwiseKD, flatten
+from mrdistill.distill.pairs import PairwiseKD, batch_matrix_distance, flatten
 from mrdistill.distill.registry import register_kd
 
 
@@ -21,12 +21,6 @@ def similarity_matrix(feature: Tensor) -> Tensor:
     return F.normalize(q @ q.t(), dim=1)
 
 
-def similarity_distance(gs: Tensor, gt: Tensor) -> Tensor:
-    """||G_T - G_S||_F^2 / B^2 for row-normalised (B, B) matrices -> scalar."""
-    b = gs.shape[0]
-    return (gt - gs).square().sum() / (b * b)
-
-
 @register_kd("similarity")
 class SimilarityPreserving(PairwiseKD):
     """Mean over pairs of ||norm(G_T) - norm(G_S)||_F^2 / B^2."""
@@ -34,4 +28,4 @@ class SimilarityPreserving(PairwiseKD):
     method = "similarity"
 
     def pair_loss(self, fs: Tensor, ft: Tensor) -> Tensor:
-        return similarity_distance(similarity_matrix(fs), similarity_matrix(ft))
+        return batch_matrix_distance(similarity_matrix(fs), similarity_matrix(ft))
