@@ -36,6 +36,13 @@ def variants(epochs: int) -> dict[str, list[dict]]:
         "imit": [{"epochs": epochs, "task_weight": 0.5, "kd": [im(0.5)]}],
         "at_task": [{"epochs": epochs, "task_weight": 1.0, "kd": [at]}],
         "semi": [{"epochs": epochs, "task_weight": 1.0, "kd": [im(1.0)]}],
+        # A feature stage (AT only, every slice) then `semi`: the study's schedule with imitation.
+        "at+semi": [{"epochs": epochs // 5, "task_weight": 0.0, "kd": [at]},
+                    {"epochs": epochs - epochs // 5, "task_weight": 1.0, "kd": [im(1.0)]}],
+        "at2+semi": [{"epochs": 2 * epochs // 5, "task_weight": 0.0, "kd": [at]},
+                     {"epochs": epochs - 2 * epochs // 5, "task_weight": 1.0, "kd": [im(1.0)]}],
+        "hint+semi": [{"epochs": epochs // 5, "task_weight": 0.0, "kd": [{"name": "hint"}]},
+                      {"epochs": epochs - epochs // 5, "task_weight": 1.0, "kd": [im(1.0)]}],
         # Every student cascade output follows the teacher's cascade output (deep supervision).
         "casc": [{"epochs": epochs, "task_weight": 1.0, "kd": [im(1.0), {
             "name": "hint", "weight": 10.0, "kwargs": {"regressor": False, "pairs": {

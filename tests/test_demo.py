@@ -11,7 +11,9 @@ from mrdistill.errors import MrdistillError
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_builds_valid_configs(tmp_path, preset):
     data = demo_data(preset, 4.0)
-    cfgs = demo_configs(preset, tmp_path, data, 0, "cpu", False, labeled=40, seen=80)
+    # The slice counts each preset really has (smoke: 6 labelled of 12), so step matching is real.
+    labeled = data.labeled_train_slices or 40
+    cfgs = demo_configs(preset, tmp_path, data, 0, "cpu", False, labeled=labeled, seen=2 * labeled)
     assert set(cfgs) == {"teacher", "student", "distilled"}
     assert cfgs["teacher"].model.kwargs["convs"] == 5 and cfgs["student"].model.kwargs["convs"] == 3
     assert cfgs["distilled"].distill.teacher.endswith("teacher/checkpoints/best.pt")
@@ -22,14 +24,28 @@ def test_step_matched_budget(tmp_path):
     cfgs = demo_configs("quick", tmp_path, data, 0, "cpu", False, labeled=40, seen=80)
     s = cfgs["student"].optim
     student_steps = s.epochs * math.ceil(40 / s.batch_size)
-    stage = cfgs["distilled"].distill.stages[0]
-    assert stage.max_steps == student_steps
-    assert stage.epochs * math.ceil(80 / s.batch_size) >= student_steps
+    stages = cfgs["distilled"].distill.stages
+    per_epoch = math.ceil(80 / s.batch_size)
+    used = sum(st.epochs * per_epoch for st in stages[:-1]) + stages[-1].max_steps
+    assert used == student_steps
+    assert stages[-1].epochs * per_epoch >= stages[-1].max_steps
 
 
-def test_matched_stages_rejects_multi_stage():
-    with pytest.raises(ValueError):
-        matched_stages([{"epochs": 1}, {"epochs": 1}], 10, 5)
+@pytest.mark.parametrize("shares, steps, per_epoch, epochs, last", [
+    ([1], 600, 40, [15], 600),
+    ([1, 4], 600, 40, [3, 12], 480),
+    ([1, 4], 610, 40, [3, 13], 490),  # the last stage stops mid-epoch
+    ([1, 1, 2], 100, 10, [2, 2, 6], 60),
+])
+def test_matched_stages_split_the_budget(shares, steps, per_epoch, epochs, last):
+    out = matched_stages([{"epochs": w, "task_weight": 1.0} for w in shares], steps, per_epoch)
+    assert [st["epochs"] for st in out] == epochs and out[-1]["max_steps"] == last
+    assert all("max_steps" not in st for st in out[:-1])
+
+
+def test_matched_stages_rejects_a_budget_the_early_stages_use_up():
+    with pytest.raises(ValueError, match="already use"):
+        matched_stages([{"epochs": 9}, {"epochs": 1}], 10, 5)
 
 
 def test_bad_demo_arguments():

@@ -60,12 +60,15 @@ def method_stages(method: StudyMethod, cfg: StudyConfig) -> list[StageConfig]:
             StageConfig(epochs=cfg.task_epochs, task_weight=1.0, kd=[])]
 
 
-def _run_config(cfg: StudyConfig, acc: float, model: Any, seed: int, **extra: Any) -> RunConfig:
+def _run_config(cfg: StudyConfig, acc: float, model: Any, seed: int, *, teacher: bool = False,
+                **extra: Any) -> RunConfig:
     data = to_dict(cfg.data)
     data["mask"]["acceleration"] = float(acc)
+    optim = to_dict(cfg.optim)
+    if teacher and cfg.teacher_epochs is not None:
+        optim["epochs"] = cfg.teacher_epochs
     base = {"seed": seed, "device": cfg.device, "val_metric": cfg.val_metric,
-            "progress": cfg.progress, "data": data, "model": to_dict(model),
-            "optim": to_dict(cfg.optim)}
+            "progress": cfg.progress, "data": data, "model": to_dict(model), "optim": optim}
     return from_dict(RunConfig, {**base, **extra}, "study cell")
 
 
@@ -74,9 +77,10 @@ def plan_cells(cfg: StudyConfig, acc: float) -> list[Cell]:
     tag = f"{acc:g}x"
     sft = to_dict(cfg.sft)
     sft["student"] = to_dict(cfg.student)
-    cells = [Cell(f"{tag}/teacher", "train", _run_config(cfg, acc, cfg.teacher, cfg.seed),
+    cells = [Cell(f"{tag}/teacher", "train", _run_config(cfg, acc, cfg.teacher, cfg.seed, teacher=True),
                   "Teacher", STD, cfg.seed),
-             Cell(f"{tag}/sft", "sft", _run_config(cfg, acc, cfg.teacher, cfg.seed, sft=sft),
+             Cell(f"{tag}/sft", "sft",
+                  _run_config(cfg, acc, cfg.teacher, cfg.seed, teacher=True, sft=sft),
                   "Teacher", SFT, cfg.seed)]
     cells += [Cell(f"{tag}/student@{s}", "train", _run_config(cfg, acc, cfg.student, s),
                    "Student", "-", s) for s in cfg.seeds]

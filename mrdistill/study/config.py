@@ -64,6 +64,9 @@ class StudyConfig:
     student: ModelConfig = field(default_factory=lambda: ModelConfig("dccnn", dict(STUDENT_KWARGS)))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         lr=1e-3, epochs=150, batch_size=4, step_size=40, gamma=0.1))
+    # Epochs of both teachers (ordinary and SFT); None: optim.epochs. A teacher is trained once and
+    # usually to convergence, so it may get a longer budget than the students.
+    teacher_epochs: int | None = None
     # SFT loss weights and branches; its `student` is always replaced by the study's `student`.
     sft: SFTConfig = field(default_factory=SFTConfig)
     # Start SFT-KD students from the SFT run's student branches (the paper: "all the blocks of the
@@ -106,6 +109,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"image_size": 64, "max_train_slices": 40, "max_eval_slices": 32},
         "optim": {"epochs": 10, "batch_size": 4, "step_size": 7, "gamma": 0.3},
         "feature_epochs": 2, "task_epochs": 8,
+    },
+    # As `cpu`, but with a teacher that beats the student: residual cascades (Schlemper's DC-CNN,
+    # same parameter counts), batch 2 (more steps for the compute) and teachers trained twice as
+    # long as the students (docs/results.md, section 1, explains why).
+    "cpu_residual": {
+        "data": {"image_size": 64, "max_train_slices": 40, "max_eval_slices": 32},
+        "teacher": {"kwargs": {**TEACHER_KWARGS, "residual": True}},
+        "student": {"kwargs": {**STUDENT_KWARGS, "residual": True}},
+        "optim": {"epochs": 20, "batch_size": 2, "step_size": 14, "gamma": 0.3},
+        "teacher_epochs": 40, "feature_epochs": 4, "task_epochs": 16,
     },
 }
 
@@ -150,6 +163,8 @@ def validate(cfg: StudyConfig) -> None:
         raise MrdistillError(f"study.accelerations must be > 1, got {cfg.accelerations}")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         raise MrdistillError(f"study.seeds must be a non-empty list of distinct seeds, got {cfg.seeds}")
+    if cfg.teacher_epochs is not None and cfg.teacher_epochs < 1:
+        raise MrdistillError(f"study.teacher_epochs must be >= 1 (or null), got {cfg.teacher_epochs}")
     for name in cfg.metrics:
         check_choice("metric", name, list(METRICS))
     if "psnr" not in cfg.metrics:

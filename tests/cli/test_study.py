@@ -76,6 +76,18 @@ def test_cells_are_keyed_by_config_and_teacher(tmp_path):
     assert len({c.digest for c in cells}) == len(cells)
 
 
+def test_teacher_epochs_apply_to_both_teachers_only(tmp_path):
+    sets = [f"out_dir={tmp_path}", "only=[AT]", "optim.epochs=3", "teacher_epochs=7"]
+    by = {c.key: c for c in plan_cells(load_study_config(None, "smoke", sets), 4.0)}
+    assert by["4x/teacher"].cfg.optim.epochs == 7 and by["4x/sft"].cfg.optim.epochs == 7
+    assert by["4x/student@42"].cfg.optim.epochs == 3 and by["4x/AT/std@42"].cfg.optim.epochs == 3
+    residual = load_study_config(None, "cpu_residual", [f"out_dir={tmp_path}"])
+    assert residual.teacher.kwargs["residual"] and residual.student.kwargs["residual"]
+    assert residual.teacher_epochs == 2 * residual.optim.epochs
+    with pytest.raises(MrdistillError, match="teacher_epochs must be >= 1"):
+        load_study_config(None, "smoke", ["teacher_epochs=0"])
+
+
 def test_gap_and_spread_tables():
     rows = [{"acceleration": 4.0, "row": r, "teacher": t, "seed": s, "psnr": v}
             for r, t, s, v in [("Teacher", "std", 1, 30.0), ("Teacher", "sft", 1, 30.2),
