@@ -11,7 +11,8 @@ Fast path (`optimise_for_inference`): for `DCCNN` an `InferenceDCCNN` snapshot t
   G = ifft1c(m * fft1c(I)) acts on image rows, b = ifft2c(m * k0) (once per forward), and
   a = 1 (hard DC) or lam / (1 + lam) (soft DC); 2-D masks use the eager FFT-based DC;
 - processes the batch in chunks small enough that activations stay below glibc's mmap threshold
-  (allocations above ~32 MiB are mmapped and page-faulted afresh on every call).
+  (allocations above ~32 MiB are mmapped and page-faulted afresh on every call) and, with several
+  intra-op threads, runs the chunks on separate threads (`run_chunks`).
 Everything else (any other model, or a fast path that fails its check against eager) falls back to
 an eager copy in `eval()` mode under `torch.no_grad()`. `tune_malloc_for_inference()` (opt-in, process
 wide) also stops glibc from handing freed activations back to the OS between calls.
@@ -23,6 +24,8 @@ import copy
 import ctypes
 import ctypes.util
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +33,7 @@ from torch.nn import functional as F  # noqa: N812 - the usual alias
 
 from mrdistill.models.base import ReconOutput
 from mrdistill.models.dccnn import DCCNN
+from mrdistill.physics.column_dc import column_dc, column_dc_operators, column_rows
 from mrdistill.physics.consistency import dc_network_image
 from mrdistill.physics.fft import ifft2c, image_to_network
 
@@ -218,81 +222,6 @@ def _cascade_layers(cascade: nn.Module, example_shape: tuple[int, ...]) -> nn.Mo
     return nn.ModuleList(layers)
 
 
-# ---------------------------------------------------------------- data consistency
-
-
-def _fft1c_rows(x: Tensor) -> Tensor:
-    """Centred orthonormal FFT along the last axis (1-D analogue of `fft2c`)."""
-    x = torch.fft.ifftshift(x, dim=-1)
-    return torch.fft.fftshift(torch.fft.fft(x, dim=-1, norm="ortho"), dim=-1)
-
-
-def _ifft1c_rows(x: Tensor) -> Tensor:
-    """Centred orthonormal inverse FFT along the last axis; inverse of `_fft1c_rows`."""
-    x = torch.fft.ifftshift(x, dim=-1)
-    return torch.fft.fftshift(torch.fft.ifft(x, dim=-1, norm="ortho"), dim=-1)
-
-
-def column_projection(rows: Tensor) -> Tensor:
-    """G = ifft1c(m * fft1c(I)) for each column mask m: complex128 (M, W, W).
-
-    rows: float (M, W) masks over k-space columns. For an image row z (length W),
-    z @ G[i] = ifft1c(m_i * fft1c(z)); with a column mask the H-direction FFT of `fft2c` cancels, so
-    this is exactly the masked-k-space projection of the DC step. Built in float64 for accuracy.
-    """
-    width = rows.shape[-1]
-    eye = torch.eye(width, dtype=torch.complex128)
-    return _ifft1c_rows(rows.to(torch.float64)[:, None, :] * _fft1c_rows(eye))
-
-
-def column_dc_operators(rows: Tensor, scales: list[float], complex_input: bool) -> list[Tensor]:
-    """Per cascade the DC matrix I - a G: float32 (M, W, W) (real mode, Re G) or complex64 (M, W, W).
-
-    rows: float (M, W) column masks; scales: a per cascade. Cascades with the same a share one tensor.
-    """
-    g = column_projection(rows)
-    g = g if complex_input else g.real
-    eye = torch.eye(g.shape[-1], dtype=g.dtype)
-    dtype = torch.complex64 if complex_input else torch.float32
-    by_scale = {a: (eye - a * g).to(dtype) for a in set(scales)}
-    return [by_scale[a] for a in scales]
-
-
-def column_dc(x: Tensor, op: Tensor, b: Tensor, complex_input: bool) -> Tensor:
-    """DC for a column mask as one (batched) matmul: x @ (I - a G) + a b, on the network tensor.
-
-    x: float (n, C_net, H, W), C_net = 1 (real mode; `op` real) or 2 (re, im; `op` complex);
-    op: (1|n, W, W) from `column_dc_operators`; b: a * ifft2c(m k0), (n, 1, H, W): its real part
-    float32 in real mode, complex64 in complex mode. Returns float32 (n, C_net, H, W).
-    """
-    n, c, h, w = x.shape
-    if complex_input:
-        z = torch.complex(x[:, 0].float(), x[:, 1].float())
-        z = _rows_matmul(z, op, b.view(n, h, w))
-        return torch.stack([z.real, z.imag], dim=1)
-    return _rows_matmul(x.reshape(n, h, w), op, b.reshape(n, h, w)).view(n, c, h, w)
-
-
-def _rows_matmul(z: Tensor, op: Tensor, b: Tensor) -> Tensor:
-    """b + z @ op for z, b (n, H, W) with op (1, W, W) (one 2-D matmul) or (n, W, W) (batched)."""
-    n, h, w = z.shape
-    if op.shape[0] == 1:
-        return torch.addmm(b.reshape(n * h, w), z.reshape(n * h, w), op[0]).view(n, h, w)
-    return torch.baddbmm(b, z, op)
-
-
-def _column_rows(mask: Tensor, n: int, width: int) -> Tensor | None:
-    """Mask rows float (1|n, W) if `mask` is a 1-D column mask broadcastable to (n, 1, 1, W)."""
-    try:
-        shape = torch.broadcast_shapes(mask.shape, (n, 1, 1, width))
-    except RuntimeError:
-        return None
-    if shape != (n, 1, 1, width):
-        return None
-    rows = torch.broadcast_to(mask.to(torch.float32), shape).reshape(n, width)
-    return rows[:1] if bool((rows == rows[:1]).all()) else rows
-
-
 # ---------------------------------------------------------------- the model
 
 
@@ -334,14 +263,15 @@ class InferenceDCCNN(nn.Module):
         n, _, _, w = kspace.shape
         per_slice_mask = mask.dim() == 4 and mask.shape[0] == n and n > 1
         with torch.no_grad():
-            rows = _column_rows(mask, n, w)
+            rows = column_rows(mask, n, w)
             ops = None if rows is None else self._dc_operators(rows)
-            parts = []
-            for s in range(0, n, self.chunk):
-                part = slice(s, s + self.chunk)
+
+            def run(part: slice) -> Tensor:
                 chunk_ops = None if ops is None else [_take(op, part) for op in ops]
-                parts.append(self._forward_chunk(kspace[part], mask[part] if per_slice_mask else mask,
-                                                 None if rows is None else _take(rows, part), chunk_ops))
+                return self._forward_chunk(kspace[part], mask[part] if per_slice_mask else mask,
+                                           None if rows is None else _take(rows, part), chunk_ops)
+
+            parts = run_chunks(run, [slice(s, s + self.chunk) for s in range(0, n, self.chunk)])
         image = parts[0] if len(parts) == 1 else torch.cat(parts)
         return ReconOutput(image, {})
 
@@ -375,6 +305,37 @@ class InferenceDCCNN(nn.Module):
                 lam = None if self.lambdas is None else self.lambdas[i]
                 x = dc_network_image(out.contiguous(), k0, mask, self.complex_input, lam)
         return x
+
+
+# ---------------------------------------------------------------- parallelism
+
+
+def run_chunks(run: Callable[[slice], Tensor], parts: list[slice]) -> list[Tensor]:
+    """`[run(p) for p in parts]`, spread over the intra-op threads as independent chunk workers.
+
+    With T = torch.get_num_threads() > 1 and several chunks, min(T, chunks) Python threads each run
+    every k-th chunk with T // workers intra-op threads of their own (torch ops release the GIL).
+    Slices are independent, so this is exact; it beats one T-thread pool because the memory-bound
+    layers (first conv, tap conv, DC) of a chunk then stay on one core and its cache: measured at
+    256^2 with 2 threads, 39 % faster for the student and 17 % for the teacher. The global thread
+    count is restored afterwards; threads that other code starts meanwhile may see T // workers.
+    """
+    threads = torch.get_num_threads()
+    workers = min(threads, len(parts))
+    if workers <= 1:
+        return [run(p) for p in parts]
+
+    def worker(first: int) -> list[Tensor]:
+        torch.set_num_threads(threads // workers)  # this thread's OpenMP/MKL pools
+        return [run(p) for p in parts[first::workers]]
+
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            done = [f.result() for f in [pool.submit(worker, i) for i in range(workers)]]
+    finally:
+        torch.set_num_threads(threads)
+    # Worker i computed parts i, i + workers, ...: interleave back into the original order.
+    return [done[i % workers][i // workers] for i in range(len(parts))]
 
 
 # ---------------------------------------------------------------- process settings

@@ -3,9 +3,10 @@ import torch
 
 from conftest import synthetic_batch
 from mrdistill.models import build_model
-from mrdistill.models.fast_inference import (EagerInference, InferenceDCCNN, column_projection,
-                                             optimise_for_inference)
+from mrdistill.models.fast_inference import (EagerInference, InferenceDCCNN,
+                                             optimise_for_inference, run_chunks)
 from mrdistill.models.flops import count_flops
+from mrdistill.physics.column_dc import column_projection
 from mrdistill.physics.fft import fft2c, ifft2c
 from mrdistill.physics.masks import make_mask
 
@@ -59,6 +60,38 @@ def test_fast_path_matches_eager(kwargs):
     out = fast(batch.kspace, batch.mask)
     assert out.features == {} and out.image.shape == ref.shape
     assert _relative_error(out.image, ref) < 1e-4
+
+
+def test_chunks_on_worker_threads_give_the_same_images_in_order():
+    batch = synthetic_batch(n=5, size=32)
+    model = build_model("dccnn", convs=3, seed=0)
+    fast = optimise_for_inference(model, batch.kspace, batch.mask, chunk_bytes=32 * 32 * 32 * 4)
+    assert fast.chunk == 1
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = fast(batch.kspace, batch.mask).image
+        torch.set_num_threads(2)  # 2 workers of 1 thread: the same arithmetic per slice
+        threaded = fast(batch.kspace, batch.mask).image
+        assert torch.get_num_threads() == 2  # restored after the workers
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(serial, threaded)
+
+
+def test_run_chunks_keeps_order_and_gives_each_worker_a_share_of_the_threads():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        out = run_chunks(lambda p: torch.tensor([p.start, torch.get_num_threads()]),
+                         [slice(i, i + 1) for i in range(5)])
+        assert [int(o[0]) for o in out] == [0, 1, 2, 3, 4]
+        assert all(int(o[1]) == 1 for o in out)
+        torch.set_num_threads(1)
+        assert [int(o[1]) for o in run_chunks(lambda p: torch.tensor([0, torch.get_num_threads()]),
+                                              [slice(0, 1), slice(1, 2)])] == [1, 1]
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_fast_path_with_shared_and_2d_masks():
