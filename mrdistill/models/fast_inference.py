@@ -327,7 +327,8 @@ def run_chunks(run: Callable[[slice], Tensor], parts: list[slice]) -> list[Tenso
 
     def worker(first: int) -> list[Tensor]:
         torch.set_num_threads(threads // workers)  # this thread's OpenMP/MKL pools
-        return [run(p) for p in parts[first::workers]]
+        with torch.no_grad():  # grad mode is per thread; workers do not inherit the caller's
+            return [run(p) for p in parts[first::workers]]
 
     try:
         with ThreadPoolExecutor(workers) as pool:

@@ -76,7 +76,7 @@ def test_chunks_on_worker_threads_give_the_same_images_in_order():
         assert torch.get_num_threads() == 2  # restored after the workers
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(serial, threaded)
+    assert torch.equal(serial, threaded) and not threaded.requires_grad
 
 
 def test_run_chunks_keeps_order_and_gives_each_worker_a_share_of_the_threads():
