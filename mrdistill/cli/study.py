@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="YAML study config (default: the built-in "
                    "default study, as in configs/study_sft.yaml)")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="smoke: plumbing in < 3 min on a CPU; cpu: the CPU-sized study")
+                   help="smoke: plumbing in < 3 min on a CPU; cpu_residual: the recorded CPU study "
+                        "(docs/results.md); cpu: an earlier CPU study (non-residual)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a study config value, e.g. --set seeds=[42,43,44] (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
