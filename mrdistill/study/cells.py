@@ -77,7 +77,8 @@ def plan_cells(cfg: StudyConfig, acc: float) -> list[Cell]:
     tag = f"{acc:g}x"
     sft = to_dict(cfg.sft)
     sft["student"] = to_dict(cfg.student)
-    cells = [Cell(f"{tag}/teacher", "train", _run_config(cfg, acc, cfg.teacher, cfg.seed, teacher=True),
+    cells = [Cell(f"{tag}/teacher", "train",
+                  _run_config(cfg, acc, cfg.teacher, cfg.seed, teacher=True),
                   "Teacher", STD, cfg.seed),
              Cell(f"{tag}/sft", "sft",
                   _run_config(cfg, acc, cfg.teacher, cfg.seed, teacher=True, sft=sft),
