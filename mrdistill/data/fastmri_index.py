@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from mrdistill.atomic import atomic_write_text
 from mrdistill.data.fastmri_io import VolumeInfo, inspect_file
 from mrdistill.errors import MrdistillError
 
@@ -77,11 +77,7 @@ def _write_cache(path: Path, folder: Path, entries: dict[str, Any]) -> None:
     the index is still correct, only slower to build next time."""
     doc = {"format": INDEX_FORMAT, "folder": str(folder.resolve()), "files": entries}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(doc))
     except OSError:
         pass
 

@@ -11,8 +11,6 @@ Every problem with a file raises `MrdistillError` with one line that names the f
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from mrdistill.atomic import atomic_path
 from mrdistill.errors import MrdistillError
 
 TARGET_KEYS = {"singlecoil": "reconstruction_esc", "multicoil": "reconstruction_rss"}
@@ -222,16 +221,8 @@ def read_volume_array(path: str | Path, key: str) -> np.ndarray:
 @contextmanager
 def _atomic_h5(path: Path) -> Iterator[h5py.File]:
     """An HDF5 file written to a temporary name in the same folder and renamed on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        yield f
 
 
 def write_fastmri_file(path: str | Path, kspace: np.ndarray, *, target: np.ndarray | None = None,

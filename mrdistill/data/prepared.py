@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mrdistill.atomic import atomic_write_text
 from mrdistill.config import PrepareConfig
 from mrdistill.data.coils import simulate_coil_maps
 from mrdistill.data.datasets import assign_slabs
@@ -201,11 +200,7 @@ def _manifest(cfg: PrepareConfig, inputs: list[dict[str, Any]], files: dict[str,
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

@@ -15,9 +15,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mrdistill.atomic import atomic_write_bytes
 from mrdistill.errors import MrdistillError
 from mrdistill.eval.metrics import psnr
-from mrdistill.eval.report import atomic_write_bytes
 
 TARGET = "target"
 _PANEL_INCHES = 2.4  # one image tile; readable at dpi 100 without making large files

@@ -11,11 +11,11 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mrdistill.atomic import atomic_write_text
 from mrdistill.errors import MrdistillError
 from mrdistill.eval.metrics import aggregate
 
@@ -33,30 +33,6 @@ HEADERS: dict[str, str] = {
 }
 DECIMALS: dict[str, int] = {"psnr": 2, "ssim": 4, "nmse": 4, "hfen": 4, "hfen_laplace": 4, "vif": 4}
 _MISSING = "—"
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder + ``os.replace``).
-
-    Parent folders are created. The temporary file is removed if anything fails.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically (see ``atomic_write_bytes``)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def summarise(per_volume: Mapping[str, Sequence[Mapping[str, float]]]) -> Summary:

@@ -18,9 +18,9 @@ from typing import Any
 
 from torch import nn
 
-from mrdistill.config import (DistillConfig, RunConfig, StageConfig, from_dict, to_dict)
+from mrdistill.atomic import atomic_write_text
+from mrdistill.config import DistillConfig, RunConfig, StageConfig, from_dict, to_dict
 from mrdistill.data.datasets import SliceDataset
-from mrdistill.eval.report import atomic_write_text
 from mrdistill.study.config import StudyConfig, StudyMethod
 from mrdistill.train.checkpoint import load_model
 from mrdistill.train.runs import distill_run, train_run

@@ -11,12 +11,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from mrdistill.machine import cpu_model as machine
+from mrdistill.atomic import atomic_write_text
 from mrdistill.data.datasets import SliceDataset, make_datasets
 from mrdistill.data.sample import collate_samples
 from mrdistill.distill.sft import check_pair
 from mrdistill.eval.figures import save_panel
-from mrdistill.eval.report import atomic_write_text, summarise, write_per_slice_csv
+from mrdistill.eval.report import summarise, write_per_slice_csv
+from mrdistill.machine import cpu_model as machine
 from mrdistill.models import build_model
 from mrdistill.study.cells import Cell, assign_dirs, ensure, method_stages, plan_cells
 from mrdistill.study.config import StudyConfig, save_study_config, validate
