@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mrdistill.cli.main import main
 from mrdistill.config import DataConfig
 from mrdistill.data.sample import Sample
 from mrdistill.physics.fft import fft2c, ifft2c, image_to_network
@@ -33,3 +34,10 @@ def batch() -> Sample:
 def tiny_data() -> DataConfig:
     """A very small slice of the embedded corpus (fast enough for CLI smoke tests)."""
     return DataConfig(image_size=32, max_train_slices=8, max_eval_slices=4, slab=8)
+
+
+def run_cli(args, capsys):
+    """Run `mrdistill ARGS` in-process -> (exit code, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err

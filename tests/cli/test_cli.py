@@ -6,17 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from mrdistill.cli.main import main
+from conftest import run_cli
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY = ["--set", "data.image_size=32", "--set", "data.max_train_slices=8",
         "--set", "data.max_eval_slices=4", "--set", "optim.epochs=1", "--no-progress"]
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_list(capsys):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mrdistill.cli.main import main
+from conftest import run_cli
 from mrdistill.train.checkpoint import load_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -13,12 +13,6 @@ TINY = ["--set", "data.image_size=32", "--set", "data.max_train_slices=4",
         "--no-progress"]
 SWIN = ["--set", "model.kwargs.embed_dim=8", "--set", "model.kwargs.groups=1",
         "--set", "model.kwargs.heads=2", "--set", "model.kwargs.window=4"]
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def one_stage(kd: str, extra: str = "") -> list[str]:

@@ -5,17 +5,11 @@ import json
 
 import pytest
 
-from mrdistill.cli.main import main
+from conftest import run_cli
 from mrdistill.errors import MrdistillError
 from mrdistill.study import load_study_config, run_study
 from mrdistill.study.cells import MARKER, assign_dirs, plan_cells
 from mrdistill.study.table import gap_table, spread_table
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 class Interrupt(Exception):

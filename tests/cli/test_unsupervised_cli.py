@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import mrdistill.train.loop as loop
+from conftest import run_cli
 from mrdistill.cli.main import main
 from mrdistill.data.sample import collate_samples
 from mrdistill.models import build_model
@@ -18,12 +19,6 @@ SMOKE = ["--set", "data.image_size=32", "--set", "data.max_train_slices=8", "--s
 TEACHER = ["--set", "model.kwargs={unrolls: 2, convs: 3, channels: 8, in_channels: 2, cg_iters: 3}",
            "--set", "selfsup.acs_lines=2"]
 STUDENT = ["--set", "model.kwargs.cascades=2"]
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture
