@@ -25,6 +25,7 @@ gradient, so Adam leaves them untouched); note the student then gets fewer updat
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,7 @@ from mrdistill.config import TeacherCorrectionConfig
 from mrdistill.data.sample import Sample
 from mrdistill.distill.objective import DistillObjective, task_loss
 from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.eval.metrics import log_kernel as metric_log_kernel
 from mrdistill.models.base import ReconOutput, run_model
 from mrdistill.physics.fft import magnitude
 
@@ -58,13 +60,10 @@ def sobel_gradients(x: Tensor) -> Tensor:
 
 
 def log_kernel(sigma: float, device: torch.device | None = None) -> Tensor:
-    """Zero-sum Laplacian-of-Gaussian kernel float32 (k, k), k = 2 ceil(3 sigma) + 1."""
-    radius = max(1, int(torch.ceil(torch.tensor(3.0 * sigma)).item()))
-    r = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
-    yy, xx = torch.meshgrid(r, r, indexing="ij")
-    rr = (xx.square() + yy.square()) / (2.0 * sigma**2)
-    kernel = (rr - 1.0) * torch.exp(-rr) / (torch.pi * sigma**4)
-    return kernel - kernel.mean()
+    """Zero-sum Laplacian-of-Gaussian kernel float32 (k, k), k = 2 ceil(3 sigma) + 1: the HFEN
+    metric's kernel (`eval.metrics.log_kernel`) at the size that covers +-3 sigma."""
+    radius = max(1, math.ceil(3.0 * sigma))
+    return metric_log_kernel(2 * radius + 1, sigma, device).float()
 
 
 def log_response(x: Tensor, sigma: float = 1.0) -> Tensor:
