@@ -2,17 +2,15 @@
 
 Opening a fastMRI folder means reading every file's shapes, header and attributes; for 1,000 files
 on a network disk that takes minutes. The index is cached as JSON (never pickle: a cache file must
-not be able to run code) in `$MRDISTILL_CACHE_DIR`, else `$XDG_CACHE_HOME/mrdistill`, else
-`~/.cache/mrdistill`. A cached entry is reused only while the file's size and modification time are
-unchanged, so edited or replaced files are re-read; a second open of an unchanged folder only lists
-and `stat`s it.
+not be able to run code) under `mrdistill.cache.default_cache_dir()`. A cached entry is reused only
+while the file's size and modification time are unchanged, so edited or replaced files are re-read;
+a second open of an unchanged folder only lists and `stat`s it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mrdistill.atomic import atomic_write_text
+from mrdistill.cache import default_cache_dir
 from mrdistill.data.fastmri_io import VolumeInfo, inspect_file
 from mrdistill.errors import MrdistillError
 
@@ -33,14 +32,6 @@ class FolderIndex:
 
     volumes: list[VolumeInfo]
     bad: list[tuple[str, str]] = field(default_factory=list)
-
-
-def default_cache_dir() -> Path:
-    """Where metadata caches live unless a config or option says otherwise."""
-    if os.environ.get("MRDISTILL_CACHE_DIR"):
-        return Path(os.environ["MRDISTILL_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mrdistill"
 
 
 def list_h5_files(folder: str | Path) -> list[Path]:

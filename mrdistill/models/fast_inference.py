@@ -4,8 +4,9 @@ Fast path (`optimise_for_inference`): for `DCCNN` an `InferenceDCCNN` snapshot t
 - runs every conv that has many output channels through oneDNN with weights reordered (prepacked) once
   and bias + ReLU/LeakyReLU fused into the conv (`torch.ops.mkldnn._convolution_pointwise`), on
   channels_last activations, so there is no per-call weight reorder and no separate activation pass;
-- computes the narrow last conv of a cascade (32 -> 1 or 2 channels, slow in oneDNN) as one matmul
-  producing the 9 taps per output channel, followed by 9 shifted in-place adds;
+- computes the narrow last conv of a cascade (32 -> 1 or 2 channels, slow in oneDNN) with a small
+  compiled AVX2 kernel (`mrdistill.models.native`, built on first use) or, where that is unavailable,
+  as one matmul producing the 9 taps per output channel, followed by 9 shifted in-place adds;
 - replaces the DC step for 1-D column masks by one matmul per cascade: with the orthonormal centred
   FFT, the transform along H cancels, so DC(x) = x @ (I - a G) + a b, where
   G = ifft1c(m * fft1c(I)) acts on image rows, b = ifft2c(m * k0) (once per forward), and
@@ -33,6 +34,7 @@ from torch.nn import functional as F  # noqa: N812 - the usual alias
 
 from mrdistill.models.base import ReconOutput
 from mrdistill.models.dccnn import DCCNN
+from mrdistill.models.native import tapconv_kernel, tapconv_native
 from mrdistill.physics.column_dc import column_dc, column_dc_operators, column_rows
 from mrdistill.physics.consistency import dc_network_image
 from mrdistill.physics.fft import ifft2c, image_to_network
@@ -158,11 +160,13 @@ def _pack_weight(weight: Tensor, geometry: tuple, example_shape: tuple[int, ...]
 
 
 class TapConv(nn.Module):
-    """3x3, stride 1, padding 1 conv to few output channels as one matmul plus shifted adds.
+    """3x3, stride 1, padding 1 conv to few output channels, without oneDNN.
 
-    oneDNN has no efficient kernel for Cout = 1..2 (it costs as much as Cout = 16), whereas
-    taps = W (Cout*9, Cin) @ x^T (Cin, n*H*W) streams the input once at matmul speed; the output is
-    then the sum of the 9 tap planes, each shifted by its kernel offset (zero padding = skipped edges).
+    oneDNN has no efficient kernel for Cout = 1..2 (it costs as much as Cout = 16). Where the compiled
+    kernel is available (`native.tapconv_kernel`, AVX2) it computes the conv in one pass over the
+    channels-last input. Otherwise taps = W (Cout*9, Cin) @ x^T (Cin, n*H*W) streams the input once at
+    matmul speed, and the output is the sum of the 9 tap planes, each shifted by its kernel offset
+    (zero padding = skipped edges).
     forward: float (n, Cin, H, W), channels_last preferred -> float (n, Cout, H, W) contiguous for
     Cout = 1 (a permuted view otherwise).
     """
@@ -173,11 +177,18 @@ class TapConv(nn.Module):
             raise NotImplementedError("TapConv needs a 3x3 conv with stride 1, padding 1, no groups")
         self.cout = conv.out_channels
         # Rows ordered (out channel, ky, kx) so that taps[c, 3*ky + kx] is one plane.
-        self.weight = conv.weight.detach().permute(0, 2, 3, 1).reshape(self.cout * 9, -1).clone()
+        # A contiguous copy: for Cout = 1 the reshape is a strided view, and clone() would keep it.
+        weight = conv.weight.detach().permute(0, 2, 3, 1).reshape(self.cout * 9, -1)
+        self.weight = weight.clone(memory_format=torch.contiguous_format)
         bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(self.cout)
         self.bias = bias.view(self.cout, 1, 1, 1)
+        self.use_native = tapconv_kernel() is not None and self.weight.dtype == torch.float32
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.use_native:  # the compiled kernel reads x once, straight from its NHWC rows
+            out = tapconv_native(x, self.weight, self.bias.view(-1))
+            if out is not None:
+                return out
         n, cin, h, w = x.shape
         rows = x.permute(0, 2, 3, 1).reshape(n * h * w, cin)  # a view when x is channels_last
         taps = torch.mm(self.weight, rows.t()).view(self.cout, 9, n, h, w)
@@ -254,7 +265,10 @@ class InferenceDCCNN(nn.Module):
         fused = all(layer.packed is not None for layers in self.cascades for layer in layers
                     if isinstance(layer, FusedConv))
         conv = "oneDNN prepacked conv+activation" if fused else "F.conv2d + in-place activation"
-        self.description = (f"{conv} (channels_last), tap-matmul last conv, "
+        native = any(isinstance(layer, TapConv) and layer.use_native for layers in self.cascades
+                     for layer in layers)
+        tap = "compiled AVX2 last conv" if native else "tap-matmul last conv"
+        self.description = (f"{conv} (channels_last), {tap}, "
                             f"column-mask DC as matmul, chunks of {self.chunk}")
 
     def forward(self, kspace: Tensor, mask: Tensor, *, return_features: bool = False) -> ReconOutput:
