@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
 import torch
 
@@ -10,6 +14,16 @@ from mrdistill.config import DataConfig
 from mrdistill.data.sample import Sample
 from mrdistill.physics.fft import fft2c, ifft2c, image_to_network
 from mrdistill.physics.masks import make_mask
+
+
+def pytest_configure(config) -> None:
+    """Caches (compiled kernels, fastMRI indexes) go to a private folder, never the user's."""
+    config._mrdistill_cache = tempfile.mkdtemp(prefix="mrdistill-test-cache-")
+    os.environ["MRDISTILL_CACHE_DIR"] = config._mrdistill_cache
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(getattr(config, "_mrdistill_cache", ""), ignore_errors=True)
 
 
 def synthetic_batch(n: int = 2, size: int = 32, complex_input: bool = False, seed: int = 0) -> Sample:
