@@ -55,7 +55,8 @@ def test_kernels_off_by_environment_or_without_a_compiler(monkeypatch, tmp_path)
     native.tapconv_kernel.cache_clear()
     try:
         assert native.tapconv_kernel() is None
-        assert native.tapconv_native(_conv_input(1, 32, 4, 4), torch.randn(1, 3, 3, 32), torch.randn(1)) is None
+        x = _conv_input(1, 32, 4, 4)
+        assert native.tapconv_native(x, torch.randn(1, 3, 3, 32), torch.randn(1)) is None
     finally:
         native.tapconv_kernel.cache_clear()
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
