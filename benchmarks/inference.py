@@ -38,8 +38,9 @@ from torch import Tensor, nn  # noqa: E402
 
 from mrdistill.models import build_model, count_parameters  # noqa: E402
 from mrdistill.machine import cpu_model  # noqa: E402
-from mrdistill.models.fast_inference import (  # noqa: E402
-    TapConv, optimise_for_inference, tune_malloc_for_inference)
+from mrdistill.models import native  # noqa: E402
+from mrdistill.models.fast_inference import optimise_for_inference, tune_malloc_for_inference  # noqa: E402
+from mrdistill.models.fast_layers import TapConv  # noqa: E402
 from mrdistill.models.flops import count_flops  # noqa: E402
 from mrdistill.physics.fft import fft2c  # noqa: E402
 from mrdistill.physics.masks import make_mask  # noqa: E402
@@ -160,13 +161,16 @@ def build_paths(kspace: Tensor, mask: Tensor, inductor: bool) -> tuple[dict[str,
                        "optimise_seconds": setup}
         paths[f"{name}/eager"] = _no_grad(model)
         paths[f"{name}/fast"] = fast
-        if any(getattr(layer, "use_native", False) for layer in fast.modules()):
-            # The same fast path with the compiled last-conv kernel off (what machines without it get).
-            torch_only = optimise_for_inference(model, kspace, mask)
-            for layer in torch_only.modules():
+        if native.cascade_kernel() is not None and native.tapconv_kernel() is not None:
+            # Conv by conv (oneDNN + the compiled AVX2 last conv): what AVX2-only machines get.
+            layered = optimise_for_inference(model, kspace, mask, native=False)
+            for layer in layered.modules():
                 if isinstance(layer, TapConv):
-                    layer.use_native = False
-            paths[f"{name}/fast-torch"] = torch_only
+                    layer.use_native = True
+            paths[f"{name}/fast-layers"] = layered
+        if native.tapconv_kernel() is not None or native.cascade_kernel() is not None:
+            # Without compiled kernels: what machines without a C compiler get.
+            paths[f"{name}/fast-torch"] = optimise_for_inference(model, kspace, mask, native=False)
         if inductor:
             paths[f"{name}/inductor"] = _compiled(model, kspace, mask, facts[name])
     return paths, facts

@@ -1,7 +1,8 @@
 """Optional compiled CPU kernels, built on first use with the system's C compiler.
 
-Nothing here is required: where there is no x86-64 CPU with AVX2 + FMA, no C compiler, or the build
-fails, `tapconv_kernel()` returns None and callers keep their pure-torch path. A kernel is a plain C
+Nothing here is required: where there is no x86-64 CPU with AVX2 + FMA (AVX-512 for the cascade
+kernel), no C compiler, or the build fails, `tapconv_kernel()` / `cascade_kernel()` return None and
+callers keep their torch path. A kernel is a plain C
 file in `mrdistill/models/kernels/` (no torch headers, so a build takes well under a second), compiled
 once into `default_cache_dir()/kernels/<name>-<hash>.so` (the hash covers the source, compiler and
 flags; written atomically, so concurrent builds are safe) and called through ctypes, which releases
@@ -28,6 +29,7 @@ from mrdistill.cache import default_cache_dir
 
 KERNEL_DIR = Path(__file__).with_name("kernels")
 # AVX2 + FMA only (not -march=native): the cached library must run on any x86-64 CPU that has them.
+# AVX-512 code is enabled per function (`target` attribute) and only called after a CPU check.
 _FLAGS = ("-O3", "-mavx2", "-mfma", "-shared", "-fPIC")
 _SIMD_CAPABILITIES = ("AVX2", "AVX512")
 
@@ -61,18 +63,34 @@ def simd_available() -> bool:
             and torch.backends.cpu.get_cpu_capability() in _SIMD_CAPABILITIES)
 
 
+def _function(kernel: str, symbol: str, argtypes: list, restype: type | None) -> ctypes._CFuncPtr | None:
+    """`symbol` of the built `kernels/<kernel>.c` with its ctypes signature, or None where kernels
+    are off (MRDISTILL_NATIVE=0), the CPU has no AVX2, or the build fails."""
+    if os.environ.get("MRDISTILL_NATIVE", "1") == "0" or not simd_available():
+        return None
+    library = build_kernel(kernel)
+    if library is None:
+        return None
+    fn = getattr(library, symbol)
+    fn.argtypes, fn.restype = argtypes, restype
+    return fn
+
+
 @functools.cache
 def tapconv_kernel() -> ctypes._CFuncPtr | None:
     """The C function `tapconv3x3_nhwc` (see kernels/tapconv.c), or None where unavailable."""
-    if os.environ.get("MRDISTILL_NATIVE", "1") == "0" or not simd_available():
+    return _function("tapconv", "tapconv3x3_nhwc", [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 5, None)
+
+
+@functools.cache
+def cascade_kernel() -> ctypes._CFuncPtr | None:
+    """The C function `dccnn_cascade` (see kernels/cascade.c), or None where unavailable (also on a
+    CPU without AVX-512, which the library itself checks)."""
+    supported = _function("cascade", "cascade_cpu_supported", [], ctypes.c_int)
+    if supported is None or not supported():
         return None
-    library = build_kernel("tapconv")
-    if library is None:
-        return None
-    fn = library.tapconv3x3_nhwc
-    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 5
-    fn.restype = None
-    return fn
+    return _function("cascade", "dccnn_cascade", [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 7
+                     + [ctypes.c_float] + [ctypes.c_int64] * 3, ctypes.c_int)
 
 
 def tapconv_native(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor | None:
@@ -98,3 +116,42 @@ def _is_dense_nhwc(x: Tensor) -> bool:
     n, c, h, w = x.shape
     want = (h * w * c, 1, w * c, c)
     return all(size == 1 or got == exp for size, got, exp in zip(x.shape, x.stride(), want))
+
+
+def cascade_native(x: Tensor, weights: Tensor, biases: Tensor, *, channels: int, out_channels: int,
+                   layers: int, slope: float, residual: bool, rows: tuple[int, int] | None = None,
+                   out: Tensor | None = None) -> Tensor | None:
+    """All convs of one DC-CNN cascade with the compiled streaming kernel; None if it cannot run.
+
+    x: float32 (n, Cin, H, W) contiguous; weights: float32, the layers' weights flattened and
+    concatenated: layer 0 as (3, 3, Cin, channels), the hidden ones as (3, 3, channels, channels),
+    the last as (out_channels, 3, 3, channels); biases: float32, the layers' biases concatenated.
+    Activation max(v, 0) + slope * min(v, 0) after every conv but the last; `residual` adds x.
+    rows (start, stop): compute only these output rows (threads can share a slice: each band
+    recomputes layers - 1 rows of halo per side); out: a float32 contiguous (n, out_channels, H, W)
+    tensor to write them into. Returns `out` (a new float32 contiguous tensor if not given). Raises ValueError for weights or biases of
+    the wrong size or dtype (the kernel would read past them), RuntimeError if the kernel cannot
+    allocate its scratch rows.
+    """
+    fn = cascade_kernel()
+    n, cin, h, w = x.shape
+    start, stop = rows or (0, h)
+    if (fn is None or x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous()
+            or channels not in (16, 32, 64) or layers < 2 or (residual and out_channels != cin)
+            or not 0 <= start < stop <= h):
+        return None
+    hidden = 9 * channels * (cin + (layers - 2) * channels)
+    if (weights.numel() != hidden + 9 * channels * out_channels
+            or biases.numel() != channels * (layers - 1) + out_channels
+            or not (weights.dtype == biases.dtype == torch.float32)
+            or not (weights.is_contiguous() and biases.is_contiguous())):
+        raise ValueError("cascade weights/biases do not match the layer sizes (see the docstring)")
+    if out is None:
+        out = torch.empty(n, out_channels, h, w)
+    elif out.shape != (n, out_channels, h, w) or out.dtype != torch.float32 or not out.is_contiguous():
+        raise ValueError(f"out must be float32 contiguous {(n, out_channels, h, w)}")
+    code = fn(x.data_ptr(), out.data_ptr(), weights.data_ptr(), biases.data_ptr(), n, h, w, cin,
+              channels, out_channels, layers, slope, int(residual), start, stop)
+    if code == 2:
+        raise RuntimeError("the cascade kernel could not allocate its scratch memory")
+    return out if code == 0 else None
