@@ -15,7 +15,7 @@ from mrdistill.eval.metrics import slice_metrics, volume_metrics
 from mrdistill.eval.report import (markdown_table, summarise, write_metrics_json,
                                    write_per_slice_csv, write_report_md)
 from mrdistill.models import count_parameters
-from mrdistill.train.inference import VolumeRecon, reconstruct
+from mrdistill.train.inference import VolumeRecon, fast_seconds_per_slice, reconstruct
 
 DEFAULT_METRICS = ("psnr", "ssim", "nmse", "hfen")
 
@@ -27,19 +27,27 @@ class Evaluation:
     per_volume: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     per_slice: list[dict[str, object]] = field(default_factory=list)
     ms_per_slice: dict[str, float] = field(default_factory=dict)
+    fast_ms_per_slice: dict[str, float] = field(default_factory=dict)  # models with a fast path
     params: dict[str, int] = field(default_factory=dict)
     recons: dict[str, dict[str, VolumeRecon]] = field(default_factory=dict)
 
 
 def evaluate_models(models: dict[str, nn.Module | None], dataset: Dataset,
                     device: str | torch.device = "cpu",
-                    metrics: tuple[str, ...] = DEFAULT_METRICS) -> Evaluation:
-    """Reconstruct `dataset` with each model (None = zero-filled) and score every volume."""
+                    metrics: tuple[str, ...] = DEFAULT_METRICS, time_fast_path: bool = False) -> Evaluation:
+    """Reconstruct `dataset` with each model (None = zero-filled) and score every volume.
+
+    time_fast_path: also time `optimise_for_inference` of each model that has a fast CPU path
+    (DC-CNN), reported as "fast ms/slice"; the scores always come from the eager model.
+    """
     ev = Evaluation()
     for name, model in models.items():
         recons, sec = reconstruct(model, dataset, device)
         ev.recons[name] = recons
         ev.ms_per_slice[name] = 1000.0 * sec
+        fast = None if model is None or not time_fast_path else fast_seconds_per_slice(model, dataset, device)
+        if fast is not None:
+            ev.fast_ms_per_slice[name] = 1000.0 * fast
         ev.params[name] = 0 if model is None else count_parameters(model)
         ev.per_volume[name] = []
         for vol, r in recons.items():
@@ -53,10 +61,16 @@ def evaluate_models(models: dict[str, nn.Module | None], dataset: Dataset,
 
 
 def extra_columns(ev: Evaluation) -> dict[str, dict[str, str]]:
-    """Parameters and ms per slice for the report table ("-" for zero-filled)."""
-    return {name: {"params": f"{ev.params[name]:,}" if ev.params[name] else "-",
-                   "ms/slice": f"{ev.ms_per_slice[name]:.2f}" if ev.params[name] else "-"}
-            for name in ev.per_volume}
+    """Parameters and ms per slice (eager, and the fast path where any model was timed on it) for
+    the report table ("-" where a model has none)."""
+    columns = {name: {"params": f"{ev.params[name]:,}" if ev.params[name] else "-",
+                      "ms/slice": f"{ev.ms_per_slice[name]:.2f}" if ev.params[name] else "-"}
+               for name in ev.per_volume}
+    if ev.fast_ms_per_slice:
+        for name, row in columns.items():
+            fast = ev.fast_ms_per_slice.get(name)
+            row["fast ms/slice"] = "-" if fast is None else f"{fast:.2f}"
+    return columns
 
 
 def figure_slices(recons: dict[str, VolumeRecon], count: int) -> list[tuple[str, int]]:

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from mrdistill.data.crop import crop_like
 from mrdistill.data.sample import Sample, collate_samples
 from mrdistill.models.base import run_model
+from mrdistill.models.fast_inference import EagerInference, optimise_for_inference
 from mrdistill.physics.fft import magnitude
 
 
@@ -95,3 +96,29 @@ def reconstruct(model: nn.Module | None, dataset: Dataset, device: str | torch.d
             slices=[t[0] for t in items],
         )
     return out, seconds / max(count, 1)
+
+
+@torch.no_grad()
+def fast_seconds_per_slice(model: nn.Module, dataset: Dataset, device: str | torch.device = "cpu",
+                           batch_size: int = 8, passes: int = 3) -> float | None:
+    """Seconds per slice of `optimise_for_inference(model)` over `dataset`: the fastest of `passes`
+    timed passes after an untimed one (so first-call costs such as building DC matrices are not
+    counted), or None where there is no fast path for this model, device or data (it would only time
+    the eager model again).
+    """
+    if str(device) != "cpu" or len(dataset) == 0:  # type: ignore[arg-type]
+        return None
+    batches = list(_same_shape_batches(dataset, batch_size))
+    if len({tuple(b.kspace.shape[1:]) for b in batches}) != 1 or batches[0].smaps is not None:
+        return None  # one fast module is tuned for one input shape; coil maps take the eager path
+    fast = optimise_for_inference(model, batches[0].kspace, batches[0].mask)
+    if isinstance(fast, EagerInference):
+        return None
+    best = float("inf")
+    for timed in [False] + [True] * passes:
+        start = time.perf_counter()
+        for batch in batches:
+            fast(batch.kspace, batch.mask)
+        if timed:
+            best = min(best, time.perf_counter() - start)
+    return best / sum(b.kspace.shape[0] for b in batches)

@@ -24,6 +24,7 @@ def test_demo_smoke(tmp_path, capsys):
     assert code == 0
     for row in ("zero-filled", "teacher", "student", "distilled"):
         assert f"| {row} |" in out
+    assert "| ms/slice | fast ms/slice |" in out  # the students' speed on the fast CPU path too
     assert (tmp_path / "d" / "report.md").exists() and list((tmp_path / "d" / "figures").glob("*.png"))
     code, _, err = run_cli(["demo", "--preset", "smoke", "--out", tmp_path / "d"], capsys)
     assert code == 2 and "already holds results" in err
