@@ -2,11 +2,11 @@
 
 Nothing here is required: where there is no x86-64 CPU with AVX2 + FMA (AVX-512 for the cascade
 kernel), no C compiler, or the build fails, `tapconv_kernel()` / `cascade_kernel()` return None and
-callers keep their torch path. A kernel is a plain C
-file in `mrdistill/models/kernels/` (no torch headers, so a build takes well under a second), compiled
-once into `default_cache_dir()/kernels/<name>-<hash>.so` (the hash covers the source, compiler and
-flags; written atomically, so concurrent builds are safe) and called through ctypes, which releases
-the GIL, so chunk worker threads run it in parallel. `MRDISTILL_NATIVE=0` turns all kernels off;
+callers keep their torch path. A kernel is a plain C file in `mrdistill/models/kernels/` (no torch
+headers, so a build takes well under a second), compiled once into
+`default_cache_dir()/kernels/<name>-<hash>.so` (the hash covers the source, compiler and flags;
+written atomically, so concurrent builds are safe) and called through ctypes, which releases the
+GIL, so chunk worker threads run it in parallel. `MRDISTILL_NATIVE=0` turns all kernels off;
 `CC` picks the compiler.
 """
 
@@ -129,9 +129,9 @@ def cascade_native(x: Tensor, weights: Tensor, biases: Tensor, *, channels: int,
     Activation max(v, 0) + slope * min(v, 0) after every conv but the last; `residual` adds x.
     rows (start, stop): compute only these output rows (threads can share a slice: each band
     recomputes layers - 1 rows of halo per side); out: a float32 contiguous (n, out_channels, H, W)
-    tensor to write them into. Returns `out` (a new float32 contiguous tensor if not given). Raises ValueError for weights or biases of
-    the wrong size or dtype (the kernel would read past them), RuntimeError if the kernel cannot
-    allocate its scratch rows.
+    tensor to write them into. Returns `out` (a new float32 contiguous tensor if not given).
+    Raises ValueError for weights or biases of the wrong size or dtype (the kernel would read past
+    them), RuntimeError if the kernel cannot allocate its scratch rows.
     """
     fn = cascade_kernel()
     n, cin, h, w = x.shape
