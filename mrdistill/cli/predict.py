@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"NIfTI axis along which slices are taken (default: {d.slice_axis})")
     p.add_argument("--batch-size", type=int, default=None, help=f"slices per batch (default: {d.batch_size})")
     p.add_argument("--device", default=None, help=f"torch device (default: {d.device})")
+    p.add_argument("--no-fast", dest="fast", action="store_false", default=None,
+                   help="run the eager model instead of the fast CPU inference path (DC-CNN on CPU)")
     p.add_argument("--skip-bad", action="store_true", help="leave out unreadable inputs, list them, go on")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -44,7 +46,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
                                                   ("acceleration", args.acceleration),
                                                   ("center_fraction", args.center_fraction),
                                                   ("path", args.mask_path)) if v is not None})
-    given = {k: getattr(args, k) for k in ("coil_mode", "slice_axis", "batch_size", "device")
+    given = {k: getattr(args, k) for k in ("coil_mode", "slice_axis", "batch_size", "device", "fast")
              if getattr(args, k) is not None}
     return replace(cfg, mask=mask, **given)
 

@@ -80,7 +80,7 @@ def predict_fastmri(model: nn.Module, path: Path, cfg: PredictConfig) -> np.ndar
         slices = [center_crop(rss(ifft2c(ds.read_slice(info, s)[0]), dim=-3), size).numpy()
                   for s in range(info.num_slices)]
         return _upsampler()(model, np.stack(slices)).astype(np.float32)
-    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size)
+    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size, fast=cfg.fast)
     pred = recons[info.name].prediction
     if tuple(pred.shape[-2:]) != size:
         pred = center_crop(pred, size)
@@ -95,7 +95,7 @@ def predict_image_volume(model: nn.Module, item: InputItem, cfg: PredictConfig) 
     peak = float(vol.data.max())
     records = [SliceRecord(item.name, i, vol.data[i] / peak) for i in range(vol.data.shape[0])]
     ds = SliceDataset(records, DataConfig(mode=_mode(model), mask=cfg.mask), "test")
-    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size)
+    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size, fast=cfg.fast)
     return vol, (recons[item.name].prediction.numpy() * peak).astype(np.float32)
 
 

@@ -84,6 +84,22 @@ def test_predict_test_files_and_multicoil(tmp_path, capsys):
                                       "center_lines": None, "path": None, "fresh_train_masks": False}
 
 
+def test_predict_fast_path_gives_the_eager_images(tmp_path, capsys, recwarn):
+    val = write_fastmri_folder(tmp_path / "val", 2, slices=3, **BIG)
+    ckpt = checkpoint(tmp_path, cascades=2, convs=3, channels=16, in_channels=2)
+    args = ["predict", val, "--checkpoint", ckpt, "--no-progress", "--batch-size", 2]
+    assert cli([*args, "--out", tmp_path / "fast"], capsys)[0] == 0
+    assert cli([*args, "--out", tmp_path / "eager", "--no-fast"], capsys)[0] == 0
+    for run, fast in (("fast", True), ("eager", False)):
+        assert json.loads((tmp_path / run / "predict.json").read_text())["options"]["fast"] is fast
+    for name in ("file1000.h5", "file1001.h5"):
+        with h5py.File(tmp_path / "fast" / name) as f, h5py.File(tmp_path / "eager" / name) as g:
+            fast, eager = f["reconstruction"][()], g["reconstruction"][()]
+        assert fast.shape == eager.shape == (3, 48, 48)
+        assert np.abs(fast - eager).max() <= 1e-5 * np.abs(eager).max()
+    assert not [w for w in recwarn if "fast DC-CNN path" in str(w.message)]  # no eager fallback
+
+
 def test_predict_image_volumes_keep_their_format(tmp_path, capsys):
     write_nifti(tmp_path / "in" / "brain.nii.gz", shape=(24, 20, 3))
     write_dicom_series(tmp_path / "in" / "scan", n=3)

@@ -1,11 +1,12 @@
-"""Evaluation timing: the fast CPU path is timed only where a model has one."""
+"""Reconstruction on the fast CPU path, and evaluation timing of it where a model has one."""
 import torch
 
 from conftest import synthetic_batch
-from mrdistill.data.sample import Sample
+from mrdistill.data.sample import Sample, collate_samples
 from mrdistill.models import build_model
+from mrdistill.models.fast_inference import InferenceDCCNN
 from mrdistill.train.evaluation import evaluate_models, extra_columns
-from mrdistill.train.inference import fast_seconds_per_slice
+from mrdistill.train.inference import _fast_path, fast_seconds_per_slice, reconstruct
 
 
 def _slices(n: int = 5, size: int = 24) -> list[Sample]:
@@ -34,3 +35,16 @@ def test_evaluation_reports_a_fast_column_only_when_asked():
     assert float(columns["student"]["fast ms/slice"]) > 0
     # the scores come from the eager model either way
     assert torch.equal(timed.recons["student"]["v0"].prediction, plain.recons["student"]["v0"].prediction)
+
+
+def test_reconstruct_on_the_fast_path_matches_eager():
+    data = _slices(n=5)
+    model = build_model("dccnn", convs=3, seed=0)
+    assert isinstance(_fast_path(model, collate_samples(data[:2]), {}), InferenceDCCNN)
+    assert _fast_path(build_model("vdsr", layers=3, channels=8), collate_samples(data[:2]), {}) is None
+    eager, _ = reconstruct(model, data, batch_size=2)  # batches of 2, 2, 1
+    fast, seconds = reconstruct(model, data, batch_size=2, fast=True)
+    assert seconds > 0 and eager.keys() == fast.keys()
+    for name in eager:
+        a, b = fast[name].prediction, eager[name].prediction
+        assert a.shape == b.shape and float((a - b).abs().max()) <= 1e-5 * float(b.abs().max())
