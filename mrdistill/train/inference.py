@@ -17,6 +17,10 @@ from mrdistill.models.fast_inference import EagerInference, optimise_for_inferen
 from mrdistill.physics.fft import magnitude
 
 
+# Fast inference modules of one model by slice shape (C, H, W); None where it has no fast path.
+FastPaths = dict[tuple[int, ...], "nn.Module | None"]
+
+
 @dataclass
 class VolumeRecon:
     """One volume's slices, in slice order: float32 (S, H, W) each."""
@@ -56,18 +60,21 @@ def _same_shape_batches(dataset: Dataset, batch_size: int) -> Iterator[Sample]:
 
 @torch.no_grad()
 def reconstruct(model: nn.Module | None, dataset: Dataset, device: str | torch.device = "cpu",
-                batch_size: int = 8, fast: bool = False) -> tuple[dict[str, VolumeRecon], float]:
+                batch_size: int = 8, fast: bool = False,
+                fast_paths: FastPaths | None = None) -> tuple[dict[str, VolumeRecon], float]:
     """Run `model` over `dataset` -> ({volume: VolumeRecon}, seconds per slice of model time).
 
     model=None gives the zero-filled reconstruction as the prediction. fast: on CPU, run models
     that have one on the fast inference path (`optimise_for_inference`, built once per slice
     shape, outside the timed part; the same images up to float32 rounding, ~1e-6 relative).
+    fast_paths: where those are kept, to reuse them over several calls with the same, unchanged
+    model (e.g. one per file in `predict`); a new one per call by default.
     """
     if model is not None:
         model.eval()
     loader = _same_shape_batches(dataset, batch_size)
     parts: dict[str, list[tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor, float]]] = {}
-    fast_paths: dict[tuple[int, ...], nn.Module | None] = {}
+    fast_paths = {} if fast_paths is None else fast_paths
     seconds, count = 0.0, 0
     for batch in loader:
         batch = batch.to(device)
@@ -103,8 +110,7 @@ def reconstruct(model: nn.Module | None, dataset: Dataset, device: str | torch.d
     return out, seconds / max(count, 1)
 
 
-def _fast_path(model: nn.Module, batch: Sample, cache: dict[tuple[int, ...], nn.Module | None]
-               ) -> nn.Module | None:
+def _fast_path(model: nn.Module, batch: Sample, cache: FastPaths) -> nn.Module | None:
     """`optimise_for_inference(model)` for this batch's slice shape (built once per shape, kept in
     `cache`), or None where the model has no fast path for it (then the eager model runs)."""
     if batch.kspace.device.type != "cpu" or input_kind(model) != "kspace" or batch.smaps is not None:
@@ -125,7 +131,7 @@ def fast_seconds_per_slice(model: nn.Module, dataset: Dataset, device: str | tor
     the eager model again).
     """
     batches = [b.to(device) for b in _same_shape_batches(dataset, batch_size)]
-    cache: dict[tuple[int, ...], nn.Module | None] = {}
+    cache: FastPaths = {}
     runners = [_fast_path(model, b, cache) for b in batches]
     if not batches or any(r is None for r in runners):
         return None

@@ -35,7 +35,7 @@ from mrdistill.data.volumes import InputItem, find_inputs, read_volume
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.physics.fft import ifft2c
 from mrdistill.train.checkpoint import load_model
-from mrdistill.train.inference import reconstruct
+from mrdistill.train.inference import FastPaths, reconstruct
 
 
 @dataclass
@@ -69,8 +69,10 @@ def _mode(model: nn.Module) -> str:
     return "complex" if flag else "real"
 
 
-def predict_fastmri(model: nn.Module, path: Path, cfg: PredictConfig) -> np.ndarray:
-    """Reconstruction float32 (S, h, w) of one fastMRI file, in the file's units."""
+def predict_fastmri(model: nn.Module, path: Path, cfg: PredictConfig,
+                    fast_paths: FastPaths | None = None) -> np.ndarray:
+    """Reconstruction float32 (S, h, w) of one fastMRI file, in the file's units (fast_paths: as
+    `reconstruct`'s, shared over the files of one run)."""
     info = inspect_file(path)
     data_cfg = DataConfig(mode=_mode(model), mask=cfg.mask,
                           fastmri=FastMRIConfig(coil_mode=cfg.coil_mode, normalize=cfg.normalize))
@@ -80,14 +82,15 @@ def predict_fastmri(model: nn.Module, path: Path, cfg: PredictConfig) -> np.ndar
         slices = [center_crop(rss(ifft2c(ds.read_slice(info, s)[0]), dim=-3), size).numpy()
                   for s in range(info.num_slices)]
         return _upsampler()(model, np.stack(slices)).astype(np.float32)
-    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size, fast=cfg.fast)
+    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size, fast=cfg.fast, fast_paths=fast_paths)
     pred = recons[info.name].prediction
     if tuple(pred.shape[-2:]) != size:
         pred = center_crop(pred, size)
     return (pred.numpy() * ds.volume_scale(0)).astype(np.float32)
 
 
-def predict_image_volume(model: nn.Module, item: InputItem, cfg: PredictConfig) -> tuple[Any, np.ndarray]:
+def predict_image_volume(model: nn.Module, item: InputItem, cfg: PredictConfig,
+                         fast_paths: FastPaths | None = None) -> tuple[Any, np.ndarray]:
     """(the `ImageVolume` read, its reconstruction float32 (S, H, W) in the input's units)."""
     vol = read_volume(item, cfg.slice_axis)
     if _is_lowres(model):
@@ -95,7 +98,7 @@ def predict_image_volume(model: nn.Module, item: InputItem, cfg: PredictConfig) 
     peak = float(vol.data.max())
     records = [SliceRecord(item.name, i, vol.data[i] / peak) for i in range(vol.data.shape[0])]
     ds = SliceDataset(records, DataConfig(mode=_mode(model), mask=cfg.mask), "test")
-    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size, fast=cfg.fast)
+    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size, fast=cfg.fast, fast_paths=fast_paths)
     return vol, (recons[item.name].prediction.numpy() * peak).astype(np.float32)
 
 
@@ -129,17 +132,18 @@ def predict(checkpoint: str | Path, inputs: list[str | Path], out: str | Path,
             result.bad.append((str(p), str(exc)))
     _claim_output(result.out, overwrite)
     names: dict[str, int] = {}
+    fast_paths: FastPaths = {}  # one fast module per slice shape for the whole run
     for item in tqdm(items, desc="predict", disable=not progress):
         names[item.name] = names.get(item.name, 0) + 1
         name = item.name if names[item.name] == 1 else f"{item.name}-{names[item.name]}"
         try:
             if item.kind == "fastmri":
-                recon = predict_fastmri(model, item.path, cfg)
+                recon = predict_fastmri(model, item.path, cfg, fast_paths)
                 # the input's own file name, which is what fastMRI's evaluation looks up
                 target = result.out / (item.path.name if name == item.name else f"{name}.h5")
                 write_reconstruction(target, recon, {"checkpoint": str(checkpoint), "source": str(item.path)})
             else:
-                vol, recon = predict_image_volume(model, item, cfg)
+                vol, recon = predict_image_volume(model, item, cfg, fast_paths)
                 vol.name = name
                 target = write_like(vol, recon, result.out)
         except MrdistillError as exc:

@@ -18,6 +18,7 @@ from format_fixtures import (write_dicom_series, write_fastmri_folder,  # noqa: 
 from mrdistill.cli.main import main  # noqa: E402
 from mrdistill.eval.metrics import psnr, ssim  # noqa: E402
 from mrdistill.models import build_model, list_models  # noqa: E402
+from mrdistill.models.fast_inference import optimise_for_inference  # noqa: E402
 from mrdistill.train.checkpoint import model_payload, save_checkpoint  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -84,11 +85,17 @@ def test_predict_test_files_and_multicoil(tmp_path, capsys):
                                       "center_lines": None, "path": None, "fresh_train_masks": False}
 
 
-def test_predict_fast_path_gives_the_eager_images(tmp_path, capsys, recwarn):
+def test_predict_fast_path_gives_the_eager_images(tmp_path, capsys, recwarn, monkeypatch):
+    import mrdistill.train.inference as inference
+
+    built = []
+    monkeypatch.setattr(inference, "optimise_for_inference",
+                        lambda *a, **k: built.append(1) or optimise_for_inference(*a, **k))
     val = write_fastmri_folder(tmp_path / "val", 2, slices=3, **BIG)
     ckpt = checkpoint(tmp_path, cascades=2, convs=3, channels=16, in_channels=2)
     args = ["predict", val, "--checkpoint", ckpt, "--no-progress", "--batch-size", 2]
     assert cli([*args, "--out", tmp_path / "fast"], capsys)[0] == 0
+    assert len(built) == 1  # two files of one shape share one fast module
     assert cli([*args, "--out", tmp_path / "eager", "--no-fast"], capsys)[0] == 0
     for run, fast in (("fast", True), ("eager", False)):
         assert json.loads((tmp_path / run / "predict.json").read_text())["options"]["fast"] is fast
