@@ -125,21 +125,15 @@ def _fast_path(model: nn.Module, batch: Sample, cache: FastPaths) -> nn.Module |
 @torch.no_grad()
 def fast_seconds_per_slice(model: nn.Module, dataset: Dataset, device: str | torch.device = "cpu",
                            batch_size: int = 8, passes: int = 3) -> float | None:
-    """Seconds per slice of `optimise_for_inference(model)` over `dataset`: the fastest of `passes`
-    timed passes after an untimed one (so first-call costs such as building DC matrices are not
-    counted), or None where there is no fast path for this model, device or data (it would only time
+    """Seconds per slice of `reconstruct(..., fast=True)`: the fastest of `passes` timed passes
+    after an untimed one (so first-call costs such as building DC matrices are not counted), or
+    None where this model has no fast path for some batch of this device and data (it would time
     the eager model again).
     """
-    batches = [b.to(device) for b in _same_shape_batches(dataset, batch_size)]
     cache: FastPaths = {}
-    runners = [_fast_path(model, b, cache) for b in batches]
-    if not batches or any(r is None for r in runners):
+    batches = [b.to(device) for b in _same_shape_batches(dataset, batch_size)]
+    if not batches or any(_fast_path(model, b, cache) is None for b in batches):
         return None
-    best = float("inf")
-    for timed in [False] + [True] * passes:
-        start = time.perf_counter()
-        for runner, batch in zip(runners, batches):
-            runner(batch.kspace, batch.mask)
-        if timed:
-            best = min(best, time.perf_counter() - start)
-    return best / sum(b.kspace.shape[0] for b in batches)
+    times = [reconstruct(model, dataset, device, batch_size, fast=True, fast_paths=cache)[1]
+             for _ in range(passes + 1)]
+    return min(times[1:])
