@@ -14,13 +14,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 - the usual alias
 
-from mrdistill.models.native import cascade_kernel, cascade_native, tapconv_kernel, tapconv_native
+from mrdistill.models.native import (CASCADE_CHANNELS, cascade_kernel, cascade_native, tapconv_kernel,
+                                     tapconv_native)
 from mrdistill.models.parallel import run_chunks
 
 # Output channels up to which a conv runs as "taps matmul + shifted adds" instead of oneDNN.
 _TAP_CONV_MAX_OUT = 4
-# Hidden widths the streaming kernel has register blockings for.
-_NATIVE_CHANNELS = (16, 32, 64)
 # Fewest output rows per thread when one slice is split into row bands: each band recomputes
 # layers - 1 halo rows per side, which at 64 rows costs a 5-conv cascade at most 8 / 64 of a band.
 _MIN_BAND_ROWS = 64
@@ -173,7 +172,7 @@ class NativeCascade(nn.Module):
         if cascade_kernel() is None or len(convs) < 2 or _negative_slope(cascade.act) is None:
             return False
         width = convs[0].out_channels
-        return (width in _NATIVE_CHANNELS and all(_is_same_3x3(c) for c in convs)
+        return (width in CASCADE_CHANNELS and all(_is_same_3x3(c) for c in convs)
                 and all(c.in_channels == width for c in convs[1:])
                 and all(c.out_channels == width for c in convs[:-1])
                 and convs[-1].out_channels == convs[0].in_channels)

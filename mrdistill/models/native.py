@@ -32,6 +32,8 @@ KERNEL_DIR = Path(__file__).with_name("kernels")
 # AVX-512 code is enabled per function (`target` attribute) and only called after a CPU check.
 _FLAGS = ("-O3", "-mavx2", "-mfma", "-shared", "-fPIC")
 _SIMD_CAPABILITIES = ("AVX2", "AVX512")
+# Hidden widths the cascade kernel has register blockings for (kernels/cascade.c, CONV_ROW).
+CASCADE_CHANNELS = (16, 32, 64)
 
 
 def _compiler() -> str | None:
@@ -137,7 +139,7 @@ def cascade_native(x: Tensor, weights: Tensor, biases: Tensor, *, channels: int,
     n, cin, h, w = x.shape
     start, stop = rows or (0, h)
     if (fn is None or x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous()
-            or channels not in (16, 32, 64) or layers < 2 or (residual and out_channels != cin)
+            or channels not in CASCADE_CHANNELS or layers < 2 or (residual and out_channels != cin)
             or not 0 <= start < stop <= h):
         return None
     hidden = 9 * channels * (cin + (layers - 2) * channels)
