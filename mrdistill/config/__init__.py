@@ -13,11 +13,11 @@ from mrdistill.config.parse import (apply_overrides, from_dict, load_run_config,
                                     save_config, to_dict)
 from mrdistill.config.run import (AdaptiveConfig, DistillConfig, KDTermConfig, ModelConfig,
                                   OptimConfig, RunConfig, SelfSupConfig, SFTConfig, StageConfig,
-                                  TeacherCorrectionConfig)
+                                  TeacherConfig, TeacherCorrectionConfig)
 
 __all__ = [
     "AdaptiveConfig", "DataConfig", "DistillConfig", "FastMRIConfig", "KDTermConfig", "MaskConfig",
     "ModelConfig", "OptimConfig", "PredictConfig", "PrepareConfig", "RunConfig", "SFTConfig",
-    "SelfSupConfig", "StageConfig", "SuperResConfig", "TeacherCorrectionConfig", "apply_overrides",
+    "SelfSupConfig", "StageConfig", "SuperResConfig", "TeacherConfig", "TeacherCorrectionConfig", "apply_overrides",
     "from_dict", "load_run_config", "load_yaml", "save_config", "to_dict",
 ]

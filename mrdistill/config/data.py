@@ -86,6 +86,8 @@ class DataConfig:
     sources: list[str] = field(default_factory=lambda: ["mni"])
     image_size: int = 128
     mode: str = "real"  # "real" (1-channel real image, KD-MRI) or "complex" (synthetic phase, 2 channels)
+    # > 1: simulated receive coils (mode complex): multi-coil k-space (C, H, W), RSS targets.
+    coils: int = 1
     noise_std: float = 0.0  # complex Gaussian noise std in k-space, relative to an image max of 1
     min_foreground: float = 0.15  # drop slices whose foreground fraction is below this
     slab: int = 8  # slices per slab when splitting a volume into train/val/test slabs

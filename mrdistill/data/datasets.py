@@ -137,7 +137,7 @@ class SliceDataset(Dataset):
             rec = self.records[i]
             image = torch.from_numpy(rec.image)
             cached = simulate_kspace(image, self.cfg.mode, stable_seed(f"{rec.volume}:{rec.slice_index}"),
-                                     self.cfg.noise_std)
+                                     self.cfg.noise_std, self.cfg.coils)
             self._full[i] = cached
         return cached
 
@@ -178,6 +178,17 @@ class MixedDataset(Dataset):
         return [list(range(n)), list(range(n, len(self)))]
 
 
+def check_coils(cfg: DataConfig) -> None:
+    """`data.coils` simulates coils on the embedded corpus only, and coil maps need complex images."""
+    if cfg.coils < 1:
+        raise MrdistillError(f"data.coils must be at least 1, got {cfg.coils}")
+    if cfg.coils > 1 and cfg.dataset != "embedded":
+        raise MrdistillError(f"data.coils simulates coils on the embedded corpus; {cfg.dataset} data "
+                             f"bring their own coils (leave data.coils at 1)")
+    if cfg.coils > 1 and cfg.mode != "complex":
+        raise MrdistillError("data.coils > 1 needs data.mode: complex (coil maps are complex)")
+
+
 def make_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDataset]:
     """train/val/test `SliceDataset`s over the embedded corpus described by `cfg`.
 
@@ -186,6 +197,7 @@ def make_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDataset]:
     instead (`data.fastmri.make_file_datasets`).
     """
     check_choice("data.dataset", cfg.dataset, ("embedded", "fastmri", "prepared"))
+    check_coils(cfg)
     if cfg.dataset != "embedded":
         from mrdistill.data.fastmri import make_file_datasets  # h5py is imported only when needed
 
