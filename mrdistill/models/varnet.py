@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mrdistill.data.coils import rss
 from mrdistill.models.base import ReconOutput
 from mrdistill.models.registry import register_model
 from mrdistill.models.unet import UnetCore
@@ -33,7 +34,7 @@ PAD_MULTIPLE = 16  # NormUnet pads both image axes up to a multiple of this
 
 def coil_rss(x: Tensor) -> Tensor:
     """complex (N, C, H, W) -> float32 (N, 1, H, W): sqrt(sum_c |x_c|^2)."""
-    return (x.real.square() + x.imag.square()).sum(dim=1, keepdim=True).sqrt()
+    return rss(x, dim=1, keepdim=True)
 
 
 def pad_to_multiple(x: Tensor, multiple: int = PAD_MULTIPLE) -> tuple[Tensor, tuple[int, int, int, int]]:
