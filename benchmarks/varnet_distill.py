@@ -6,7 +6,8 @@ parameters, FLOPs per slice and inference ms/slice through `train.inference.reco
         --plain runs/varnet_student_s42 runs/varnet_student_s43 runs/varnet_student_s44 \
         --kd runs/varnet_kd_s42 runs/varnet_kd_s43 runs/varnet_kd_s44 --repeats 5
 
-Quality: each run's own test-set report (`metrics.json`, fastMRI metrics per volume, mean over
+Quality: each run's test-set scores (`evaluation/metrics.json` of `mrdistill evaluate --run RUN
+--checkpoint best.pt`, else the run's own `metrics.json`; fastMRI metrics per volume, mean over
 volumes); across seeds the mean and the sample sd (ddof=1) of those means. Speed: every model's
 best checkpoint reconstructs the test set (batches of 8) in `--repeats` interleaved rounds (order
 rotated each round); the median of the rounds is reported. Writes `benchmarks/results/varnet_distill.md`
@@ -42,7 +43,9 @@ def cpu_model() -> str:
 
 
 def quality(run: Path) -> dict[str, float]:
-    models = json.loads((run / "metrics.json").read_text())["models"]
+    """The run's test scores: `mrdistill evaluate --run RUN` output if present, else the run's own."""
+    path = run / "evaluation" / "metrics.json"
+    models = json.loads((path if path.is_file() else run / "metrics.json").read_text())["models"]
     name = next(k for k in models if k != "zero-filled")
     return {"psnr": models[name]["psnr"]["mean"], "ssim": models[name]["ssim"]["mean"],
             "zf_psnr": models["zero-filled"]["psnr"]["mean"], "zf_ssim": models["zero-filled"]["ssim"]["mean"]}
