@@ -88,6 +88,10 @@ class UnetCore(nn.Module):
         self.up_conv.append(nn.Sequential(ConvBlock(widths[1], widths[0], drop_prob),
                                           nn.Conv2d(widths[0], out_chans, kernel_size=1)))
 
+    def forward(self, x: Tensor, features: dict[str, Tensor] | None = None) -> Tensor:  # type: ignore[override]
+        """`run` through `__call__`, so forward hooks on this module (`distill.hooks`) see it."""
+        return self.run(x, features)
+
     def run(self, x: Tensor, features: dict[str, Tensor] | None = None, prefix: str = "") -> Tensor:
         """The network on float (N, in_chans, H, W); with `features`, records
         "{prefix}down{i}" (skip i, 1-based), "{prefix}bottleneck" and "{prefix}up{i}"."""

@@ -68,7 +68,7 @@ class NormUnet(nn.Module):
         normed = ((chan.view(n, 2, c, h, w) - mean) / std).view(n, 2 * c, h, w)
         padded, (top, bottom, left, right) = pad_to_multiple(normed)
         inner: dict[str, Tensor] | None = {} if features is not None else None
-        out = self.unet.run(padded, inner)
+        out = self.unet(padded, inner)
         if features is not None and inner is not None:  # only the bottleneck: the rest is large
             features[f"{prefix}bottleneck"] = inner["bottleneck"]
         out = out[..., top:out.shape[-2] - bottom, left:out.shape[-1] - right]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import synthetic_batch
+from conftest import multicoil_batch, synthetic_batch
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.hooks import FeatureHooks, as_feature
 from mrdistill.errors import MrdistillError
@@ -86,3 +86,17 @@ def test_an_unknown_key_is_a_clear_error() -> None:
 def test_complex_outputs_become_channels() -> None:
     z = torch.randn(2, 3, 4, 4, dtype=torch.complex64)
     assert as_feature((z, None), "x").shape == (2, 6, 4, 4)
+
+
+def test_varnet_layers_by_path_as_in_docs() -> None:
+    """fastMRI-style paths ("cascades.1.model": a cascade's normalised U-Net) on a VarNet teacher."""
+    batch = multicoil_batch()
+    small = {"chans": 2, "pools": 1, "sens_chans": 2, "sens_pools": 1}
+    student = build_model("varnet", num_cascades=1, seed=0, **small)
+    teacher = build_model("varnet", num_cascades=2, seed=1, **small).eval()
+    kd = build_kd("hint", pairs={"cascade1.image": "cascades.1.model", "cascades.0.model.unet": "cascade2.image"},
+                  regressor=False)
+    objective = DistillObjective(teacher, {"hint": (kd, 1.0)})
+    objective.setup(student, batch)
+    out = objective(student, batch)
+    assert torch.isfinite(out["kd/hint"]) and out["kd/hint"] > 0

@@ -5,22 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mrdistill.data.sample import Sample
+from conftest import multicoil_batch
 from mrdistill.models import build_model
 from mrdistill.models.base import run_model
 from mrdistill.models.varnet import acs_bounds
-from mrdistill.physics.fft import fft2c, image_to_network, ifft2c
-
-
-def multicoil_batch(coils: int = 3, size: int = 32) -> Sample:
-    g = torch.Generator().manual_seed(0)
-    image = torch.nn.functional.avg_pool2d(torch.rand(2, 1, size, size, generator=g), 5, 1, 2)
-    maps = torch.randn(1, coils, size, size, dtype=torch.complex64, generator=g) * 0.1 + 1
-    mask = torch.zeros(2, 1, 1, size)
-    mask[..., ::3] = 1
-    mask[..., size // 2 - 3:size // 2 + 3] = 1
-    k = fft2c(maps * image) * mask
-    return Sample(k, mask, image_to_network(ifft2c(k), True), image, torch.ones(2), ["a", "b"], [0, 1])
 
 
 def test_varnet_trains_through_run_model_with_features() -> None:
