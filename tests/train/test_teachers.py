@@ -3,6 +3,7 @@ is checked against the model, and distils into a small VarNet (smoke-sized, in-p
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import torch
 from conftest import run_cli
 from mrdistill.config import TeacherConfig, load_run_config
 from mrdistill.errors import MrdistillError
-from mrdistill.models import build_model
+from mrdistill.models import build_model, registry
+from mrdistill.models.foreign import import_plugins
 from mrdistill.train.teachers import load_teacher, read_state_dict
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -80,3 +82,42 @@ def test_teacher_is_a_path_or_a_mapping() -> None:
         load_run_config(None, ["distill.teacher.wieghts=w.pt"])
     with pytest.raises(MrdistillError, match="distill.teacher: expected str or a mapping"):
         load_run_config(None, ["distill.teacher=3"])
+
+
+PLUGIN = '''
+from torch import nn
+from mrdistill.models import register_model
+from mrdistill.models.foreign import ImageModel
+
+
+class MyNet(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(2, width, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(width, 2, 1)
+
+    def forward(self, x):
+        return x + self.head(self.body(x))
+
+
+@register_model("h16_mynet")
+def build_mynet(width: int = 4):
+    return ImageModel(MyNet(width), input="complex")
+'''
+
+
+def test_a_plugin_builder_gives_a_teacher_from_its_own_state_dict(tmp_path, monkeypatch) -> None:
+    """docs/teachers.md's example: a user's module registered by a builder in a plugin module, its
+    plain state_dict (the wrapped network's own keys) loaded as a foreign teacher."""
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))  # the registration stays here
+    (tmp_path / "h16_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "h16_plugin", raising=False)
+    import_plugins(["h16_plugin"])
+    net = build_model("h16_mynet", seed=3, width=6)
+    torch.save(net.net.state_dict(), tmp_path / "mynet.pt")
+    assert "body.0.weight" in torch.load(tmp_path / "mynet.pt", weights_only=True)
+    teacher = load_teacher(TeacherConfig("h16_mynet", {"width": 6}, str(tmp_path / "mynet.pt")))
+    assert torch.equal(teacher.net.head.weight, net.net.head.weight)
+    with pytest.raises(MrdistillError, match="plugins: cannot import 'no_such_plugin'"):
+        import_plugins(["no_such_plugin"])
