@@ -36,7 +36,7 @@ from mrdistill.models import build_model, count_parameters
 from mrdistill.models.base import ReconOutput
 from mrdistill.models.flops import count_flops
 from mrdistill.physics.fft import magnitude
-from mrdistill.train.checkpoint import load_checkpoint, load_model
+from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint
 
 MAX_BATCH = 64  # neighbouring slices of the embedded volume
 MAX_SIDE = 4096
@@ -228,7 +228,7 @@ def checkpoint_models(paths: list[str | Path]) -> list[BenchModel]:
         if any(m.label == label for m in out):
             label = f"{label}#{len(out) + 1}"
         out.append(BenchModel(label, ckpt["model_name"], dict(ckpt.get("model_kwargs", {})),
-                              load_model(path), str(path)))
+                              model_from_checkpoint(ckpt, path), str(path)))
     return out
 
 

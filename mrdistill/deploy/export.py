@@ -2,7 +2,7 @@
 checked against the eager model before it is kept, plus a sidecar JSON (`<out>.json`).
 
 The graph (`deploy.graphs`) is traced once at a fixed (H, W) and coil count with a dynamic batch
-dimension; the DC form follows the mask kind (the checkpoint's training config, or `mask_kind`):
+dimension; the DC form follows the mask kind (the checkpoint's data record, or `mask_kind`):
 1-D column masks -> "column" (FFT-free row matmuls), 2-D masks -> "grid" (DFT as matmuls). ONNX
 uses the TorchScript-based exporter (opset 17): the graph holds only convs, matmuls and elementwise
 ops, and it exports in seconds where the dynamo exporter took minutes on this machine.
@@ -32,7 +32,7 @@ from mrdistill.deploy.runtime import (INPUT_NAMES, OUTPUT_NAMES, Runner, onnx_ru
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.physics.fft import magnitude
 from mrdistill.physics.masks import make_mask
-from mrdistill.train.checkpoint import load_checkpoint, load_model
+from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_TOLERANCE = 1e-4
@@ -129,8 +129,8 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, *,
             raise MrdistillError(f"{path} exists: choose another --out or pass --overwrite")
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
-    model = load_model(checkpoint)
-    data = training_data(ckpt)
+    model = model_from_checkpoint(ckpt, checkpoint)
+    data = training_data(ckpt, checkpoint)
     kind = mask_kind or data.mask_kind
     h, w = _check_grid(shape, data.image_size, coils)
     form = "column" if make_mask(kind, (h, w), data.acceleration, seed=0).shape[-2] == 1 else "grid"

@@ -1,8 +1,8 @@
 """What an exported file records about itself (the sidecar JSON, also stored as ONNX metadata).
 
-The training data config is read from the checkpoint's "config" entry where it has one (the
-resolved run config: `data.mask.kind`, `data.mask.acceleration`, `data.mode`, `data.image_size`,
-`data.dataset`); otherwise the `DataConfig` defaults are used and recorded as such.
+The training data config is the checkpoint's `data` record (`train.checkpoint.recorded_data`: mask
+kind and acceleration, data mode, image size, data set kind); checkpoints without one get the
+`DataConfig` defaults, recorded as such.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from mrdistill import __version__
 from mrdistill.config import DataConfig
+from mrdistill.train.checkpoint import recorded_data
 
 NORMALISATION = (
     "k-space is divided by the volume's scale before the model sees it, and the output image is "
@@ -34,31 +35,15 @@ class TrainingData:
     source: str
 
 
-def _get(tree: Any, *keys: str) -> Any:
-    """tree[k1][k2]... or None where any level is missing or not a dict."""
-    for key in keys:
-        if not isinstance(tree, dict) or key not in tree:
-            return None
-        tree = tree[key]
-    return tree
-
-
-def training_data(ckpt: dict[str, Any]) -> TrainingData:
+def training_data(ckpt: dict[str, Any], path: str | Path) -> TrainingData:
     """The mask kind, acceleration, data mode and size the checkpoint was trained with."""
-    cfg = ckpt.get("config")
-    default = DataConfig()
-    found = _get(cfg, "data", "mask", "kind")
-    if found is None:
+    data = recorded_data(ckpt, path)
+    if data is None:
+        default = DataConfig()
         return TrainingData(default.mask.kind, default.mask.acceleration, default.mode, None,
-                            default.dataset, "DataConfig defaults (the checkpoint has no config)")
-    size = _get(cfg, "data", "image_size")
-    return TrainingData(
-        mask_kind=str(found),
-        acceleration=float(_get(cfg, "data", "mask", "acceleration") or default.mask.acceleration),
-        mode=str(_get(cfg, "data", "mode") or default.mode),
-        image_size=int(size) if isinstance(size, int) else None,
-        dataset=str(_get(cfg, "data", "dataset") or default.dataset),
-        source="the checkpoint's training config")
+                            default.dataset, "DataConfig defaults (the checkpoint has no data record)")
+    return TrainingData(data.mask.kind, float(data.mask.acceleration), data.mode, data.image_size,
+                        data.dataset, "the checkpoint's data record")
 
 
 def file_sha256(path: str | Path) -> str:

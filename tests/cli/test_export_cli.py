@@ -9,15 +9,14 @@ import sys
 import pytest
 
 from tests.conftest import run_cli
-from tests.deploy.export_cases import write_checkpoint
+from tests.deploy.export_cases import case_data, write_checkpoint
 
 DCCNN = {"cascades": 1, "convs": 2, "channels": 4}
 
 
 @pytest.fixture
 def ckpt(tmp_path):
-    config = {"data": {"mask": {"kind": "gaussian2d", "acceleration": 4.0}, "image_size": 16}}
-    return write_checkpoint(tmp_path / "model.pt", "dccnn", DCCNN, config)
+    return write_checkpoint(tmp_path / "model.pt", "dccnn", DCCNN, case_data("gaussian2d", image_size=16))
 
 
 def test_export_defaults_to_the_training_size_and_mask(ckpt, tmp_path, capsys):

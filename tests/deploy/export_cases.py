@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
+from mrdistill.config import DataConfig, MaskConfig
 from mrdistill.models import build_model
-from mrdistill.train.checkpoint import model_payload, save_checkpoint
+from mrdistill.train.checkpoint import data_meta, model_payload, save_checkpoint
 
 H, W = 24, 32  # not square, so a transposed DFT matrix cannot pass
 
@@ -31,7 +32,7 @@ CASES = {
 }
 
 
-def write_checkpoint(path: Path, name: str, kwargs: dict, config: dict | None = None) -> Path:
+def write_checkpoint(path: Path, name: str, kwargs: dict, data: DataConfig | None = None) -> Path:
     """A checkpoint of `name` with seeded weights, nudged so that no layer is the identity
     (CHPNet's last conv starts at zero)."""
     model = build_model(name, seed=0, **kwargs)
@@ -39,11 +40,11 @@ def write_checkpoint(path: Path, name: str, kwargs: dict, config: dict | None = 
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.02 * torch.randn(p.shape, generator=gen))
-    meta = {} if config is None else {"config": config}
+    meta = {} if data is None else data_meta(data)
     save_checkpoint(path, model_payload(model, name, kwargs, **meta))
     return path
 
 
-def case_config(mask_kind: str) -> dict:
-    """The part of a run config an export reads (as the checkpoint's "config" entry)."""
-    return {"data": {"mask": {"kind": mask_kind, "acceleration": 4.0}, "image_size": None}}
+def case_data(mask_kind: str, image_size: int = 128) -> DataConfig:
+    """The data record of a training run with this mask (what an export reads)."""
+    return DataConfig(image_size=image_size, mask=MaskConfig(kind=mask_kind, acceleration=4.0))

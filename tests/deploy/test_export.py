@@ -18,7 +18,7 @@ from mrdistill.deploy.export import export_checkpoint
 from mrdistill.deploy.inputs import example_batch
 from mrdistill.physics.fft import magnitude
 from mrdistill.train.checkpoint import load_model
-from tests.deploy.export_cases import CASES, H, W, case_config, write_checkpoint
+from tests.deploy.export_cases import CASES, H, W, case_data, write_checkpoint
 
 # Runs in a fresh interpreter: torch is made unimportable before anything else is imported.
 ORT_SCRIPT = """
@@ -45,7 +45,7 @@ assert sys.modules["torch"] is None
 def export_case(root: Path, case: str) -> dict:
     """Export one case in both formats; eager images and graph inputs at batch sizes 1 and 3."""
     name, kwargs, coils, kind = CASES[case]
-    ckpt = write_checkpoint(root / f"{case}.pt", name, kwargs, case_config(kind))
+    ckpt = write_checkpoint(root / f"{case}.pt", name, kwargs, case_data(kind))
     model = load_model(ckpt)
     batch = example_batch(3, H, W, coils, kwargs.get("in_channels", 1) > 1, kind, 4.0)
     files = {fmt: export_checkpoint(ckpt, fmt, root / f"{case}.{fmt}", shape=(H, W), coils=coils)
@@ -101,7 +101,7 @@ def test_export_both_formats_match_eager(tmp_path, case):
     record = json.loads(result.sidecar_path.read_text())
     assert record["model"] == {"name": name, "kwargs": kwargs}
     assert record["training_data"]["mask_kind"] == kind
-    assert record["training_data"]["from"] == "the checkpoint's training config"
+    assert record["training_data"]["from"] == "the checkpoint's data record"
     assert record["data_consistency"]["form"] == ("grid" if kind == "gaussian2d" else "column")
     assert record["grid"] == {"height": H, "width": W, "coils": coils}
     assert len(record["checkpoint"]["sha256"]) == 64
