@@ -60,7 +60,13 @@ class TeacherCorrectionConfig:
 
 @dataclass
 class StageConfig:
-    """One distillation stage: `task_weight * L1(student, target) + sum(weight * kd)`."""
+    """One distillation stage: `task_weight * L1(student, target) + sum(weight * kd)`.
+
+    `select` is the epoch the stage keeps (`train.selection`): "val_metric" (best validation
+    metric, e.g. PSNR), "val_objective" (lowest value of this stage's loss on the validation set)
+    or "last". None: "val_metric" when the stage has a task term, else "val_objective": a stage
+    that does not optimise the output (e.g. attention transfer alone) must not be judged by it.
+    """
 
     epochs: int = 10
     task_weight: float = 1.0
@@ -68,6 +74,14 @@ class StageConfig:
     max_steps: int | None = None  # None: optim.max_steps
     kd: list[KDTermConfig] = field(default_factory=list)
     teacher_correction: TeacherCorrectionConfig | None = None  # None: the teacher stays frozen
+    select: str | None = None
+
+    @property
+    def selection(self) -> str:
+        """`select`, or its default for this stage."""
+        if self.select is not None:
+            return self.select
+        return "val_metric" if self.task_weight > 0 else "val_objective"
 
 
 @dataclass

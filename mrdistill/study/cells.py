@@ -26,7 +26,9 @@ from mrdistill.train.checkpoint import load_model
 from mrdistill.train.runs import distill_run, train_run
 from mrdistill.train.sft_run import SFT_STUDENT
 
-CELL_FORMAT = "mrdistill.study-cell/2"
+# /3: feature-only stages keep their best validation objective, not their best PSNR (issue 18), so
+# distilled cells trained under /2 are stale.
+CELL_FORMAT = "mrdistill.study-cell/3"
 MARKER = "cell.json"
 STD, SFT = "std", "sft"  # the two kinds of teacher
 

@@ -20,6 +20,7 @@ from mrdistill.models.vdsr import Bicubic
 from mrdistill.train.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
+from mrdistill.train.selection import SELECTIONS
 from mrdistill.train.sft_run import sft_train
 from mrdistill.train.unsupervised import (adaptive_distill, check_adaptive, check_selfsup,
                                          selfsup_train)
@@ -115,13 +116,17 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
 def distill_run(cfg: RunConfig, overwrite: bool = False,
                 datasets: dict[str, SliceDataset] | None = None,
                 teacher: nn.Module | None = None) -> RunResult:
-    """Distil `cfg.distill.teacher` into `cfg.model`, stage by stage (each stage restores its best);
+    """Distil `cfg.distill.teacher` into `cfg.model`, stage by stage (each stage restores the epoch
+    its `select` rule keeps: by default the best validation metric with a task term, else the lowest
+    validation value of the stage's own objective);
     without targets from a teacher ensemble when the config has `distill.adaptive`."""
     adaptive = cfg.distill.adaptive if cfg.distill is not None else None
     if cfg.distill is None or not (cfg.distill.stages or adaptive):
         raise MrdistillError("distill needs a 'distill' section with at least one stage")
     if adaptive is not None and cfg.distill.stages:
         raise MrdistillError("distill.adaptive replaces distill.stages; remove one of them")
+    for k, stage in enumerate(cfg.distill.stages):
+        check_choice(f"distill.stages.{k}.select", stage.selection, SELECTIONS)
     if teacher is None:
         if not cfg.distill.teacher:
             raise MrdistillError("distill.teacher: no teacher checkpoint given")
@@ -150,7 +155,7 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
                         epochs=stage.epochs, lr=stage.lr, max_steps=stage.max_steps,
-                        stage=f"stage{k + 1}",
+                        stage=f"stage{k + 1}", select=stage.selection,
                         progress=cfg.progress))
         if isinstance(objective, TeacherCorrectionObjective):
             teacher = objective.teacher  # later stages are taught by the corrected teacher
