@@ -19,15 +19,19 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam + StepLR; the budget is `epochs` (or `max_steps` when set)."""
+    """Adam and a per-epoch lr schedule (`train.schedule`); the budget is `epochs` (or `max_steps`
+    when set)."""
 
     lr: float = 1e-3
     weight_decay: float = 0.0
     epochs: int = 40
     max_steps: int | None = None
     batch_size: int = 4
+    scheduler: str = "step"  # "step" (StepLR), "plateau" (on val_metric) or "cosine"
     step_size: int = 40  # StepLR period in epochs
-    gamma: float = 0.1
+    gamma: float = 0.1  # lr factor of "step" and "plateau"
+    patience: int = 10  # "plateau": epochs without improvement before the lr drops
+    warmup_epochs: int = 0  # linear warm-up: epoch e < W runs at lr (e + 1) / W
     grad_clip: float | None = None
 
 

@@ -26,6 +26,7 @@ from mrdistill.eval.metrics import volume_metrics
 from mrdistill.errors import check_choice
 from mrdistill.train.checkpoint import model_payload, save_checkpoint
 from mrdistill.train.inference import reconstruct
+from mrdistill.train.schedule import EpochScheduler
 from mrdistill.train.selection import SELECTIONS, selection_score, validation_objective
 
 
@@ -123,7 +124,7 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
         groups += extra_groups(optim.lr if lr is None else lr)
         params = params + [p for g in groups[1:] for p in g["params"]]
     opt = torch.optim.Adam(groups, lr=optim.lr if lr is None else lr, weight_decay=optim.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=optim.step_size, gamma=optim.gamma)
+    sched = EpochScheduler(opt, optim, epochs, val_metric)
     loader = make_loader(train_set, optim.batch_size, seed)
     ckpt_dir = run_dir / "checkpoints"
     best = FitResult(best_epoch=-1, best_value=math.nan, select=select)
@@ -158,8 +159,8 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
             batches += 1
             step += 1
             bar.update(1)
-        sched.step()
         value = validation_score(model, val_set, val_metric, device)
+        sched.step(value)
         metric = {val_metric: value}
         if select == "val_objective":
             metric["objective"] = validation_objective(model, objective, val_set,
