@@ -85,5 +85,5 @@ def test_select_option_overrides_the_default(tmp_path, trained_student):
 
 
 def test_unknown_selection_names_the_stage_key(tmp_path, trained_student):
-    with pytest.raises(MrdistillError, match=r"distill\.stages\.0\.select"):
+    with pytest.raises(MrdistillError, match=r"distill\.stages\[0\]\.select: expected one of"):
         _distill(tmp_path, trained_student, select="best")
