@@ -13,6 +13,7 @@ from mrdistill.config.data import DataConfig
 
 NON_EMPTY = Check("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip()))
 CHECKPOINT_CHOICE = one_of("last", "best")
+STAGE_SELECTIONS = ("val_metric", "val_objective", "last")  # see StageConfig.select
 
 
 @dataclass
@@ -86,7 +87,7 @@ class StageConfig:
     max_steps: int | None = checked(None, COUNT)  # None: optim.max_steps
     kd: list[KDTermConfig] = checked(factory=list)
     teacher_correction: TeacherCorrectionConfig | None = None  # None: the teacher stays frozen
-    select: str | None = checked(None, one_of("val_metric", "val_objective", "last"))
+    select: str | None = checked(None, one_of(*STAGE_SELECTIONS))
 
     @property
     def selection(self) -> str:

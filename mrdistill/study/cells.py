@@ -58,7 +58,8 @@ def method_stages(method: StudyMethod, cfg: StudyConfig) -> list[StageConfig]:
     L1-to-target stage, as SFT-KD-Recon and KD-MRI train their students."""
     if method.stages:
         return copy.deepcopy(method.stages)
-    return [StageConfig(epochs=cfg.feature_epochs, task_weight=0.0, kd=copy.deepcopy(method.kd)),
+    return [StageConfig(epochs=cfg.feature_epochs, task_weight=0.0, kd=copy.deepcopy(method.kd),
+                        select=cfg.feature_select),
             StageConfig(epochs=cfg.task_epochs, task_weight=1.0, kd=[])]
 
 

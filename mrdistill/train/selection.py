@@ -17,10 +17,9 @@ import math
 import torch
 from torch import nn
 
+from mrdistill.config.run import STAGE_SELECTIONS as SELECTIONS
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
-
-SELECTIONS = ("val_metric", "val_objective", "last")
 LOWER_IS_BETTER = {"nmse", "hfen", "hfen_laplace", "loss"}
 
 
