@@ -29,7 +29,7 @@ from mrdistill.data.coils import rss
 from mrdistill.data.crop import center_crop
 from mrdistill.data.datasets import SliceDataset, SliceRecord
 from mrdistill.data.fastmri import COIL_MODES, FastMRISliceDataset
-from mrdistill.data.fastmri_io import inspect_file, write_reconstruction
+from mrdistill.data.fastmri_io import inspect_file_limited, write_reconstruction
 from mrdistill.data.volume_io import write_like
 from mrdistill.data.volumes import InputItem, find_inputs, read_volume
 from mrdistill.errors import MrdistillError, check_choice
@@ -73,7 +73,7 @@ def predict_fastmri(model: nn.Module, path: Path, cfg: PredictConfig,
                     fast_paths: FastPaths | None = None) -> np.ndarray:
     """Reconstruction float32 (S, h, w) of one fastMRI file, in the file's units (fast_paths: as
     `reconstruct`'s, shared over the files of one run)."""
-    info = inspect_file(path)
+    info = inspect_file_limited(path)
     data_cfg = DataConfig(mode=_mode(model), mask=cfg.mask,
                           fastmri=FastMRIConfig(coil_mode=cfg.coil_mode, normalize=cfg.normalize))
     ds = FastMRISliceDataset([info], data_cfg, "test", challenge=None)
