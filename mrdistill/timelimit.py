@@ -12,6 +12,7 @@ Where `os.fork` does not exist (Windows) the calls run in-process, without a lim
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import select
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 from mrdistill.errors import MrdistillError, describe_exception
 
 T = TypeVar("T")
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 
 class TimeLimitExceeded(MrdistillError):
@@ -32,6 +34,10 @@ class TimeLimitExceeded(MrdistillError):
 def _child(fn: Callable[[Any], Any], items: Sequence[Any], fd: int) -> None:
     """Worker body: one JSON line per item ["ok", result] or ["error", message]."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends the worker too, silently
+    try:  # Linux: die with the parent, even a parent killed with SIGKILL mid-read
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
     for item in items:
         try:
             line = ["ok", fn(item)]

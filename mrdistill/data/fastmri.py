@@ -234,8 +234,8 @@ def file_splits(cfg: DataConfig) -> tuple[dict[str, list[VolumeInfo]], str]:
     cache = fm.cache_dir
 
     def index(folder: Path) -> list[VolumeInfo]:
-        return _every_nth(index_folder(folder, cache, skip_bad=fm.skip_bad,
-                                             time_limit=fm.metadata_time_limit).volumes, fm.volume_fraction)
+        found = index_folder(folder, cache, skip_bad=fm.skip_bad, time_limit=fm.metadata_time_limit)
+        return _every_nth(found.volumes, fm.volume_fraction)
 
     if cfg.dataset == "prepared":
         from mrdistill.data.prepared import read_manifest  # prepared imports nothing from here

@@ -109,16 +109,20 @@ def index_folder(folder: str | Path, cache_dir: str | Path | None = None, *,
         if info is not None:
             found[path] = info
     misses = [p for p in files if p not in found]
-    for path, result in zip(misses, tqdm(inspect_files(misses, time_limit), total=len(misses),
-                                         desc=f"index {folder.name}", disable=not progress, leave=False)):
-        found[path] = result
+    worker = inspect_files(misses, time_limit)
+    try:
+        for path, result in zip(misses, tqdm(worker, total=len(misses), desc=f"index {folder.name}",
+                                             disable=not progress, leave=False)):
+            if isinstance(result, MrdistillError) and not skip_bad:
+                raise result  # the first bad file, in name order
+            found[path] = result
+    finally:
+        worker.close()  # stops the worker process now, not when garbage is collected
     entries: dict[str, Any] = {}
     volumes, bad = [], []
     for path in files:
         result = found[path]
         if isinstance(result, MrdistillError):
-            if not skip_bad:
-                raise result
             bad.append((str(path), str(result)))
             continue
         entries[path.name] = {"stamp": stamps[path], "info": result.to_json()}
