@@ -40,12 +40,12 @@ def _child(fn: Callable[[Any], Any], items: Sequence[Any], fd: int) -> None:
         pass
     for item in items:
         try:
-            line = ["ok", fn(item)]
+            line = json.dumps(["ok", fn(item)])
         except MrdistillError as exc:
-            line = ["error", str(exc)]
+            line = json.dumps(["error", str(exc)])
         except Exception as exc:  # noqa: BLE001 - a reader bug must not kill the whole run
-            line = ["error", f"{item}: unreadable ({describe_exception(exc)})"]
-        data = (json.dumps(line) + "\n").encode("utf-8")
+            line = json.dumps(["error", f"{item}: unreadable ({describe_exception(exc)})"])
+        data = (line + "\n").encode("utf-8")
         while data:
             data = data[os.write(fd, data):]
 

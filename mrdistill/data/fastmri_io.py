@@ -244,6 +244,23 @@ def inspect_files(paths: Sequence[str | Path], time_limit: float = FastMRIConfig
         yield result if isinstance(result, MrdistillError) else VolumeInfo.from_json(result)
 
 
+def _datasets_and_attrs(path: str) -> dict[str, Any]:
+    """{"datasets": {name: rank}, "attrs": the plain attributes fastMRI files carry} of one file."""
+    with open_h5(path) as f:
+        try:
+            return {"datasets": {k: int(getattr(f[k], "ndim", -1)) for k in f.keys()},
+                    "attrs": {k: _plain(f.attrs[k]) for k in _ATTR_KEYS if k in f.attrs}}
+        except Exception as exc:  # noqa: BLE001 - HDF5 raises many types on damaged files
+            raise MrdistillError(f"{path}: damaged HDF5 file ({describe_exception(exc)})") from None
+
+
+def read_headers(paths: Sequence[str | Path], time_limit: float = FastMRIConfig.metadata_time_limit
+                 ) -> Iterator[dict[str, Any] | MrdistillError]:
+    """Dataset ranks and attributes of each file (any HDF5 file, e.g. targets without k-space),
+    at most `time_limit` seconds per file in a worker process, as `inspect_files` does."""
+    yield from iter_time_limited(_datasets_and_attrs, [str(p) for p in paths], time_limit)
+
+
 def inspect_file_limited(path: str | Path, time_limit: float = FastMRIConfig.metadata_time_limit) -> VolumeInfo:
     """`inspect_file` under a time limit (see `inspect_files`); raises its `MrdistillError`."""
     (result,) = list(inspect_files([path], time_limit))

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from mrdistill.data.crop import center_crop
 from mrdistill.data.fastmri_index import list_h5_files
-from mrdistill.data.fastmri_io import PREDICTION_KEY, TARGET_KEYS, open_h5, read_volume_array
+from mrdistill.data.fastmri_io import PREDICTION_KEY, TARGET_KEYS, read_headers, read_volume_array
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import METRICS, slice_metrics, volume_metrics
 
@@ -39,12 +39,13 @@ class FileEvaluation:
         return [{m: float(row[m]) for m in metrics} for row in self.per_volume]
 
 
-def _target_key(f: Any, path: Path, challenge: str | None) -> str:
-    """The target dataset to score against: by challenge, else by the file's k-space coils."""
+def _target_key(f: dict[str, int], path: Path, challenge: str | None) -> str:
+    """The target dataset to score against (f: dataset name -> rank): by challenge, else by the
+    file's k-space coils."""
     if challenge is not None:
         key = TARGET_KEYS[challenge]
     elif "kspace" in f:
-        key = TARGET_KEYS["multicoil" if f["kspace"].ndim == 4 else "singlecoil"]
+        key = TARGET_KEYS["multicoil" if f["kspace"] == 4 else "singlecoil"]
     else:
         present = [k for k in TARGET_KEYS.values() if k in f]
         if len(present) != 1:
@@ -88,13 +89,16 @@ def evaluate_prediction_files(target_path: str | Path, predictions_path: str | P
     if not predictions_path.is_dir():
         raise MrdistillError(f"{predictions_path}: predictions folder not found")
     ev = FileEvaluation()
-    for tgt_file in tqdm(list_h5_files(target_path), desc="evaluate", disable=not progress):
-        with open_h5(tgt_file) as f:
-            if not (_matches(f.attrs, "acquisition", acquisition)
-                    and _matches(f.attrs, "acceleration", acceleration)):
-                ev.filtered_out += 1
-                continue
-            key = _target_key(f, tgt_file, challenge)
+    files = list_h5_files(target_path)
+    headers = read_headers(files)  # under a time limit: a damaged file cannot hang evaluate
+    for tgt_file, header in tqdm(zip(files, headers), total=len(files), desc="evaluate", disable=not progress):
+        if isinstance(header, MrdistillError):
+            raise header
+        if not (_matches(header["attrs"], "acquisition", acquisition)
+                and _matches(header["attrs"], "acceleration", acceleration)):
+            ev.filtered_out += 1
+            continue
+        key = _target_key(header["datasets"], tgt_file, challenge)
         target = read_volume_array(tgt_file, key).astype(np.float64)
         pred_file = predictions_path / tgt_file.name
         if not pred_file.is_file():
