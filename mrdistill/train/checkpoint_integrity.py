@@ -93,8 +93,12 @@ def check_finite_weights(ckpt: Mapping[str, Any], path: str | Path) -> None:
 
 
 def _plain(value: Any) -> bool:
+    """Numbers, strings, booleans, None, and lists or string-keyed mappings of them (an
+    ensemble's member_kwargs)."""
     if isinstance(value, (bool, int, float, str)) or value is None:
         return True
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
     return isinstance(value, (list, tuple)) and all(_plain(v) for v in value)
 
 
@@ -104,7 +108,8 @@ def _check_types(name: str, kwargs: Mapping[str, Any], path: str | Path) -> None
     for key, value in kwargs.items():
         where = f"{path}: model_kwargs.{key}"
         if not _plain(value):
-            raise MrdistillError(f"{where} must be a number, string, boolean or list, got {type(value).__name__}")
+            raise MrdistillError(f"{where} must be a number, string, boolean, list or mapping of "
+                                 f"them, got {type(value).__name__}")
         if key not in params:
             continue  # build_model names the valid arguments
         hint = str(params[key].annotation).replace(" ", "")
