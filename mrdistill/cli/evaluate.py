@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_mode(args: argparse.Namespace) -> int:
     from mrdistill.config import load_run_config
-    from mrdistill.data.superres import make_task_datasets
+    from mrdistill.data.build import make_task_datasets
     from mrdistill.train.checkpoint import load_model
     from mrdistill.train.evaluation import evaluate_models, write_evaluation
     from mrdistill.train.runs import baseline_for

@@ -37,12 +37,13 @@ from mrdistill.data.coils import combine_coils, estimate_smaps, rss
 from mrdistill.data.crop import center_crop, clamp_crop_size
 from mrdistill.data.fastmri_index import index_folder
 from mrdistill.data.fastmri_io import TARGET_KEYS, VolumeInfo, open_h5
+from mrdistill.data.prepared import read_manifest
 from mrdistill.data.sample import Sample
+from mrdistill.data.splits import SPLITS, evenly_subsample
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.physics.fft import fft2c, ifft2c, image_to_network
 from mrdistill.physics.masks import MaskSeed, fastmri_seed, make_mask, stable_seed
 
-SPLITS = ("train", "val", "test")
 COIL_MODES = ("combine", "multi")
 
 
@@ -87,6 +88,10 @@ class FastMRISliceDataset(Dataset):
 
     def __len__(self) -> int:
         return int(self.vol_ids.shape[0])
+
+    def items(self) -> list[tuple[int, int]]:
+        """The (volume index, slice) pairs of this data set, in order."""
+        return list(zip(self.vol_ids.tolist(), self.slice_ids.tolist()))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's fresh training masks (no effect on fixed masks)."""
@@ -212,10 +217,8 @@ def _every_nth(items: list, fraction: float) -> list:
 
 def _limit(volumes: list[VolumeInfo], limit: int | None) -> list[tuple[int, int]]:
     """Every (volume, slice) pair, or `limit` of them evenly spaced."""
-    items = [(v, s) for v, info in enumerate(volumes) for s in range(info.num_slices)]
-    if limit is None or len(items) <= limit:
-        return items
-    return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+    return evenly_subsample([(v, s) for v, info in enumerate(volumes) for s in range(info.num_slices)],
+                            limit)
 
 
 def file_splits(cfg: DataConfig) -> tuple[dict[str, list[VolumeInfo]], str]:
@@ -229,8 +232,6 @@ def file_splits(cfg: DataConfig) -> tuple[dict[str, list[VolumeInfo]], str]:
         return _every_nth(index_folder(folder, cache, skip_bad=fm.skip_bad).volumes, fm.volume_fraction)
 
     if cfg.dataset == "prepared":
-        from mrdistill.data.prepared import read_manifest  # prepared imports nothing from here
-
         manifest = read_manifest(root)
         if manifest["mode"] == "complex" and cfg.mode == "real":
             raise MrdistillError(f"{root} holds complex k-space (prepared with --mode complex): "

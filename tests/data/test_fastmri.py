@@ -14,7 +14,7 @@ from mrdistill.config import DataConfig, FastMRIConfig, MaskConfig
 from mrdistill.data import fastmri_index
 from mrdistill.data.coils import combine_coils, estimate_smaps, rss, simulate_coil_maps
 from mrdistill.data.crop import center_crop
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets
 from mrdistill.data.fastmri import FastMRISliceDataset, make_file_datasets
 from mrdistill.data.fastmri_index import index_folder
 from mrdistill.data.fastmri_io import inspect_file, ismrmrd_header_xml, parse_ismrmrd_header
@@ -23,7 +23,7 @@ from mrdistill.distill.objective import task_loss
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
 from mrdistill.physics.fft import fft2c, ifft2c
-from mrdistill.physics.masks import fastmri_seed, make_mask, stable_seed
+from mrdistill.physics.masks import fastmri_seed, make_mask
 from mrdistill.train.inference import reconstruct
 
 RANDOM4 = MaskConfig(kind="random", acceleration=4.0)
