@@ -99,7 +99,7 @@ def read_as(kind: str, path: Path, time_limit: float) -> str:
     valid result (checked here) or raises what the reader raises."""
     if kind.startswith("fastmri"):
         info = inspect_file_limited(path, time_limit)
-        cfg = DataConfig(mode="complex", mask=MaskConfig(kind="random", acceleration=4.0),
+        cfg = DataConfig(mode="complex", mask=MaskConfig(kind="random", acceleration=2.0, center_lines=2),
                          fastmri=FastMRIConfig(coil_mode="multi" if info.coils else "combine"))
         ds = FastMRISliceDataset([info], cfg, "val")
         for i in range(len(ds)):

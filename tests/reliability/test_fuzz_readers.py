@@ -39,7 +39,7 @@ def seeds(tmp_path_factory) -> dict[str, bytes]:
 @given(mutations=ops)
 def test_a_mutated_file_gives_a_valid_result_or_a_clear_error_in_time(kind, mutations, seeds, tmp_path):
     folder = tmp_path / f"case{abs(hash(tuple(mutations))) % 10**8}"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     path = folder / ("prepare.json" if kind == "manifest" else f"case{KINDS[kind]}")
     path.write_bytes(mutate(seeds[kind], mutations))
     start = time.perf_counter()
