@@ -51,6 +51,9 @@ class FastMRIConfig:
     normalize: bool = True  # divide k-space and targets by the volume max (outputs are scaled back)
     skip_bad: bool = False  # leave out unreadable files instead of stopping
     cache_dir: str | None = None  # metadata cache (None: ~/.cache/mrdistill; "" switches it off)
+    # Seconds one file's metadata may take to read (in a worker process); a file over it is
+    # unreadable (a damaged HDF5 file can keep the HDF5 library busy for minutes).
+    metadata_time_limit: float = checked(30.0, number(gt=0))
 
 
 @dataclass
@@ -88,6 +91,10 @@ class PredictConfig:
     # images up to float32 rounding (~1e-6 relative), 4-6x faster than eager at 256^2
     # (benchmarks/results/inference.md).
     fast: bool = True
+    # Write the zero-filled input (the magnitude of the inverse FFT of the masked k-space, with the
+    # very masks and scaling the model would get) instead of the model's reconstruction: the
+    # baseline to score next to the model's predictions.
+    zero_filled: bool = False
 
 
 @dataclass
