@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from mrdistill.errors import MrdistillError
+from mrdistill.rundir import check_output_path, claim, open_output
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,14 +57,16 @@ def _run_mode(args: argparse.Namespace) -> int:
     if not (run_dir / "config.yaml").is_file():
         raise MrdistillError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = load_run_config(run_dir / "config.yaml")
-    model = load_model(run_dir / "checkpoints" / args.checkpoint, cfg.device)
-    test = make_task_datasets(cfg.data, cfg.seed)["test"]  # SR data for SR runs
-    baseline, base_model = baseline_for(cfg)
-    ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
     out = Path(args.out) if args.out else run_dir / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
-    print(write_evaluation(out, ev, f"{cfg.name}: evaluation", [f"checkpoint: {args.checkpoint}"],
-                          zero_filled=baseline))
+    # An earlier evaluation in `out` is updated; a folder mrdistill did not create is refused.
+    with claim(out, resume=True, inputs=[run_dir / "config.yaml", run_dir / "checkpoints"],
+               command="evaluate"):
+        model = load_model(run_dir / "checkpoints" / args.checkpoint, cfg.device)
+        test = make_task_datasets(cfg.data, cfg.seed)["test"]  # SR data for SR runs
+        baseline, base_model = baseline_for(cfg)
+        ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
+        print(write_evaluation(out, ev, f"{cfg.name}: evaluation", [f"checkpoint: {args.checkpoint}"],
+                              zero_filled=baseline))
     print(f"\nwritten: {out}")
     return 0
 
@@ -73,13 +76,16 @@ def _file_mode(args: argparse.Namespace) -> int:
                                        write_per_slice_csv, write_report_md)
     from mrdistill.train.file_evaluation import evaluate_prediction_files
 
+    out = Path(args.out) if args.out else Path(args.predictions_path) / "evaluation"
+    inputs = [args.target_path, args.predictions_path]
+    check_output_path(out, inputs)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     ev = evaluate_prediction_files(args.target_path, args.predictions_path, challenge=args.challenge,
                                    acceleration=args.acceleration, acquisition=args.acquisition,
                                    metrics=metrics, progress=not args.no_progress)
     label = Path(args.predictions_path).resolve().name or "predictions"
     summary = summarise({label: ev.metric_rows(metrics)})
-    out = Path(args.out) if args.out else Path(args.predictions_path) / "evaluation"
+    open_output(out, resume=True, inputs=inputs, command="evaluate").commit()
     meta = {"target_path": str(args.target_path), "predictions_path": str(args.predictions_path),
             "challenge": args.challenge or "by k-space coils", "acceleration": args.acceleration,
             "acquisition": args.acquisition, "volumes": len(ev.per_volume),
