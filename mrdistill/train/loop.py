@@ -23,10 +23,11 @@ from mrdistill.config import OptimConfig
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
 from mrdistill.eval.metrics import volume_metrics
+from mrdistill.errors import check_choice
 from mrdistill.train.checkpoint import model_payload, save_checkpoint
 from mrdistill.train.inference import reconstruct
-
-LOWER_IS_BETTER = {"nmse", "hfen", "hfen_laplace", "loss"}
+from mrdistill.train.schedule import EpochScheduler
+from mrdistill.train.selection import SELECTIONS, selection_score, validation_objective
 
 
 class GroupedBatchSampler(Sampler[list[int]]):
@@ -63,8 +64,12 @@ def make_loader(train_set: Dataset, batch_size: int, seed: int) -> DataLoader:
 
 @dataclass
 class FitResult:
+    """`best_epoch` is the epoch kept (1-based), `best_value` its score under `select`: the
+    validation metric ("val_metric", "last") or the validation objective ("val_objective")."""
+
     best_epoch: int
     best_value: float
+    select: str = "val_metric"
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -91,13 +96,15 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
         optim: OptimConfig, run_dir: Path, *, model_name: str, model_kwargs: dict[str, Any],
         seed: int = 0, val_metric: str = "psnr", device: str | torch.device = "cpu",
         epochs: int | None = None, lr: float | None = None, max_steps: int | None = None,
-        stage: str = "train",
+        stage: str = "train", select: str = "val_metric",
         progress: bool = True, meta: dict[str, Any] | None = None) -> FitResult:
     """Train `model` with `objective`; validate every epoch; keep `last.pt` and `best.pt`.
 
-    The weights of the best epoch (by `val_metric` on `val_set`) are loaded back into `model`.
-    `epochs`/`lr`/`max_steps` override the optimiser config for this stage.
+    `best.pt` holds the epoch that `select` keeps (`train.selection`: the best `val_metric` on
+    `val_set`, the lowest objective on `val_set`, or the last epoch); its weights are loaded back
+    into `model`. `epochs`/`lr`/`max_steps` override the optimiser config for this stage.
     """
+    check_choice("epoch selection", select, SELECTIONS)
     epochs = optim.epochs if epochs is None else epochs
     model.to(device)
     objective.to(device)
@@ -117,11 +124,11 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
         groups += extra_groups(optim.lr if lr is None else lr)
         params = params + [p for g in groups[1:] for p in g["params"]]
     opt = torch.optim.Adam(groups, lr=optim.lr if lr is None else lr, weight_decay=optim.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=optim.step_size, gamma=optim.gamma)
+    sched = EpochScheduler(opt, optim, epochs, val_metric)
     loader = make_loader(train_set, optim.batch_size, seed)
     ckpt_dir = run_dir / "checkpoints"
-    sign = -1.0 if val_metric in LOWER_IS_BETTER else 1.0
-    best = FitResult(best_epoch=-1, best_value=-math.inf * sign)
+    best = FitResult(best_epoch=-1, best_value=math.nan, select=select)
+    best_score = -math.inf
     best_state: dict[str, torch.Tensor] | None = None
     total_steps = epochs * len(loader)
     max_steps = optim.max_steps if max_steps is None else max_steps
@@ -152,20 +159,27 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
             batches += 1
             step += 1
             bar.update(1)
-        sched.step()
         value = validation_score(model, val_set, val_metric, device)
+        sched.step(value)
+        metric = {val_metric: value}
+        if select == "val_objective":
+            metric["objective"] = validation_objective(model, objective, val_set,
+                                                       optim.batch_size, device)
         row = {"stage": stage, "epoch": epoch + 1, "step": step,
                **{k: v / max(batches, 1) for k, v in sums.items()},
-               f"val_{val_metric}": value, "lr": opt.param_groups[0]["lr"],
+               **{f"val_{k}": v for k, v in metric.items()}, "lr": opt.param_groups[0]["lr"],
                "seconds": round(time.perf_counter() - start, 3)}
         best.history.append(row)
         append_log(run_dir / "log.csv", row)
         bar.set_postfix(loss=f"{row['loss']:.4g}", val=f"{value:.4g}")
         payload = model_payload(model, model_name, model_kwargs, extra=objective,
-                                epoch=epoch + 1, metric={val_metric: value}, stage=stage, **(meta or {}))
+                                epoch=epoch + 1, metric=metric, stage=stage, **(meta or {}))
         save_checkpoint(ckpt_dir / "last.pt", payload)
-        if sign * value > sign * best.best_value:
-            best.best_epoch, best.best_value = epoch + 1, value
+        score = selection_score(select, epoch + 1, val_metric, value, metric.get("objective"))
+        if score > best_score:
+            best_score = score
+            best.best_epoch = epoch + 1
+            best.best_value = metric["objective"] if select == "val_objective" else value
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             save_checkpoint(ckpt_dir / "best.pt", payload)
     bar.close()
