@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from mrdistill.config import PredictConfig
+from mrdistill.config import PredictConfig, check_fields
 from mrdistill.physics.masks import MASK_KINDS
 from mrdistill.train.predict import predict, training_mask
 
@@ -45,6 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# PredictConfig fields -> the options that set them (for messages)
+FLAGS = {"mask.kind": "--mask", "mask.acceleration": "--acceleration", "mask.center_fraction":
+         "--center-fraction", "mask.path": "--mask-path", "coil_mode": "--coil-mode",
+         "slice_axis": "--slice-axis", "batch_size": "--batch-size", "device": "--device"}
+
+
 def config_from_args(args: argparse.Namespace) -> PredictConfig:
     """`PredictConfig` defaults, replaced by the options given; mask options modify the
     checkpoint's training mask (no mask option: predict uses that mask as it is)."""
@@ -56,7 +62,9 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
     given = {k: getattr(args, k) for k in ("coil_mode", "slice_axis", "batch_size", "device", "fast",
                                            "zero_filled")
              if getattr(args, k) is not None}
-    return replace(cfg, mask=mask, **given)
+    cfg = replace(cfg, mask=mask, **given)
+    check_fields(cfg, rename=FLAGS)
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
-from mrdistill.config import RunConfig, StageConfig, save_config
+from mrdistill.config import MaskConfig, RunConfig, StageConfig, save_config
 from mrdistill.data.datasets import MixedDataset, SliceDataset
 from mrdistill.data.build import make_task_datasets
 from mrdistill.data.superres import check_model_data
@@ -18,8 +20,12 @@ from mrdistill.distill.init import init_from_teacher
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.foreign import import_plugins
+from mrdistill.models.registry import check_model_kwargs
 from mrdistill.models.vdsr import Bicubic
-from mrdistill.train.checkpoint import data_meta, load_checkpoint, model_payload, save_checkpoint
+from mrdistill.physics.masks import make_mask
+from mrdistill.rundir import OutputDir, claim
+from mrdistill.train.checkpoint import (data_meta, load_checkpoint, load_model, model_payload,
+                                        save_checkpoint)
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
 from mrdistill.train.sft_run import sft_train
@@ -36,22 +42,60 @@ class RunResult:
     table: str
 
 
-def claim_dir(path: Path, overwrite: bool) -> Path:
-    """Create `path`; a non-empty existing folder is only replaced with `overwrite`."""
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise MrdistillError(f"{path} already holds results; pass --overwrite or choose "
-                                 f"another name/output folder")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def validate_run(cfg: RunConfig) -> None:
+    """Checks that need no data, run before the run folder is claimed: every model's arguments
+    against its constructor's signature."""
+    check_model_kwargs(cfg.model.name, cfg.model.kwargs, "model.kwargs")
+    if cfg.sft is not None:
+        check_model_kwargs(cfg.sft.student.name, cfg.sft.student.kwargs, "sft.student.kwargs")
+    if cfg.data.dataset == "embedded" and cfg.data.superres is None:
+        check_mask(cfg.data.mask, cfg.data.image_size)
+    for i, stage in enumerate(cfg.distill.stages if cfg.distill is not None else []):
+        for j, term in enumerate(stage.kd):
+            try:
+                build_kd(term.name, **term.kwargs)
+            except (MrdistillError, TypeError) as exc:
+                raise MrdistillError(f"distill.stages[{i}].kd[{j}]: {exc}") from None
 
 
-def prepare_run_dir(cfg: RunConfig, overwrite: bool) -> Path:
-    """Claim the run directory and save the resolved config in it."""
-    run_dir = claim_dir(cfg.run_dir, overwrite)
-    save_config(cfg, run_dir / "config.yaml")
-    return run_dir
+def check_mask(mask: MaskConfig, size: int, where: str = "data.mask") -> None:
+    """Draw the configured mask once for a size x size image: a mask that samples nothing (an
+    acceleration above the width, an all-zero file) or cannot be drawn fails here, key named."""
+    try:
+        make_mask(mask.kind, (size, size), mask.acceleration, seed=0, path=mask.path,
+                  center_fraction=mask.center_fraction, center_lines=mask.center_lines)
+    except MrdistillError as exc:
+        raise MrdistillError(f"{where}: {exc}") from None
+
+
+def run_inputs(cfg: RunConfig) -> list[str]:
+    """Files and folders a run reads (an `--overwrite` never replaces a folder holding one)."""
+    paths = [cfg.data.path] if cfg.data.dataset != "embedded" else []
+    if cfg.distill is not None:
+        teacher = cfg.distill.teacher
+        paths += [teacher if isinstance(teacher, str) else teacher.weights, cfg.distill.init]
+    return [p for p in paths if p]
+
+
+@contextmanager
+def claim_run(cfg: RunConfig, overwrite: bool, command: str) -> Iterator[OutputDir]:
+    """Claim the run directory (`rundir.claim`: the old one is restored if the run fails before
+    `commit`) and save the resolved config in it."""
+    with claim(cfg.run_dir, overwrite=overwrite, inputs=run_inputs(cfg), command=command) as out:
+        save_config(cfg, out.path / "config.yaml")
+        yield out
+
+
+def load_init(cfg: RunConfig) -> dict[str, Any] | None:
+    """The weights of `distill.init` (a checkpoint of the student's own architecture), or None."""
+    if cfg.distill is None or not cfg.distill.init:
+        return None
+    path = cfg.distill.init
+    ckpt = load_checkpoint(path)
+    if ckpt["model_name"] != cfg.model.name or ckpt["model_kwargs"] != cfg.model.kwargs:
+        raise MrdistillError(f"distill.init: {path} holds {ckpt['model_name']} {ckpt['model_kwargs']}, "
+                             f"not the student {cfg.model.name} {cfg.model.kwargs}")
+    return ckpt["model"]
 
 
 def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObjective:
@@ -96,19 +140,28 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
               datasets: dict[str, SliceDataset] | None = None) -> RunResult:
     """Supervised training of `cfg.model` (a teacher or a plain student); self-supervised (no
     targets, see `train.unsupervised`) when the config has a `selfsup` section."""
-    import_plugins(cfg.plugins)
+    import_plugins(cfg.plugins)  # plugin models must be registered before checks
+    validate_run(cfg)
     if cfg.selfsup is not None:
         check_selfsup(cfg.selfsup, cfg.data)
-    run_dir = prepare_run_dir(cfg, overwrite)
+    with claim_run(cfg, overwrite, "train") as out:
+        return _train(cfg, out, datasets)
+
+
+def _train(cfg: RunConfig, out: OutputDir, datasets: dict[str, SliceDataset] | None) -> RunResult:
+    run_dir = out.path
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
     if cfg.selfsup is not None:
+        out.commit()
         model, fits, table = selfsup_train(cfg, run_dir, data)
         return RunResult(run_dir, model, fits, table)
     if cfg.sft is not None:  # a student-friendly teacher, trained with student branches
+        out.commit()
         model, fits, table = sft_train(cfg, run_dir, data)
         return RunResult(run_dir, model, fits, table)
     model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     check_model_data(model, cfg.data)
+    out.commit()  # the new run has started: a replaced run folder is removed now
     result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
                  val_metric=cfg.val_metric, device=cfg.device, stage="train",
@@ -129,24 +182,35 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
         raise MrdistillError("distill needs a 'distill' section with at least one stage")
     if adaptive is not None and cfg.distill.stages:
         raise MrdistillError("distill.adaptive replaces distill.stages; remove one of them")
-    import_plugins(cfg.plugins)
+    import_plugins(cfg.plugins)  # plugin models must be registered before checks
+    validate_run(cfg)
     if teacher is None:
         teacher = load_teacher(cfg.distill.teacher, cfg.device)
     if adaptive is not None:
         check_adaptive(adaptive, teacher, cfg.data.mode)
-    run_dir = prepare_run_dir(cfg, overwrite)
+    init = load_init(cfg)
+    with claim_run(cfg, overwrite, "distill") as out:
+        return _distill(cfg, out, datasets, teacher, init)
+
+
+def _distill(cfg: RunConfig, out: OutputDir, datasets: dict[str, SliceDataset] | None,
+             teacher: nn.Module, init: dict[str, Any] | None) -> RunResult:
+    assert cfg.distill is not None
+    run_dir, adaptive = out.path, cfg.distill.adaptive
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
     if adaptive is not None:
+        out.commit()
         student, fits, table = adaptive_distill(cfg, run_dir, data, teacher)
         return RunResult(run_dir, student, fits, table)
     student = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
-    if cfg.distill.init:
-        student.load_state_dict(load_checkpoint(cfg.distill.init)["model"])
+    if init is not None:
+        student.load_state_dict(init)
     if cfg.distill.init_from_teacher is not None:
         check_choice("student initialisation", cfg.distill.init_from_teacher, ("teacher_layers",))
         init_from_teacher(student, teacher)
     check_model_data(student, cfg.data, "student")
     check_model_data(teacher, cfg.data, "teacher")
+    out.commit()  # the new run has started: a replaced run folder is removed now
     # Undersampled-only slices (if any) are labelled by the teacher: the student sees them too.
     train_set = MixedDataset(data["train"], data["unlabeled"]) if "unlabeled" in data else data["train"]
     fits = []
