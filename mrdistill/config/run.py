@@ -29,6 +29,9 @@ class OptimConfig:
     step_size: int = 40  # StepLR period in epochs
     gamma: float = 0.1
     grad_clip: float | None = None
+    # "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast + GradScaler; CUDA only). FFTs and
+    # data consistency run in float32 whatever is chosen (train/precision.py).
+    precision: str = "fp32"
 
 
 @dataclass
@@ -116,6 +119,9 @@ class DistillConfig:
     # Start the student from selected teacher layers (`distill/init.py`): "teacher_layers" or None.
     init_from_teacher: str | None = None
     stages: list[StageConfig] = field(default_factory=list)
+    # Remember the frozen teacher's outputs per training slice (exact only with fixed training
+    # masks and no augmentation; refused otherwise). Stages whose teacher learns never use it.
+    cache_teacher: bool = False
     # Unsupervised mode: distil an "ensemble" teacher without targets (replaces `stages`).
     adaptive: AdaptiveConfig | None = None
 

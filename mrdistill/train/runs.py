@@ -14,12 +14,14 @@ from mrdistill.data.superres import check_model_data, make_task_datasets
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.teacher_correction import TeacherCorrectionObjective
 from mrdistill.distill.init import init_from_teacher
+from mrdistill.distill.teacher_cache import CachedTeacher, check_cacheable
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.vdsr import Bicubic
 from mrdistill.train.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
+from mrdistill.train.precision import check_precision
 from mrdistill.train.sft_run import sft_train
 from mrdistill.train.unsupervised import (adaptive_distill, check_adaptive, check_selfsup,
                                          selfsup_train)
@@ -45,7 +47,9 @@ def claim_dir(path: Path, overwrite: bool) -> Path:
 
 
 def prepare_run_dir(cfg: RunConfig, overwrite: bool) -> Path:
-    """Claim the run directory and save the resolved config in it."""
+    """Claim the run directory and save the resolved config in it (after the checks that need
+    the device)."""
+    check_precision(cfg.optim.precision, cfg.device)
     run_dir = claim_dir(cfg.run_dir, overwrite)
     save_config(cfg, run_dir / "config.yaml")
     return run_dir
@@ -106,7 +110,7 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
     check_model_data(model, cfg.data)
     result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
-                 val_metric=cfg.val_metric, device=cfg.device, stage="train",
+                 val_metric=cfg.val_metric, device=cfg.device, stage="train", data=cfg.data,
                  progress=cfg.progress)
     table = _test_report(cfg, run_dir, model, data["test"], f"{cfg.name}: test set")
     return RunResult(run_dir, model, [result], table)
@@ -128,6 +132,8 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
         teacher = load_model(cfg.distill.teacher, cfg.device)
     if adaptive is not None:
         check_adaptive(adaptive, teacher, cfg.data.mode)
+    if cfg.distill.cache_teacher:
+        check_cacheable(cfg.data)
     run_dir = prepare_run_dir(cfg, overwrite)
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
     if adaptive is not None:
@@ -144,13 +150,19 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
     # Undersampled-only slices (if any) are labelled by the teacher: the student sees them too.
     train_set = MixedDataset(data["train"], data["unlabeled"]) if "unlabeled" in data else data["train"]
     fits = []
+    cached: CachedTeacher | None = None
     for k, stage in enumerate(cfg.distill.stages):
-        objective = build_objective(stage, teacher)
+        frozen = teacher
+        if cfg.distill.cache_teacher and stage.teacher_correction is None:  # a learning teacher: never
+            if cached is None or cached.teacher is not teacher:  # a corrected teacher: a new cache
+                cached = CachedTeacher(teacher)
+            frozen = cached
+        objective = build_objective(stage, frozen)
         fits.append(fit(student, objective, train_set, data["val"], cfg.optim, run_dir,
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
                         epochs=stage.epochs, lr=stage.lr, max_steps=stage.max_steps,
-                        stage=f"stage{k + 1}",
+                        stage=f"stage{k + 1}", data=cfg.data,
                         progress=cfg.progress))
         if isinstance(objective, TeacherCorrectionObjective):
             teacher = objective.teacher  # later stages are taught by the corrected teacher

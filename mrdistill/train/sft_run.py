@@ -52,7 +52,7 @@ def sft_train(cfg: RunConfig, run_dir: Path,
     teacher, objective = build_sft(cfg)
     result = fit(teacher, objective, data["train"], data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
-                 val_metric=cfg.val_metric, device=cfg.device, stage="sft",
+                 val_metric=cfg.val_metric, device=cfg.device, stage="sft", data=cfg.data,
                  progress=cfg.progress)
     export_sft_student(cfg, run_dir)
     ev = evaluate_models({"zero-filled": None, cfg.name: teacher}, data["test"], cfg.device)
