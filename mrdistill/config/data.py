@@ -65,11 +65,14 @@ class PrepareConfig:
 @dataclass
 class PredictConfig:
     """How `mrdistill predict` undersamples fully sampled inputs and reads them. Files with a
-    stored mask (fastMRI test files) are used as acquired; others get this mask, seeded per volume."""
+    stored mask (fastMRI test files) are used as acquired; others get `mask`, seeded per volume.
+    `None` means "as the checkpoint's model was trained" (its recorded `data` config)."""
 
-    mask: MaskConfig = field(default_factory=lambda: MaskConfig(kind="random"))  # fastMRI's sampler
-    coil_mode: str = "combine"  # multi-coil fastMRI input: as `FastMRIConfig.coil_mode`
-    normalize: bool = True  # as `FastMRIConfig.normalize` (outputs are scaled back)
+    mask: MaskConfig | None = None
+    # For checkpoints that record no data config (written before 2026-12): fastMRI's sampler.
+    fallback_mask: MaskConfig = field(default_factory=lambda: MaskConfig(kind="random"))
+    coil_mode: str | None = None  # multi-coil fastMRI input: as `FastMRIConfig.coil_mode`
+    normalize: bool | None = None  # as `FastMRIConfig.normalize` (outputs are scaled back)
     slice_axis: int = 2  # NIfTI array axis along which slices are taken
     batch_size: int = 8
     device: str = "cpu"

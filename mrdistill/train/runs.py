@@ -18,7 +18,8 @@ from mrdistill.distill.teacher_cache import CachedTeacher, check_cacheable
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.vdsr import Bicubic
-from mrdistill.train.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
+from mrdistill.train.checkpoint import (data_meta, load_checkpoint, load_model, model_payload,
+                                        save_checkpoint)
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
 from mrdistill.train.precision import check_precision
@@ -89,7 +90,8 @@ def _save_corrected_teacher(cfg: RunConfig, run_dir: Path, teacher: nn.Module | 
         return  # an in-memory teacher has no checkpoint to take its name and arguments from
     ckpt = load_checkpoint(cfg.distill.teacher)
     save_checkpoint(run_dir / "checkpoints" / "teacher_corrected.pt",
-                    model_payload(teacher, ckpt["model_name"], ckpt["model_kwargs"], stage=stage))
+                    model_payload(teacher, ckpt["model_name"], ckpt["model_kwargs"], stage=stage,
+                                  **data_meta(cfg.data)))
 
 
 def train_run(cfg: RunConfig, overwrite: bool = False,
@@ -110,8 +112,8 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
     check_model_data(model, cfg.data)
     result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
-                 val_metric=cfg.val_metric, device=cfg.device, stage="train", data=cfg.data,
-                 progress=cfg.progress)
+                 val_metric=cfg.val_metric, device=cfg.device, stage="train",
+                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data))
     table = _test_report(cfg, run_dir, model, data["test"], f"{cfg.name}: test set")
     return RunResult(run_dir, model, [result], table)
 
@@ -162,8 +164,8 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
                         epochs=stage.epochs, lr=stage.lr, max_steps=stage.max_steps,
-                        stage=f"stage{k + 1}", data=cfg.data,
-                        progress=cfg.progress))
+                        stage=f"stage{k + 1}",
+                        data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data)))
         if isinstance(objective, TeacherCorrectionObjective):
             teacher = objective.teacher  # later stages are taught by the corrected teacher
             _save_corrected_teacher(cfg, run_dir, teacher, k + 1)
