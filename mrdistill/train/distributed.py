@@ -18,7 +18,9 @@ Division of labour between the ranks:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -26,6 +28,9 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mrdistill.data.sample import Sample
+from mrdistill.errors import MrdistillError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,24 @@ def barrier(ctx: DistContext) -> None:
     """Wait for every rank (e.g. until rank 0 has written a file the others read)."""
     if ctx.enabled:
         dist.barrier()
+
+
+def on_main(fn: Callable[[], T], ctx: DistContext) -> T | None:
+    """Run `fn` on rank 0 only (e.g. claiming the run folder) while the other ranks wait; its
+    `MrdistillError` is raised on every rank, so no rank is left waiting for one that failed.
+    Returns `fn()` on rank 0, None elsewhere."""
+    if not ctx.enabled:
+        return fn()
+    result, message = None, [None]
+    if ctx.is_main:
+        try:
+            result = fn()
+        except MrdistillError as exc:
+            message = [str(exc)]
+    dist.broadcast_object_list(message, src=0)
+    if message[0] is not None:
+        raise MrdistillError(message[0])
+    return result
 
 
 def shutdown() -> None:

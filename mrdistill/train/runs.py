@@ -18,6 +18,7 @@ from mrdistill.distill.teacher_cache import CachedTeacher, check_cacheable
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.vdsr import Bicubic
+from mrdistill.train import distributed
 from mrdistill.train.checkpoint import (data_meta, load_checkpoint, load_model, model_payload,
                                         save_checkpoint)
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
@@ -51,9 +52,12 @@ def prepare_run_dir(cfg: RunConfig, overwrite: bool) -> Path:
     """Claim the run directory and save the resolved config in it (after the checks that need
     the device)."""
     check_precision(cfg.optim.precision, cfg.device)
-    run_dir = claim_dir(cfg.run_dir, overwrite)
-    save_config(cfg, run_dir / "config.yaml")
-    return run_dir
+
+    def claim() -> None:
+        save_config(cfg, claim_dir(cfg.run_dir, overwrite) / "config.yaml")
+
+    distributed.on_main(claim, distributed.context(cfg.device))  # under torchrun rank 0 claims
+    return cfg.run_dir
 
 
 def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObjective:
@@ -77,6 +81,8 @@ def baseline_for(cfg: RunConfig) -> tuple[str, nn.Module | None]:
 
 def _test_report(cfg: RunConfig, run_dir: Path, model: nn.Module, test: SliceDataset,
                  title: str) -> str:
+    if not distributed.is_main():
+        return ""  # under torchrun rank 0 evaluates and writes
     baseline, base_model = baseline_for(cfg)
     ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
     return write_evaluation(run_dir, ev, title, [f"config: {run_dir / 'config.yaml'}"],
@@ -86,7 +92,8 @@ def _test_report(cfg: RunConfig, run_dir: Path, model: nn.Module, test: SliceDat
 def _save_corrected_teacher(cfg: RunConfig, run_dir: Path, teacher: nn.Module | None,
                             stage: int) -> None:
     """`checkpoints/teacher_corrected.pt`: the teacher as teacher correction left it (last step)."""
-    if teacher is None or not cfg.distill or not Path(cfg.distill.teacher).is_file():
+    if teacher is None or not cfg.distill or not Path(cfg.distill.teacher).is_file() or \
+            not distributed.is_main():
         return  # an in-memory teacher has no checkpoint to take its name and arguments from
     ckpt = load_checkpoint(cfg.distill.teacher)
     save_checkpoint(run_dir / "checkpoints" / "teacher_corrected.pt",
@@ -98,6 +105,7 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
               datasets: dict[str, SliceDataset] | None = None) -> RunResult:
     """Supervised training of `cfg.model` (a teacher or a plain student); self-supervised (no
     targets, see `train.unsupervised`) when the config has a `selfsup` section."""
+    distributed.context(cfg.device)  # under torchrun: join the job (and pick this rank's GPU) first
     if cfg.selfsup is not None:
         check_selfsup(cfg.selfsup, cfg.data)
     run_dir = prepare_run_dir(cfg, overwrite)
@@ -128,6 +136,7 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
         raise MrdistillError("distill needs a 'distill' section with at least one stage")
     if adaptive is not None and cfg.distill.stages:
         raise MrdistillError("distill.adaptive replaces distill.stages; remove one of them")
+    distributed.context(cfg.device)  # under torchrun: join the job (and pick this rank's GPU) first
     if teacher is None:
         if not cfg.distill.teacher:
             raise MrdistillError("distill.teacher: no teacher checkpoint given")

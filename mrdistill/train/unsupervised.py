@@ -24,6 +24,7 @@ from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.selfsup.teachers import (CHECKPOINTS, SelfSupervisedObjective, check_selfsup,
                                         members_of)
+from mrdistill.train import distributed
 from mrdistill.train.checkpoint import data_meta, load_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
@@ -44,6 +45,8 @@ def keep_checkpoint(model: nn.Module, run_dir: Path, choice: str) -> None:
 
 def _report(cfg: RunConfig, run_dir: Path, models: dict[str, nn.Module | None],
             test: SliceDataset, notes: list[str]) -> str:
+    if not distributed.is_main():
+        return ""  # under torchrun rank 0 evaluates and writes
     ev = evaluate_models({"zero-filled": None, **models}, test, cfg.device)
     return write_evaluation(run_dir, ev, f"{cfg.name}: test set",
                             [f"config: {run_dir / 'config.yaml'}", *notes])
