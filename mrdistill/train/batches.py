@@ -123,8 +123,6 @@ def make_loader(train_set: Dataset, batch_size: int, seed: int, *, num_workers: 
 
     Iterate after `loader.batch_sampler.set_epoch(epoch)`.
     """
-    if num_workers < 0:
-        raise MrdistillError(f"data.num_workers must be 0 or more, got {num_workers}")
     gen = torch.Generator().manual_seed(seed)
     groups = train_set.groups() if hasattr(train_set, "groups") else None
     sampler = GroupedBatchSampler(groups, batch_size, gen, size=len(train_set),  # type: ignore[arg-type]

@@ -15,9 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mrdistill.config.run import PRECISIONS
 from mrdistill.errors import MrdistillError, check_choice
-
-PRECISIONS = ("fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
