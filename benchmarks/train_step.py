@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--models", default="teacher,student")
+    ap.add_argument("--paths", default="baseline,ours,ours-channels_last,ours-bf16",
+                    help="comma-separated paths to time (baseline and ours are always timed)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (inductor)")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table per path")
     ap.add_argument("--out", default="benchmarks/results/train_step")
@@ -194,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
                "platform": platform.platform(), "loadavg_start": [round(x, 1) for x in os.getloadavg()]}
     results = {}
     for model in args.models.split(","):
-        paths = build_paths(SHAPES[model], batch, args.compile)
+        wanted = set(args.paths.split(",")) | {"baseline", "ours", "ours-compiled"}
+        paths = {k: v for k, v in build_paths(SHAPES[model], batch, args.compile).items() if k in wanted}
         times, first = timed_rounds(paths, args.repeats)
         results[model] = summarise(times, first)
         if args.profile:

@@ -43,6 +43,7 @@ class GroupedBatchSampler(Sampler[list[tuple[int, int]]]):
         self.groups, self.size, self.generator = groups, size, generator
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.epoch = 0
+        self.skip = 0  # the next pass starts this many batches in (a stage resumed mid-epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch sent with every index (it selects fresh training masks in the data set)."""
@@ -71,7 +72,10 @@ class GroupedBatchSampler(Sampler[list[tuple[int, int]]]):
         return out
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for batch in self._global_batches():
+        # The whole epoch's order is drawn first, so skipped batches consume the generator as
+        # trained ones do, and are never loaded.
+        batches, skip, self.skip = self._global_batches(), self.skip, 0
+        for batch in batches[skip:]:
             yield [(self.epoch, i) for i in rank_part(batch, self.rank, self.world_size)]
 
     def __len__(self) -> int:
@@ -121,7 +125,9 @@ def make_loader(train_set: Dataset, batch_size: int, seed: int, *, num_workers: 
     """Shuffled training batches (grouped when the data set has `groups()`: labelled and
     undersampled-only slices never share a batch), this rank's share of every global batch.
 
-    Iterate after `loader.batch_sampler.set_epoch(epoch)`.
+    Iterate after `loader.batch_sampler.set_epoch(epoch)`. The data order is decided by
+    `loader.batch_sampler.generator` (seeded from `seed`; its state is what a resume restores) and
+    `loader.batch_sampler.skip` makes the next pass start that many batches in.
     """
     gen = torch.Generator().manual_seed(seed)
     groups = train_set.groups() if hasattr(train_set, "groups") else None

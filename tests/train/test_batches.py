@@ -49,3 +49,11 @@ def test_short_last_batch_is_shared_by_every_rank() -> None:
 def test_pinned_memory_only_on_cuda() -> None:
     assert not loader_options(DataConfig(), torch.device("cpu"))["pin_memory"]
     assert loader_options(DataConfig(), torch.device("cuda"))["pin_memory"]
+
+
+def test_a_pass_can_start_mid_epoch_with_the_same_order(tiny_data) -> None:
+    ds = make_datasets(tiny_data)
+    whole, resumed = make_loader(ds["train"], 2, seed=4), make_loader(ds["train"], 2, seed=4)
+    resumed.batch_sampler.skip = 2
+    assert [b.slice_index for b in resumed] == [b.slice_index for b in whole][2:]
+    assert [b.slice_index for b in resumed] == [b.slice_index for b in whole]  # next pass: whole
