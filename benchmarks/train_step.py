@@ -113,7 +113,7 @@ def make_step(model: nn.Module, forward: Callable[[nn.Module], Tensor], target: 
             loss = F.l1_loss(forward(model).float(), target)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 

@@ -7,7 +7,7 @@ import torch
 from mrdistill.physics.column_dc import column_dc, column_dc_operators, column_rows
 from mrdistill.physics.consistency import dc_network_image
 from mrdistill.physics.fft import fft2c, ifft2c
-from tests.conftest import synthetic_batch
+from conftest import synthetic_batch
 
 
 def test_column_dc_matches_fft_dc_and_stays_float32_under_bf16_autocast() -> None:

@@ -16,7 +16,7 @@ from mrdistill.models import build_model
 from mrdistill.physics.fft import fft2c
 from mrdistill.train.loop import fit
 from mrdistill.train.precision import Precision, check_precision
-from tests.conftest import run_cli, synthetic_batch
+from conftest import run_cli, synthetic_batch
 
 # bf16 vs fp32 on the kdmri_teacher smoke preset: measured 0.003 dB apart (validation PSNR).
 BF16_PSNR_TOLERANCE_DB = 0.1
