@@ -23,19 +23,24 @@ from mrdistill.config import DataConfig, OptimConfig
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
 from mrdistill.eval.metrics import volume_metrics
+from mrdistill.errors import check_choice
 from mrdistill.train import distributed
 from mrdistill.train.batches import loader_options, make_loader
 from mrdistill.train.checkpoint import model_payload, save_checkpoint
 from mrdistill.train.inference import reconstruct
 from mrdistill.train.precision import Precision
-
-LOWER_IS_BETTER = {"nmse", "hfen", "hfen_laplace", "loss"}
+from mrdistill.train.schedule import EpochScheduler
+from mrdistill.train.selection import SELECTIONS, selection_score, validation_objective
 
 
 @dataclass
 class FitResult:
+    """`best_epoch` is the epoch kept (1-based), `best_value` its score under `select`: the
+    validation metric ("val_metric", "last") or the validation objective ("val_objective")."""
+
     best_epoch: int
     best_value: float
+    select: str = "val_metric"
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -62,15 +67,17 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
         optim: OptimConfig, run_dir: Path, *, model_name: str, model_kwargs: dict[str, Any],
         seed: int = 0, val_metric: str = "psnr", device: str | torch.device = "cpu",
         epochs: int | None = None, lr: float | None = None, max_steps: int | None = None,
-        stage: str = "train", data: DataConfig | None = None,
+        stage: str = "train", select: str = "val_metric", data: DataConfig | None = None,
         progress: bool = True, meta: dict[str, Any] | None = None) -> FitResult:
     """Train `model` with `objective`; validate every epoch; keep `last.pt` and `best.pt`.
 
-    The weights of the best epoch (by `val_metric` on `val_set`) are loaded back into `model`.
-    `epochs`/`lr`/`max_steps` override the optimiser config for this stage; `data` gives the
-    loading options (workers). Under torchrun the ranks train data-parallel (`train.distributed`);
-    only rank 0 writes.
+    `best.pt` holds the epoch that `select` keeps (`train.selection`: the best `val_metric` on
+    `val_set`, the lowest objective on `val_set`, or the last epoch); its weights are loaded back
+    into `model`. `epochs`/`lr`/`max_steps` override the optimiser config for this stage; `data`
+    gives the loading options (workers). Under torchrun the ranks train data-parallel
+    (`train.distributed`); only rank 0 writes.
     """
+    check_choice("epoch selection", select, SELECTIONS)
     epochs = optim.epochs if epochs is None else epochs
     ctx = distributed.context(device)
     device = distributed.local_device(device, ctx)
@@ -93,13 +100,13 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
         groups += extra_groups(optim.lr if lr is None else lr)
         params = params + [p for g in groups[1:] for p in g["params"]]
     opt = torch.optim.Adam(groups, lr=optim.lr if lr is None else lr, weight_decay=optim.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=optim.step_size, gamma=optim.gamma)
+    sched = EpochScheduler(opt, optim, epochs, val_metric)
     step_fn = distributed.wrap(model, objective, ctx, device)
     loader = make_loader(train_set, optim.batch_size, seed,
                          **loader_options(data, device, ctx.rank, ctx.world_size))
     ckpt_dir = run_dir / "checkpoints"
-    sign = -1.0 if val_metric in LOWER_IS_BETTER else 1.0
-    best = FitResult(best_epoch=-1, best_value=-math.inf * sign)
+    best = FitResult(best_epoch=-1, best_value=math.nan, select=select)
+    best_score = -math.inf
     best_state: dict[str, torch.Tensor] | None = None
     total_steps = epochs * len(loader)
     max_steps = optim.max_steps if max_steps is None else max_steps
@@ -129,20 +136,28 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
             batches += 1
             step += 1
             bar.update(1)
-        sched.step()
         sums = distributed.mean_over_ranks(sums, ctx, device)
+        # Every rank validates the whole set; rank 0's numbers decide, so all keep the same epoch.
         value = distributed.from_main(validation_score(model, val_set, val_metric, device), ctx, device)
+        sched.step(value)
+        metric = {val_metric: value}
+        if select == "val_objective":
+            metric["objective"] = distributed.from_main(validation_objective(
+                model, objective, val_set, optim.batch_size, device), ctx, device)
         row = {"stage": stage, "epoch": epoch + 1, "step": step,
                **{k: v / max(batches, 1) for k, v in sums.items()},
-               f"val_{val_metric}": value, "lr": opt.param_groups[0]["lr"],
+               **{f"val_{k}": v for k, v in metric.items()}, "lr": opt.param_groups[0]["lr"],
                "seconds": round(time.perf_counter() - start, 3)}
         best.history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4g}", val=f"{value:.4g}")
         payload = model_payload(model, model_name, model_kwargs, extra=objective,
-                                epoch=epoch + 1, metric={val_metric: value}, stage=stage, **(meta or {}))
-        improved = sign * value > sign * best.best_value
+                                epoch=epoch + 1, metric=metric, stage=stage, **(meta or {}))
+        score = selection_score(select, epoch + 1, val_metric, value, metric.get("objective"))
+        improved = score > best_score
         if improved:
-            best.best_epoch, best.best_value = epoch + 1, value
+            best_score = score
+            best.best_epoch = epoch + 1
+            best.best_value = metric["objective"] if select == "val_objective" else value
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if ctx.is_main:
             append_log(run_dir / "log.csv", row)
