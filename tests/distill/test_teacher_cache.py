@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mrdistill.config import OptimConfig, RunConfig, from_dict
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.teacher_cache import CachedTeacher
 from mrdistill.errors import MrdistillError

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from mrdistill.config import DataConfig, OptimConfig
-from mrdistill.data.datasets import MixedDataset, make_datasets
+from mrdistill.data.build import make_datasets
+from mrdistill.data.datasets import MixedDataset
 from mrdistill.distill import DistillObjective
 from mrdistill.models import build_model
 from mrdistill.train.batches import loader_options, make_loader, rank_part

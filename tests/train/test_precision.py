@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mrdistill.config import load_run_config
-from mrdistill.data.superres import make_task_datasets
+from mrdistill.data.build import make_task_datasets
 from mrdistill.distill import DistillObjective
 from mrdistill.errors import MrdistillError
 from mrdistill.models import build_model
