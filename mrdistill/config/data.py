@@ -51,6 +51,9 @@ class FastMRIConfig:
     normalize: bool = True  # divide k-space and targets by the volume max (outputs are scaled back)
     skip_bad: bool = False  # leave out unreadable files instead of stopping
     cache_dir: str | None = None  # metadata cache (None: ~/.cache/mrdistill; "" switches it off)
+    # Seconds one file's metadata may take to read (in a worker process); a file over it is
+    # unreadable (a damaged HDF5 file can keep the HDF5 library busy for minutes).
+    metadata_time_limit: float = checked(30.0, number(gt=0))
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from mrdistill.atomic import atomic_write_text
 from mrdistill.config.checks import check_value, fail, field_check
 from mrdistill.config.run import RunConfig
 from mrdistill.errors import MrdistillError
@@ -225,5 +226,4 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML next to the run."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
