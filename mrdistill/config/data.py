@@ -104,6 +104,8 @@ class DataConfig:
     sources: list[str] = checked(factory=lambda: ["mni"], check=each(NAME, min_length=1))
     image_size: int = checked(128, integer(ge=8))
     mode: str = checked("real", one_of("real", "complex"))  # "real" (1-channel real image, KD-MRI) or "complex" (synthetic phase, 2 channels)
+    # > 1: simulated receive coils (mode complex): multi-coil k-space (C, H, W), RSS targets.
+    coils: int = checked(1, COUNT)
     noise_std: float = checked(0.0, NON_NEGATIVE)  # complex Gaussian noise std in k-space, relative to an image max of 1
     min_foreground: float = checked(0.15, FRACTION)  # drop slices whose foreground fraction is below this
     slab: int = checked(8, COUNT)  # slices per slab when splitting a volume into train/val/test slabs

@@ -98,6 +98,16 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # e.g. `str | TeacherConfig`: a mapping builds it
+        options = typing.get_args(tp)
+        for option in options:
+            if dataclasses.is_dataclass(option) and isinstance(value, dict):
+                return from_dict(option, value, where)
+        if not any(isinstance(value, o) for o in options if isinstance(o, type)):
+            names = " or ".join("a mapping" if dataclasses.is_dataclass(o) else o.__name__
+                                for o in options if o is not type(None))
+            raise fail(where, names, value)
+        return value
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
