@@ -16,6 +16,7 @@ from mrdistill.cli import demo, distill, evaluate, listing, train
 from mrdistill.cli import study
 from mrdistill.cli import benchmark, export, predict, prepare
 from mrdistill.errors import MrdistillError
+from mrdistill.train.distributed import shutdown
 
 COMMANDS = (demo, train, distill, evaluate, listing, study, predict, prepare, export, benchmark)
 
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mrdistill: interrupted", file=sys.stderr)
         return 130
+    finally:
+        shutdown()  # leave torchrun's process group, if this run joined one
 
 
 if __name__ == "__main__":

@@ -17,17 +17,20 @@ from mrdistill.data.superres import check_model_data
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.teacher_correction import TeacherCorrectionObjective
 from mrdistill.distill.init import init_from_teacher
+from mrdistill.distill.teacher_cache import CachedTeacher, check_cacheable
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.foreign import import_plugins
 from mrdistill.models.registry import check_model_kwargs
 from mrdistill.models.vdsr import Bicubic
 from mrdistill.physics.masks import make_mask
-from mrdistill.rundir import OutputDir, claim
+from mrdistill.rundir import OutputDir, open_output
+from mrdistill.train import distributed
 from mrdistill.train.checkpoint import (data_meta, load_checkpoint, load_model, model_payload,
                                         save_checkpoint)
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
+from mrdistill.train.precision import check_precision
 from mrdistill.train.sft_run import sft_train
 from mrdistill.train.teachers import load_teacher, teacher_identity
 from mrdistill.train.unsupervised import (adaptive_distill, check_adaptive, check_selfsup,
@@ -79,11 +82,30 @@ def run_inputs(cfg: RunConfig) -> list[str]:
 
 @contextmanager
 def claim_run(cfg: RunConfig, overwrite: bool, command: str) -> Iterator[OutputDir]:
-    """Claim the run directory (`rundir.claim`: the old one is restored if the run fails before
-    `commit`) and save the resolved config in it."""
-    with claim(cfg.run_dir, overwrite=overwrite, inputs=run_inputs(cfg), command=command) as out:
-        save_config(cfg, out.path / "config.yaml")
+    """Claim the run directory (`rundir.open_output`: the old one is restored if the run fails
+    before `commit`) and save the resolved config in it. Under torchrun rank 0 claims while the
+    other ranks wait (its error is raised on every rank); they write nothing, and their handle's
+    commit/abort do nothing."""
+    check_precision(cfg.optim.precision, cfg.device)
+
+    def open_run() -> OutputDir:
+        out = open_output(cfg.run_dir, overwrite=overwrite, inputs=run_inputs(cfg), command=command)
+        try:
+            save_config(cfg, out.path / "config.yaml")
+        except BaseException:
+            out.abort()
+            raise
+        return out
+
+    out = distributed.on_main(open_run, distributed.context(cfg.device))
+    if out is None:  # not rank 0
+        out = OutputDir(cfg.run_dir, None, created=False, reused=True)
+    try:
         yield out
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()
 
 
 def load_init(cfg: RunConfig) -> dict[str, Any] | None:
@@ -119,6 +141,8 @@ def baseline_for(cfg: RunConfig) -> tuple[str, nn.Module | None]:
 
 def _test_report(cfg: RunConfig, run_dir: Path, model: nn.Module, test: SliceDataset,
                  title: str) -> str:
+    if not distributed.is_main():
+        return ""  # under torchrun rank 0 evaluates and writes
     baseline, base_model = baseline_for(cfg)
     ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
     return write_evaluation(run_dir, ev, title, [f"config: {run_dir / 'config.yaml'}"],
@@ -129,7 +153,7 @@ def _save_corrected_teacher(cfg: RunConfig, run_dir: Path, teacher: nn.Module | 
                             stage: int) -> None:
     """`checkpoints/teacher_corrected.pt`: the teacher as teacher correction left it (last step)."""
     identity = teacher_identity(cfg.distill.teacher) if cfg.distill else None
-    if teacher is None or identity is None:
+    if teacher is None or identity is None or not distributed.is_main():
         return  # an in-memory teacher has no checkpoint to take its name and arguments from
     save_checkpoint(run_dir / "checkpoints" / "teacher_corrected.pt",
                     model_payload(teacher, identity[0], identity[1], stage=stage,
@@ -140,6 +164,7 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
               datasets: dict[str, SliceDataset] | None = None) -> RunResult:
     """Supervised training of `cfg.model` (a teacher or a plain student); self-supervised (no
     targets, see `train.unsupervised`) when the config has a `selfsup` section."""
+    distributed.context(cfg.device)  # under torchrun: join the job (and pick this rank's GPU) first
     import_plugins(cfg.plugins)  # plugin models must be registered before checks
     validate_run(cfg)
     if cfg.selfsup is not None:
@@ -165,7 +190,7 @@ def _train(cfg: RunConfig, out: OutputDir, datasets: dict[str, SliceDataset] | N
     result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
                  val_metric=cfg.val_metric, device=cfg.device, stage="train",
-                 progress=cfg.progress, meta=data_meta(cfg.data))
+                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data))
     table = _test_report(cfg, run_dir, model, data["test"], f"{cfg.name}: test set")
     return RunResult(run_dir, model, [result], table)
 
@@ -182,12 +207,15 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
         raise MrdistillError("distill needs a 'distill' section with at least one stage")
     if adaptive is not None and cfg.distill.stages:
         raise MrdistillError("distill.adaptive replaces distill.stages; remove one of them")
+    distributed.context(cfg.device)  # under torchrun: join the job (and pick this rank's GPU) first
     import_plugins(cfg.plugins)  # plugin models must be registered before checks
     validate_run(cfg)
     if teacher is None:
         teacher = load_teacher(cfg.distill.teacher, cfg.device)
     if adaptive is not None:
         check_adaptive(adaptive, teacher, cfg.data.mode)
+    if cfg.distill.cache_teacher:
+        check_cacheable(cfg.data)
     init = load_init(cfg)
     with claim_run(cfg, overwrite, "distill") as out:
         return _distill(cfg, out, datasets, teacher, init)
@@ -214,13 +242,19 @@ def _distill(cfg: RunConfig, out: OutputDir, datasets: dict[str, SliceDataset] |
     # Undersampled-only slices (if any) are labelled by the teacher: the student sees them too.
     train_set = MixedDataset(data["train"], data["unlabeled"]) if "unlabeled" in data else data["train"]
     fits = []
+    cached: CachedTeacher | None = None
     for k, stage in enumerate(cfg.distill.stages):
-        objective = build_objective(stage, teacher)
+        frozen = teacher
+        if cfg.distill.cache_teacher and stage.teacher_correction is None:  # a learning teacher: never
+            if cached is None or cached.teacher is not teacher:  # a corrected teacher: a new cache
+                cached = CachedTeacher(teacher)
+            frozen = cached
+        objective = build_objective(stage, frozen)
         fits.append(fit(student, objective, train_set, data["val"], cfg.optim, run_dir,
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
                         epochs=stage.epochs, lr=stage.lr, max_steps=stage.max_steps,
-                        stage=f"stage{k + 1}", select=stage.selection,
+                        stage=f"stage{k + 1}", select=stage.selection, data=cfg.data,
                         progress=cfg.progress, meta=data_meta(cfg.data)))
         if isinstance(objective, TeacherCorrectionObjective):
             teacher = objective.teacher  # later stages are taught by the corrected teacher

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mrdistill.models.modl as modl
-import mrdistill.train.loop as loop
+import mrdistill.train.batches as training_batches
 from conftest import run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
@@ -36,7 +36,7 @@ def batches(monkeypatch):
         seen.append(batch)
         return batch
 
-    monkeypatch.setattr(loop, "collate_samples", spy)
+    monkeypatch.setattr(training_batches, "collate_samples", spy)
     return seen
 
 
@@ -45,7 +45,8 @@ def teacher_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ssl")
     with pytest.MonkeyPatch.context() as mp:
         seen = []
-        mp.setattr(loop, "collate_samples", lambda items: seen.append(collate_samples(items)) or seen[-1])
+        mp.setattr(training_batches, "collate_samples",
+                   lambda items: seen.append(collate_samples(items)) or seen[-1])
         code = main(["train", "--config", str(CONFIGS / "ssl_teacher.yaml"), *SMOKE, *TEACHER,
                      "--set", f"out_dir={out}"])
     return out, code, seen
