@@ -69,7 +69,8 @@ def test_a_killed_predict_continues_where_it_stopped(tmp_path, monkeypatch):
     assert (out / "file1000.h5").stat().st_mtime_ns == first_mtime
     record = json.loads((out / "predict.json").read_text())
     assert record["finished"] is True and len(record["outputs"]) == 3
-    assert sorted(p.name for p in out.iterdir()) == ["file1000.h5", "file1001.h5", "file1002.h5", "predict.json"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [".mrdistill", "file1000.h5", "file1001.h5", "file1002.h5", "predict.json"]
     for name in ("file1000.h5", "file1002.h5"):
         with h5py.File(out / name) as f:
             assert f["reconstruction"].shape == (2, 8, 8)
@@ -79,13 +80,13 @@ def test_a_finished_or_foreign_predict_folder_is_not_continued(tmp_path):
     data = write_fastmri_folder(tmp_path / "in", 1, slices=2, height=16, width=12, recon=(8, 8))
     ckpt, out = _checkpoint(tmp_path), tmp_path / "pred"
     predict(ckpt, [data], out, progress=False)
-    with pytest.raises(Exception, match="already exists and is not empty"):
+    with pytest.raises(Exception, match="already holds results"):
         predict(ckpt, [data], out, progress=False)
     doc = json.loads((out / "predict.json").read_text())
     doc["finished"] = False
     doc["options"]["batch_size"] = 99  # another run's record
     (out / "predict.json").write_text(json.dumps(doc))
-    with pytest.raises(Exception, match="already exists and is not empty"):
+    with pytest.raises(Exception, match="already holds results"):
         predict(ckpt, [data], out, progress=False)
 
 
@@ -99,7 +100,7 @@ def test_image_outputs_are_atomic_and_get_the_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["png", "predict.json", "v.nii.gz"], names  # no temporaries left
+    assert names == [".mrdistill", "png", "predict.json", "v.nii.gz"], names  # no temporaries left
     assert len(result.written) == 2
     for path in (out / "v.nii.gz", out / "predict.json", out / "png" / "img1.png"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
