@@ -15,6 +15,7 @@ from typing import Any
 
 from mrdistill.config import DataConfig, RunConfig, from_dict, save_config, to_dict
 from mrdistill.data.datasets import make_datasets
+from mrdistill.device import resolve_device
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.runs import claim_dir, distill_run, train_run
@@ -145,21 +146,31 @@ def demo_configs(preset: str, out: Path, data: DataConfig, seed: int, device: st
 
 
 def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration: float = 4.0,
-             seed: int = 42, device: str = "cpu", overwrite: bool = False,
-             progress: bool = True) -> DemoResult:
-    """Train teacher and student, distil, and write `report.md`, tables and figures into `out`."""
+             seed: int = 42, device: str = "auto", overwrite: bool = False,
+             progress: bool = True, resume: bool = False) -> DemoResult:
+    """Train teacher and student, distil, and write `report.md`, tables and figures into `out`.
+
+    `resume` continues an interrupted demo: finished runs are only evaluated again, the
+    interrupted one continues from its last checkpoint."""
     start = time.perf_counter()
     out = Path(out)
     data_cfg = demo_data(preset, acceleration)
-    claim_dir(out, overwrite)
+    device = str(resolve_device(device))
+    if resume and overwrite:
+        raise MrdistillError("--resume continues a run and --overwrite replaces it; pass only one")
+    if not (resume and out.is_dir()):
+        claim_dir(out, overwrite)
     data = make_datasets(data_cfg, seed)
     labeled, unlabeled = len(data["train"]), len(data.get("unlabeled", []))
     cfgs = demo_configs(preset, out, data_cfg, seed, device, progress, labeled, labeled + unlabeled)
     for name, cfg in cfgs.items():
         save_config(cfg, out / f"{name}.yaml")
-    teacher = train_run(cfgs["teacher"], overwrite=True, datasets=data).model
-    student = train_run(cfgs["student"], overwrite=True, datasets=data).model
-    distilled = distill_run(cfgs["distilled"], overwrite=True, datasets=data, teacher=teacher).model
+    # Each run owns its folder under `out` (claimed above): a fresh demo replaces them.
+    fresh = not resume
+    teacher = train_run(cfgs["teacher"], overwrite=fresh, datasets=data, resume=resume).model
+    student = train_run(cfgs["student"], overwrite=fresh, datasets=data, resume=resume).model
+    distilled = distill_run(cfgs["distilled"], overwrite=fresh, datasets=data, teacher=teacher,
+                            resume=resume).model
     ev = evaluate_models({"zero-filled": None, "teacher": teacher, "student": student,
                           "distilled": distilled}, data["test"], device, time_fast_path=True)
     notes = [

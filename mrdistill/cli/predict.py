@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from mrdistill.cli.common import add_device_arg
 from mrdistill.config import PredictConfig
+from mrdistill.device import resolve_device
 from mrdistill.physics.masks import MASK_KINDS
 
 
@@ -30,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slice-axis", type=int, default=None,
                    help=f"NIfTI axis along which slices are taken (default: {d.slice_axis})")
     p.add_argument("--batch-size", type=int, default=None, help=f"slices per batch (default: {d.batch_size})")
-    p.add_argument("--device", default=None, help=f"torch device (default: {d.device})")
+    add_device_arg(p, None, d.device)
     p.add_argument("--no-fast", dest="fast", action="store_false", default=None,
                    help="run the eager model instead of the fast CPU inference path (DC-CNN on CPU)")
     p.add_argument("--skip-bad", action="store_true", help="leave out unreadable inputs, list them, go on")
@@ -48,7 +50,8 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
                                                   ("path", args.mask_path)) if v is not None})
     given = {k: getattr(args, k) for k in ("coil_mode", "slice_axis", "batch_size", "device", "fast")
              if getattr(args, k) is not None}
-    return replace(cfg, mask=mask, **given)
+    cfg = replace(cfg, mask=mask, **given)
+    return replace(cfg, device=str(resolve_device(cfg.device)))
 
 
 def run(args: argparse.Namespace) -> int:

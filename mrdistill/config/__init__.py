@@ -11,12 +11,13 @@ from mrdistill.config.data import (DataConfig, FastMRIConfig, MaskConfig, Predic
                                    PrepareConfig, SuperResConfig)
 from mrdistill.config.parse import (apply_overrides, from_dict, load_run_config, load_yaml,
                                     save_config, to_dict)
-from mrdistill.config.run import (AdaptiveConfig, DistillConfig, KDTermConfig, ModelConfig,
-                                  OptimConfig, RunConfig, SelfSupConfig, SFTConfig, StageConfig,
+from mrdistill.config.run import (AdaptiveConfig, DistillConfig, KDTermConfig, LoggingConfig,
+                                  ModelConfig, OptimConfig, RunConfig, SelfSupConfig, SFTConfig, StageConfig,
                                   TeacherCorrectionConfig)
 
 __all__ = [
-    "AdaptiveConfig", "DataConfig", "DistillConfig", "FastMRIConfig", "KDTermConfig", "MaskConfig",
+    "AdaptiveConfig", "DataConfig", "DistillConfig", "FastMRIConfig", "KDTermConfig",
+    "LoggingConfig", "MaskConfig",
     "ModelConfig", "OptimConfig", "PredictConfig", "PrepareConfig", "RunConfig", "SFTConfig",
     "SelfSupConfig", "StageConfig", "SuperResConfig", "TeacherCorrectionConfig", "apply_overrides",
     "from_dict", "load_run_config", "load_yaml", "save_config", "to_dict",

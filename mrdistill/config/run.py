@@ -29,6 +29,18 @@ class OptimConfig:
     step_size: int = 40  # StepLR period in epochs
     gamma: float = 0.1
     grad_clip: float | None = None
+    # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
+    # of work (0: off); always at each epoch end.
+    checkpoint_every: int | None = None
+    checkpoint_minutes: float = 10.0
+    skip_nonfinite: int = 0  # non-finite steps skipped (counted in log.csv) before the run stops
+
+
+@dataclass
+class LoggingConfig:
+    """What a run records besides log.csv."""
+
+    tensorboard: bool = False  # events under <run>/tensorboard/ (needs the `tensorboard` extra)
 
 
 @dataclass
@@ -144,7 +156,7 @@ class RunConfig:
     name: str = "run"
     out_dir: str = "runs"
     seed: int = 42
-    device: str = "cpu"
+    device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N; saved resolved
     val_metric: str = "psnr"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -153,6 +165,7 @@ class RunConfig:
     progress: bool = True
     selfsup: SelfSupConfig | None = None  # self-supervised training (no targets) when set
     sft: SFTConfig | None = None  # train a student-friendly teacher (with student branches) when set
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
     def run_dir(self) -> Path:

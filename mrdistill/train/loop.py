@@ -2,31 +2,46 @@
 
 What differs between stages is the objective (`distill.objective.DistillObjective` or any module with
 the same call signature `objective(model, sample) -> {"loss": ..., ...}`), never the loop.
+
+A run survives being killed: `last.pt` is written every `optim.checkpoint_every` steps (or
+`optim.checkpoint_minutes` of work) and at each epoch end, with everything `train.state` needs to
+continue bit-for-bit; a resumed stage skips the batches it already took. A non-finite loss,
+gradient, weight or validation score never reaches a checkpoint: after `optim.skip_nonfinite`
+skipped steps the run stops with `DivergenceError`, its last good checkpoint intact.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.nn import functional as F
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 from tqdm.auto import tqdm
 
 from mrdistill.config import OptimConfig
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
+from mrdistill.errors import MrdistillError
 from mrdistill.eval.metrics import volume_metrics
-from mrdistill.train.checkpoint import model_payload, save_checkpoint
-from mrdistill.train.inference import reconstruct
+from mrdistill.train.checkpoint import all_finite, model_payload, save_checkpoint, state_to_cpu
+from mrdistill.train.inference import VolumeRecon, reconstruct
+from mrdistill.train.state import (RESUME_KEY, FitResult, RunState, StagePosition, apply_hooks,
+                                   describe, position_from)
 
 LOWER_IS_BETTER = {"nmse", "hfen", "hfen_laplace", "loss"}
+
+__all__ = ["DivergenceError", "FitResult", "GroupedBatchSampler", "LOWER_IS_BETTER", "fit",
+           "make_loader", "validation_score"]
+
+
+class DivergenceError(MrdistillError):
+    """Training produced a non-finite loss, gradient, weight or validation score."""
 
 
 class GroupedBatchSampler(Sampler[list[int]]):
@@ -51,53 +66,218 @@ class GroupedBatchSampler(Sampler[list[int]]):
         return sum(math.ceil(len(g) / self.batch_size) for g in self.groups)
 
 
+class ResumableBatches(Sampler[list[int]]):
+    """A batch sampler whose next pass starts `skip` batches in (a stage resumed mid-epoch): the
+    epoch's order is drawn as usual and the batches already trained on are passed over as index
+    lists, without loading them. Later passes are whole."""
+
+    def __init__(self, inner: Sampler[list[int]]) -> None:
+        self.inner, self.skip = inner, 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = iter(self.inner)
+        skip, self.skip = self.skip, 0
+        for _ in range(skip):
+            next(batches, None)
+        yield from batches
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+
 def make_loader(train_set: Dataset, batch_size: int, seed: int) -> DataLoader:
-    """Shuffled training batches; grouped when the data set has `groups()` (labelled/unlabelled)."""
+    """Shuffled training batches; grouped when the data set has `groups()` (labelled/unlabelled).
+
+    The loader's `generator` decides the data order; its `batch_sampler` is `ResumableBatches`.
+    """
     gen = torch.Generator().manual_seed(seed)
     if hasattr(train_set, "groups"):
-        sampler = GroupedBatchSampler(train_set.groups(), batch_size, gen)
-        return DataLoader(train_set, batch_sampler=sampler, generator=gen, collate_fn=collate_samples)
-    return DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=gen,
+        inner: Sampler[list[int]] = GroupedBatchSampler(train_set.groups(), batch_size, gen)
+    else:  # what DataLoader(shuffle=True) builds, so seeds give the orders they always gave
+        inner = BatchSampler(RandomSampler(train_set, generator=gen), batch_size, drop_last=False)
+    return DataLoader(train_set, batch_sampler=ResumableBatches(inner), generator=gen,
                       collate_fn=collate_samples)
 
 
-@dataclass
-class FitResult:
-    best_epoch: int
-    best_value: float
-    history: list[dict[str, Any]] = field(default_factory=list)
+def validate(model: nn.Module, val_set: SliceDataset, metric: str,
+             device: str | torch.device) -> tuple[float, dict[str, VolumeRecon]]:
+    """(mean over validation volumes of a volume metric, fastMRI definitions; the reconstructions).
+    NaN when any volume's value is NaN (a diverged model)."""
+    recons, _ = reconstruct(model, val_set, device)
+    values = [volume_metrics(r.target, r.prediction, r.max_value, names=(metric,))[metric]
+              for r in recons.values()]
+    return float(np.mean(values)), recons
 
 
 def validation_score(model: nn.Module, val_set: SliceDataset, metric: str,
                      device: str | torch.device) -> float:
     """Mean over validation volumes of a volume metric (fastMRI definitions)."""
-    recons, _ = reconstruct(model, val_set, device)
-    values = [volume_metrics(r.target, r.prediction, r.max_value, names=(metric,))[metric]
-              for r in recons.values()]
-    return float(np.mean(values))
+    return validate(model, val_set, metric, device)[0]
 
 
-def append_log(path: Path, row: dict[str, Any]) -> None:
-    """Append one row to log.csv (header written with the first row)."""
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+def _panel(recons: dict[str, VolumeRecon]) -> torch.Tensor:
+    """zero-filled | target | output | |error| of the first validation volume's middle slice,
+    float (H, 4W), scaled by the volume's max value (a low-resolution input is resized to H, W)."""
+    r = next(iter(recons.values()))
+    i = r.prediction.shape[0] // 2
+    out = r.prediction[i].float()
+    target = r.target[i].float() if r.target is not None else torch.zeros_like(out)
+    zero_filled = F.interpolate(r.zero_filled[i][None, None].float(), size=out.shape, mode="nearest")[0, 0]
+    parts = [zero_filled, target, out, (out - target).abs()]
+    return torch.cat(parts, dim=-1) / max(r.max_value, 1e-12)
+
+
+def _grad_norm(params: list[nn.Parameter], clip: float | None) -> torch.Tensor:
+    """The gradients' total 2-norm (clipped to `clip` when given; the norm before clipping)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if clip:
+        return torch.nn.utils.clip_grad_norm_(params, clip)
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+class _Stage:
+    """One `fit` call: optimizer, schedule, loader and counters, checkpointed as a whole."""
+
+    def __init__(self, model: nn.Module, objective: nn.Module, train_set: Dataset, optim: OptimConfig,
+                 run: RunState, *, stage: str, seed: int, lr: float, device: str | torch.device,
+                 model_name: str, model_kwargs: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.model, self.objective, self.optim, self.run, self.stage = model, objective, optim, run, stage
+        self.device, self.model_name, self.model_kwargs, self.meta = device, model_name, model_kwargs, meta
+        params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
+        groups: list[dict[str, Any]] = [{"params": params}]
+        extra_groups = getattr(objective, "extra_param_groups", None)
+        if callable(extra_groups):
+            # Modules the objective trains besides the student but keeps out of `parameters()`,
+            # e.g. a teacher that learns while teaching (distill.teacher_correction), at their own lr.
+            groups += extra_groups(lr)
+            params = params + [p for g in groups[1:] for p in g["params"]]
+        self.params = params
+        self.opt = torch.optim.Adam(groups, lr=lr, weight_decay=optim.weight_decay)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=optim.step_size, gamma=optim.gamma)
+        self.loader = make_loader(train_set, optim.batch_size, seed)
+        self.pos = StagePosition()
+        self.best_model: dict[str, torch.Tensor] | None = None
+        self.last_save = time.monotonic()
+        self.slices = 0  # slices of the epoch's steps in this process (throughput only)
+
+    # -- resume -----------------------------------------------------------------------------------
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a checkpoint written inside this stage."""
+        section = checkpoint[RESUME_KEY]
+        self.model.load_state_dict(checkpoint["model"])
+        self.objective.load_state_dict(checkpoint["extra"])
+        apply_hooks(self.objective, section["objective"])
+        self.opt.load_state_dict(section["optimizer"])
+        self.sched.load_state_dict(section["scheduler"])
+        self.pos = position_from(section)
+        self.best_model = section["best_model"]
+
+    def start_epoch(self, epoch: int, train_set: Dataset) -> None:
+        """Seek the data order to where the stage stands (the middle of an epoch when resumed)."""
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        self.slices = 0
+        gen = self.loader.generator
+        if self.pos.loader_rng is None:  # a fresh stage
+            self.pos.loader_rng = gen.get_state()
+        else:  # the epoch's order again; resumed mid-epoch, minus the batches already taken
+            gen.set_state(self.pos.loader_rng)
+            self.loader.batch_sampler.skip = self.pos.batch
+
+    # -- one step -----------------------------------------------------------------------------------
+    def step(self, batch: Any) -> None:
+        """One optimizer step on `batch`; a non-finite loss or gradient is skipped (counted) while
+        `optim.skip_nonfinite` allows, else the run stops."""
+        losses = self.objective(self.model, batch.to(self.device))
+        self.slices += len(batch.volume)
+        self.opt.zero_grad(set_to_none=True)
+        loss = losses["loss"]
+        bad = None if torch.isfinite(loss) else "loss"
+        if bad is None:
+            loss.backward()
+            if not torch.isfinite(_grad_norm(self.params, self.optim.grad_clip)):
+                bad = "gradient"
+        self.pos.batch += 1
+        self.pos.step += 1
+        if bad is not None:
+            self.opt.zero_grad(set_to_none=True)
+            self.nonfinite(bad)
+            return
+        self.opt.step()
+        for k, v in losses.items():
+            self.pos.sums[k] = self.pos.sums.get(k, 0.0) + float(v.detach())
+        self.pos.good += 1
+        self.run.log.scalars(self.global_step, {k: float(v.detach()) for k, v in losses.items()}, "train")
+        self.run.log.scalars(self.global_step, {"lr": self.opt.param_groups[0]["lr"]}, "train")
+
+    def nonfinite(self, what: str) -> None:
+        if self.pos.skipped < self.optim.skip_nonfinite:
+            self.pos.skipped += 1
+            self.pos.epoch_skipped += 1
+            return
+        self.diverged(f"non-finite {what} at step {self.pos.step}")
+
+    def diverged(self, what: str) -> None:
+        last = self.run.last_good or "none written yet"
+        raise DivergenceError(f"{self.stage}: {what} (epoch {self.pos.epoch + 1}); stopped. "
+                              f"Last good checkpoint: {last}")
+
+    @property
+    def global_step(self) -> int:
+        return self.run.step_offset + self.pos.step
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def due(self) -> bool:
+        """A step checkpoint is due (every `checkpoint_every` steps, or `checkpoint_minutes`)."""
+        every, minutes = self.optim.checkpoint_every, self.optim.checkpoint_minutes
+        if every and self.pos.step % every == 0:
+            return True
+        return bool(minutes) and time.monotonic() - self.last_save >= 60.0 * minutes
+
+    def save(self, metric: dict[str, float], best: bool = False) -> None:
+        """`last.pt` (full resume state) and, when `best`, `best.pt` first: a kill between the two
+        resumes from the previous `last.pt` and writes the same `best.pt` again."""
+        model_state = self.model.state_dict()
+        if not all_finite(model_state):
+            self.diverged("non-finite weights")
+        payload = model_payload(self.model, self.model_name, self.model_kwargs, extra=self.objective,
+                                epoch=self.pos.epoch, metric=metric, stage=self.stage, **self.meta)
+        ckpt_dir = self.run.ckpt_dir
+        if best:
+            save_checkpoint(ckpt_dir / "best.pt", payload)
+        section = self.run.section(self.stage, self.pos, self.best_model, self.opt, self.sched,
+                                   self.objective)
+        save_checkpoint(ckpt_dir / "last.pt", {**payload, RESUME_KEY: section})
+        self.run.last_good = describe(ckpt_dir / "last.pt", section)
+        self.last_save = time.monotonic()
+
+
+def check_optim(optim: OptimConfig) -> None:
+    """The checkpoint and divergence settings, each in range (the key named)."""
+    if optim.checkpoint_every is not None and optim.checkpoint_every < 1:
+        raise MrdistillError(f"optim.checkpoint_every must be >= 1 (or null), got {optim.checkpoint_every}")
+    if not optim.checkpoint_minutes >= 0:
+        raise MrdistillError(f"optim.checkpoint_minutes must be >= 0, got {optim.checkpoint_minutes}")
+    if optim.skip_nonfinite < 0:
+        raise MrdistillError(f"optim.skip_nonfinite must be >= 0, got {optim.skip_nonfinite}")
 
 
 def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: SliceDataset,
         optim: OptimConfig, run_dir: Path, *, model_name: str, model_kwargs: dict[str, Any],
         seed: int = 0, val_metric: str = "psnr", device: str | torch.device = "cpu",
         epochs: int | None = None, lr: float | None = None, max_steps: int | None = None,
-        stage: str = "train",
-        progress: bool = True, meta: dict[str, Any] | None = None) -> FitResult:
+        stage: str = "train", progress: bool = True, meta: dict[str, Any] | None = None,
+        run: RunState | None = None) -> FitResult:
     """Train `model` with `objective`; validate every epoch; keep `last.pt` and `best.pt`.
 
     The weights of the best epoch (by `val_metric` on `val_set`) are loaded back into `model`.
-    `epochs`/`lr`/`max_steps` override the optimiser config for this stage.
+    `epochs`/`lr`/`max_steps` override the optimiser config for this stage. `run` follows a
+    multi-stage run (and resumes it); None: a fresh one-stage run in `run_dir`.
     """
+    check_optim(optim)
+    run = run or RunState(run_dir)
     epochs = optim.epochs if epochs is None else epochs
     model.to(device)
     objective.to(device)
@@ -108,67 +288,62 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
         # left untouched, and bad feature pairs fail here, before any training.
         setup(model, collate_samples([train_set[0]]).to(device))
         objective.to(device)
-    params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
-    groups: list[dict[str, Any]] = [{"params": params}]
-    extra_groups = getattr(objective, "extra_param_groups", None)
-    if callable(extra_groups):
-        # Modules the objective trains besides the student but keeps out of `parameters()`, e.g. a
-        # teacher that learns while teaching (distill.teacher_correction), at their own lr.
-        groups += extra_groups(optim.lr if lr is None else lr)
-        params = params + [p for g in groups[1:] for p in g["params"]]
-    opt = torch.optim.Adam(groups, lr=optim.lr if lr is None else lr, weight_decay=optim.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=optim.step_size, gamma=optim.gamma)
-    loader = make_loader(train_set, optim.batch_size, seed)
-    ckpt_dir = run_dir / "checkpoints"
+    st = _Stage(model, objective, train_set, optim, run, stage=stage, seed=seed,
+                lr=optim.lr if lr is None else lr, device=device, model_name=model_name,
+                model_kwargs=model_kwargs, meta=meta or {})
     sign = -1.0 if val_metric in LOWER_IS_BETTER else 1.0
-    best = FitResult(best_epoch=-1, best_value=-math.inf * sign)
-    best_state: dict[str, torch.Tensor] | None = None
-    total_steps = epochs * len(loader)
+    st.pos.best_value = -math.inf * sign
+    checkpoint = run.begin(stage)
+    if checkpoint is not None:
+        st.restore(checkpoint)
     max_steps = optim.max_steps if max_steps is None else max_steps
-    if max_steps is not None:
-        total_steps = min(total_steps, max_steps)
-    step = 0
-    bar = tqdm(total=total_steps, desc=stage, disable=not progress, leave=False)
-    for epoch in range(epochs):
-        if step >= total_steps:
-            break
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
+    total_steps = epochs * len(st.loader) if max_steps is None else min(epochs * len(st.loader), max_steps)
+    bar = tqdm(total=total_steps, initial=st.pos.step, desc=stage, disable=not progress, leave=False)
+    while st.pos.epoch < epochs and st.pos.step < total_steps:
+        st.start_epoch(st.pos.epoch, train_set)
         model.train()
-        sums: dict[str, float] = {}
-        batches = 0
         start = time.perf_counter()
-        for batch in loader:
-            if step >= total_steps:
+        for batch in st.loader:
+            if st.pos.step >= total_steps:
                 break
-            losses = objective(model, batch.to(device))
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            if optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
-            opt.step()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            batches += 1
-            step += 1
+            st.step(batch)
             bar.update(1)
-        sched.step()
-        value = validation_score(model, val_set, val_metric, device)
-        row = {"stage": stage, "epoch": epoch + 1, "step": step,
-               **{k: v / max(batches, 1) for k, v in sums.items()},
-               f"val_{val_metric}": value, "lr": opt.param_groups[0]["lr"],
-               "seconds": round(time.perf_counter() - start, 3)}
-        best.history.append(row)
-        append_log(run_dir / "log.csv", row)
-        bar.set_postfix(loss=f"{row['loss']:.4g}", val=f"{value:.4g}")
-        payload = model_payload(model, model_name, model_kwargs, extra=objective,
-                                epoch=epoch + 1, metric={val_metric: value}, stage=stage, **(meta or {}))
-        save_checkpoint(ckpt_dir / "last.pt", payload)
-        if sign * value > sign * best.best_value:
-            best.best_epoch, best.best_value = epoch + 1, value
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            save_checkpoint(ckpt_dir / "best.pt", payload)
+            if st.pos.step < total_steps and st.due():
+                st.save({})
+        _end_epoch(st, model, val_set, val_metric, sign, time.perf_counter() - start, bar)
     bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return best
+    result = st.pos.result()
+    run.end(result)
+    if st.best_model is not None:
+        model.load_state_dict(st.best_model)
+    return result
+
+
+def _end_epoch(st: _Stage, model: nn.Module, val_set: SliceDataset, val_metric: str, sign: float,
+               seconds: float, bar: Any) -> None:
+    """Close an epoch: LR schedule, validation, log row, checkpoints (best.pt when it improved)."""
+    pos = st.pos
+    st.sched.step()
+    value, recons = validate(model, val_set, val_metric, st.device)
+    if not math.isfinite(value):
+        st.diverged(f"non-finite validation {val_metric} ({value})")
+    pos.epoch += 1
+    row = {"stage": st.stage, "epoch": pos.epoch, "step": pos.step,
+           **{k: v / max(pos.good, 1) for k, v in pos.sums.items()},
+           f"val_{val_metric}": value, "lr": st.opt.param_groups[0]["lr"],
+           "skipped_nonfinite": pos.epoch_skipped, "seconds": round(seconds, 3)}
+    pos.history.append(row)
+    st.run.log.append(row)
+    st.run.log.scalars(st.global_step, {val_metric: value}, "val")
+    st.run.log.scalars(st.global_step, {"slices_per_s": st.slices / max(seconds, 1e-9)},
+                       "throughput")
+    if st.run.log.tensorboard:
+        st.run.log.image(st.global_step, f"val/{st.stage}", _panel(recons))
+    bar.set_postfix(loss=f"{row.get('loss', math.nan):.4g}", val=f"{value:.4g}")
+    pos.batch, pos.good, pos.sums, pos.epoch_skipped = 0, 0, {}, 0
+    pos.loader_rng = st.loader.generator.get_state()  # where the next epoch's order starts
+    improved = sign * value > sign * pos.best_value
+    if improved:
+        pos.best_epoch, pos.best_value = pos.epoch, value
+        st.best_model = state_to_cpu(model.state_dict())
+    st.save({val_metric: value}, best=improved)

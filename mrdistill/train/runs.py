@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import nn
 
-from mrdistill.config import RunConfig, StageConfig, save_config
+from mrdistill.config import RunConfig, StageConfig, load_yaml, save_config, to_dict
 from mrdistill.data.datasets import MixedDataset, SliceDataset
 from mrdistill.data.superres import check_model_data, make_task_datasets
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.teacher_correction import TeacherCorrectionObjective
 from mrdistill.distill.init import init_from_teacher
+from mrdistill.device import resolve_device
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.vdsr import Bicubic
 from mrdistill.train.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
+from mrdistill.train.logging import check_tensorboard
 from mrdistill.train.loop import FitResult, fit
+from mrdistill.train.state import RunState
 from mrdistill.train.sft_run import sft_train
 from mrdistill.train.unsupervised import (adaptive_distill, check_adaptive, check_selfsup,
                                          selfsup_train)
@@ -33,12 +36,17 @@ class RunResult:
     table: str
 
 
+# Config keys that may differ between a run and its resumption (they change no result).
+RESUME_FREE_KEYS = ("device", "progress")
+
+
 def claim_dir(path: Path, overwrite: bool) -> Path:
     """Create `path`; a non-empty existing folder is only replaced with `overwrite`."""
     if path.exists() and any(path.iterdir()):
         if not overwrite:
-            raise MrdistillError(f"{path} already holds results; pass --overwrite or choose "
-                                 f"another name/output folder")
+            raise MrdistillError(f"{path} already holds results; pass --resume to continue an "
+                                 f"interrupted run, --overwrite to start again, or choose another "
+                                 f"name/output folder")
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -49,6 +57,43 @@ def prepare_run_dir(cfg: RunConfig, overwrite: bool) -> Path:
     run_dir = claim_dir(cfg.run_dir, overwrite)
     save_config(cfg, run_dir / "config.yaml")
     return run_dir
+
+
+def check_same_config(cfg: RunConfig, saved: Path) -> None:
+    """A resumed run must be the run that was interrupted: its config (but for device and progress
+    bars) equals the saved one; the first differing key is named."""
+    old, new = load_yaml(saved), to_dict(cfg)
+    for key in RESUME_FREE_KEYS:
+        old.pop(key, None)
+        new.pop(key, None)
+    if old != new:
+        key = _first_difference(old, new)
+        raise MrdistillError(f"--resume: the config differs from the interrupted run's ({saved}) at "
+                             f"{key!r}; resume with the same config, or start again with --overwrite")
+
+
+def _first_difference(a: object, b: object, where: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else key)
+    return where or "config"
+
+
+def start_run(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -> tuple[RunConfig, RunState]:
+    """Check what can be checked before anything is written (device, options), then claim the run
+    directory, or reopen it with `resume` -> (config with the resolved device, run state)."""
+    if resume and overwrite:
+        raise MrdistillError("--resume continues a run and --overwrite replaces it; pass only one")
+    cfg = replace(cfg, device=str(resolve_device(cfg.device)))
+    if cfg.logging.tensorboard:
+        check_tensorboard()
+    saved = cfg.run_dir / "config.yaml"
+    if resume and saved.is_file():
+        check_same_config(cfg, saved)
+    else:
+        prepare_run_dir(cfg, overwrite)
+    return cfg, RunState.open(cfg.run_dir, resume, cfg.logging.tensorboard)
 
 
 def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObjective:
@@ -89,32 +134,37 @@ def _save_corrected_teacher(cfg: RunConfig, run_dir: Path, teacher: nn.Module | 
 
 
 def train_run(cfg: RunConfig, overwrite: bool = False,
-              datasets: dict[str, SliceDataset] | None = None) -> RunResult:
+              datasets: dict[str, SliceDataset] | None = None, resume: bool = False) -> RunResult:
     """Supervised training of `cfg.model` (a teacher or a plain student); self-supervised (no
-    targets, see `train.unsupervised`) when the config has a `selfsup` section."""
+    targets, see `train.unsupervised`) when the config has a `selfsup` section. `resume`
+    continues an interrupted run from its `last.pt` (a fresh start when there is none)."""
     if cfg.selfsup is not None:
         check_selfsup(cfg.selfsup, cfg.data)
-    run_dir = prepare_run_dir(cfg, overwrite)
+    cfg, run = start_run(cfg, overwrite, resume)
+    run_dir = run.run_dir
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
-    if cfg.selfsup is not None:
-        model, fits, table = selfsup_train(cfg, run_dir, data)
-        return RunResult(run_dir, model, fits, table)
-    if cfg.sft is not None:  # a student-friendly teacher, trained with student branches
-        model, fits, table = sft_train(cfg, run_dir, data)
-        return RunResult(run_dir, model, fits, table)
-    model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
-    check_model_data(model, cfg.data)
-    result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
-                 model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
-                 val_metric=cfg.val_metric, device=cfg.device, stage="train",
-                 progress=cfg.progress)
-    table = _test_report(cfg, run_dir, model, data["test"], f"{cfg.name}: test set")
-    return RunResult(run_dir, model, [result], table)
+    try:
+        if cfg.selfsup is not None:
+            model, fits, table = selfsup_train(cfg, run, data)
+            return RunResult(run_dir, model, fits, table)
+        if cfg.sft is not None:  # a student-friendly teacher, trained with student branches
+            model, fits, table = sft_train(cfg, run, data)
+            return RunResult(run_dir, model, fits, table)
+        model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
+        check_model_data(model, cfg.data)
+        result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
+                     model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
+                     val_metric=cfg.val_metric, device=cfg.device, stage="train",
+                     progress=cfg.progress, run=run)
+        table = _test_report(cfg, run_dir, model, data["test"], f"{cfg.name}: test set")
+        return RunResult(run_dir, model, [result], table)
+    finally:
+        run.log.close()
 
 
 def distill_run(cfg: RunConfig, overwrite: bool = False,
                 datasets: dict[str, SliceDataset] | None = None,
-                teacher: nn.Module | None = None) -> RunResult:
+                teacher: nn.Module | None = None, resume: bool = False) -> RunResult:
     """Distil `cfg.distill.teacher` into `cfg.model`, stage by stage (each stage restores its best);
     without targets from a teacher ensemble when the config has `distill.adaptive`."""
     adaptive = cfg.distill.adaptive if cfg.distill is not None else None
@@ -122,16 +172,28 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
         raise MrdistillError("distill needs a 'distill' section with at least one stage")
     if adaptive is not None and cfg.distill.stages:
         raise MrdistillError("distill.adaptive replaces distill.stages; remove one of them")
+    device = resolve_device(cfg.device)  # before anything is loaded or written
     if teacher is None:
         if not cfg.distill.teacher:
             raise MrdistillError("distill.teacher: no teacher checkpoint given")
-        teacher = load_model(cfg.distill.teacher, cfg.device)
+        teacher = load_model(cfg.distill.teacher, device)
     if adaptive is not None:
         check_adaptive(adaptive, teacher, cfg.data.mode)
-    run_dir = prepare_run_dir(cfg, overwrite)
+    cfg, run = start_run(cfg, overwrite, resume)
+    try:
+        return _distill(cfg, run, datasets, teacher)
+    finally:
+        run.log.close()
+
+
+def _distill(cfg: RunConfig, run: RunState, datasets: dict[str, SliceDataset] | None,
+             teacher: nn.Module) -> RunResult:
+    """The stages of `distill_run` (finished ones are skipped when the run resumes)."""
+    assert cfg.distill is not None
+    run_dir = run.run_dir
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
-    if adaptive is not None:
-        student, fits, table = adaptive_distill(cfg, run_dir, data, teacher)
+    if cfg.distill.adaptive is not None:
+        student, fits, table = adaptive_distill(cfg, run, data, teacher)
         return RunResult(run_dir, student, fits, table)
     student = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     if cfg.distill.init:
@@ -145,15 +207,20 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
     train_set = MixedDataset(data["train"], data["unlabeled"]) if "unlabeled" in data else data["train"]
     fits = []
     for k, stage in enumerate(cfg.distill.stages):
+        done = run.completed_fit(k)
+        if done is not None:  # finished before the checkpoint this run resumed from
+            fits.append(done)
+            continue
+        if any(s.teacher_correction is not None for s in cfg.distill.stages[:k]):
+            run.carry("teacher", teacher)  # corrected earlier: a resumed run gets its weights back
         objective = build_objective(stage, teacher)
         fits.append(fit(student, objective, train_set, data["val"], cfg.optim, run_dir,
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
                         epochs=stage.epochs, lr=stage.lr, max_steps=stage.max_steps,
-                        stage=f"stage{k + 1}",
-                        progress=cfg.progress))
+                        stage=f"stage{k + 1}", progress=cfg.progress, run=run))
         if isinstance(objective, TeacherCorrectionObjective):
-            teacher = objective.teacher  # later stages are taught by the corrected teacher
+            teacher = run.carry("teacher", objective.teacher)  # later stages learn from it
             _save_corrected_teacher(cfg, run_dir, teacher, k + 1)
     table = _test_report(cfg, run_dir, student, data["test"], f"{cfg.name}: test set")
     return RunResult(run_dir, student, fits, table)

@@ -18,6 +18,7 @@ from mrdistill.models import build_model
 from mrdistill.train.checkpoint import load_checkpoint, model_payload, save_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
+from mrdistill.train.state import RunState
 
 SFT_STUDENT = "sft_student.pt"
 
@@ -45,15 +46,16 @@ def export_sft_student(cfg: RunConfig, run_dir: Path) -> Path:
     return path
 
 
-def sft_train(cfg: RunConfig, run_dir: Path,
+def sft_train(cfg: RunConfig, run: RunState,
               data: dict[str, SliceDataset]) -> tuple[nn.Module, list[FitResult], str]:
     """Train the SFT teacher (validated and kept by its own output: only the teacher runs at
     inference), export the branch student, and report the teacher on the test set."""
     teacher, objective = build_sft(cfg)
+    run_dir = run.run_dir
     result = fit(teacher, objective, data["train"], data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
                  val_metric=cfg.val_metric, device=cfg.device, stage="sft",
-                 progress=cfg.progress)
+                 progress=cfg.progress, run=run)
     export_sft_student(cfg, run_dir)
     ev = evaluate_models({"zero-filled": None, cfg.name: teacher}, data["test"], cfg.device)
     table = write_evaluation(run_dir, ev, f"{cfg.name}: test set (SFT teacher)",
