@@ -1,7 +1,10 @@
+from dataclasses import replace
+
 import pytest
 
-from mrdistill.config import (DataConfig, RunConfig, apply_overrides, from_dict, load_run_config,
+from mrdistill.config import (DataConfig, PredictConfig, RunConfig, apply_overrides, from_dict, load_run_config,
                               save_config)
+from mrdistill.config.checks import check_fields
 from mrdistill.errors import MrdistillError
 
 
@@ -25,7 +28,7 @@ def test_unknown_key_names_valid_ones():
 
 
 def test_wrong_type_is_an_error():
-    with pytest.raises(MrdistillError, match="expected int"):
+    with pytest.raises(MrdistillError, match="image_size: expected an integer, got 'big'"):
         from_dict(DataConfig, {"image_size": "big"})
 
 
@@ -43,3 +46,43 @@ def test_bad_override_and_missing_file(tmp_path):
         apply_overrides({}, ["nonsense"])
     with pytest.raises(MrdistillError, match="not found"):
         load_run_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"optim": {"lr": -1}}, "optim.lr: expected a finite number > 0, got -1"),
+    ({"optim": {"lr": float("nan")}}, "optim.lr: expected a finite number > 0, got nan"),
+    ({"optim": {"epochs": True}}, "optim.epochs: expected an integer, got true"),
+    ({"optim": {"epochs": 0}}, "optim.epochs: expected an integer >= 1, got 0"),
+    ({"optim": {"max_steps": -3}}, "optim.max_steps: expected an integer >= 1, got -3"),
+    ({"optim": {"grad_clip": -1.0}}, "optim.grad_clip: expected a finite number > 0"),
+    ({"optim": {"batch_size": 2.5}}, "optim.batch_size: expected an integer, got 2.5"),
+    ({"seed": 2**70}, r"seed: expected an integer in \[0, 2\*\*63 - 1\]"),
+    ({"name": None}, "name: expected a string, got null"),
+    ({"name": ""}, "name: expected a simple relative name"),
+    ({"name": "../x"}, "name: expected a simple relative name"),
+    ({"name": "/tmp/x"}, "name: expected a simple relative name"),
+    ({"model": {"kwargs": [1, 2]}}, "model.kwargs: expected a mapping, got \\[1, 2\\]"),
+    ({"data": {"mask": {"acceleration": 1.0}}}, "data.mask.acceleration: expected a finite number > 1"),
+    ({"data": {"split_fractions": [0.5, 0.5]}}, "data.split_fractions: expected a list of 3 items"),
+    ({"distill": {"stages": [{"kd": [{"weight": -1}]}]}}, r"distill.stages\[0\].kd\[0\].weight: expected"),
+])
+def test_values_are_range_checked_with_the_full_key(data, message):
+    with pytest.raises(MrdistillError, match=message):
+        from_dict(RunConfig, data)
+
+
+def test_exponent_numbers_are_numbers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 1e-4\n  max_steps: 3e5\n")
+    cfg = load_run_config(path, ["optim.weight_decay=1E-6"])
+    assert cfg.optim.lr == 1e-4 and cfg.optim.max_steps == 300000 and isinstance(cfg.optim.max_steps, int)
+    assert cfg.optim.weight_decay == 1e-6
+    with pytest.raises(MrdistillError, match="optim.epochs: expected an integer, got 2.5"):
+        load_run_config(path, ["optim.epochs=2.5e0"])
+
+
+def test_check_fields_names_the_option_the_user_typed():
+    cfg = replace(PredictConfig(), batch_size=0)
+    with pytest.raises(MrdistillError, match="--batch-size: expected an integer >= 1, got 0"):
+        check_fields(cfg, "predict", {"batch_size": "--batch-size"})
+    check_fields(PredictConfig())

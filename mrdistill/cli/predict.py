@@ -11,6 +11,7 @@ from mrdistill.cli.common import add_device_arg
 from mrdistill.config import PredictConfig
 from mrdistill.device import resolve_device
 from mrdistill.physics.masks import MASK_KINDS
+from mrdistill.train.predict import predict, training_mask
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,14 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     d = PredictConfig()
     p.add_argument("--mask", dest="mask_kind", choices=MASK_KINDS, default=None,
-                   help=f"mask for fully sampled inputs (default: {d.mask.kind}); stored masks are used as acquired")
+                   help="mask for fully sampled inputs (default: the one the checkpoint's model was "
+                        f"trained with; {d.fallback_mask.kind} for checkpoints that record none); "
+                        "stored masks are used as acquired")
     p.add_argument("--acceleration", type=float, default=None,
-                   help=f"undersampling factor (default: {d.mask.acceleration:g})")
+                   help="undersampling factor (default: the checkpoint's training mask's)")
     p.add_argument("--center-fraction", type=float, default=None,
-                   help="fully sampled central fraction (default: fastMRI's, 0.08 at 4x, 0.04 at 8x)")
+                   help="fully sampled central fraction (default: the checkpoint's training mask's)")
     p.add_argument("--mask-path", default=None, help="a .npy mask (W,) or (H, W) for --mask fixed")
     p.add_argument("--coil-mode", choices=("combine", "multi"), default=None,
-                   help=f"multi-coil input: one virtual coil or all coils (default: {d.coil_mode})")
+                   help="multi-coil input: one virtual coil or all coils (default: as trained)")
     p.add_argument("--slice-axis", type=int, default=None,
                    help=f"NIfTI axis along which slices are taken (default: {d.slice_axis})")
     p.add_argument("--batch-size", type=int, default=None, help=f"slices per batch (default: {d.batch_size})")
@@ -42,12 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> PredictConfig:
-    """`PredictConfig` defaults, replaced by the options given."""
+    """`PredictConfig` defaults, replaced by the options given; mask options modify the
+    checkpoint's training mask (no mask option: predict uses that mask as it is)."""
     cfg = PredictConfig()
-    mask = replace(cfg.mask, **{k: v for k, v in (("kind", args.mask_kind),
-                                                  ("acceleration", args.acceleration),
-                                                  ("center_fraction", args.center_fraction),
-                                                  ("path", args.mask_path)) if v is not None})
+    changes = {k: v for k, v in (("kind", args.mask_kind), ("acceleration", args.acceleration),
+                                 ("center_fraction", args.center_fraction), ("path", args.mask_path))
+               if v is not None}
+    mask = replace(training_mask(args.checkpoint, cfg), **changes) if changes else None
     given = {k: getattr(args, k) for k in ("coil_mode", "slice_axis", "batch_size", "device", "fast")
              if getattr(args, k) is not None}
     cfg = replace(cfg, mask=mask, **given)
@@ -55,10 +59,10 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrdistill.train.predict import predict
-
     result = predict(args.checkpoint, args.inputs, args.out, config_from_args(args),
                      skip_bad=args.skip_bad, overwrite=args.overwrite, progress=not args.no_progress)
+    for note in result.notes:
+        print(f"note: {note}")
     print(f"wrote {len(result.written)} volume(s) to {result.out}")
     if result.bad:
         print(f"skipped {len(result.bad)} bad input(s):")

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from mrdistill.config.checks import (ACCELERATION, COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT,
+                                      NAME, OPEN_FRACTION, SEED, checked, each, integer, number,
+                                      one_of)
+from mrdistill.physics.masks import MASK_KINDS
+
+SPLIT_FRACTIONS = each(FRACTION, length=3)
+SLICE_AXIS = one_of(0, 1, 2)
 
 
 @dataclass
 class MaskConfig:
     """Undersampling pattern (see `physics.masks.make_mask`)."""
 
-    kind: str = "kdmri"
-    acceleration: float = 4.0
-    center_fraction: float | None = None
-    center_lines: int | None = None
+    kind: str = checked("kdmri", one_of(*MASK_KINDS))
+    acceleration: float = checked(4.0, ACCELERATION)
+    center_fraction: float | None = checked(None, OPEN_FRACTION)
+    center_lines: int | None = checked(None, NON_NEGATIVE_INT)
     path: str | None = None
     # Draw a new training mask for every slice and epoch (validation/test masks stay fixed per volume).
     fresh_train_masks: bool = False
@@ -23,10 +31,10 @@ class SuperResConfig:
     """Super-resolution data (`data.superres`): the slice is the high-res target and a
     low-res copy, `scale` times smaller per axis, the input."""
 
-    scale: int = 2
+    scale: int = checked(2, integer(ge=2))
     # "kspace": magnitude of the inverse FFT of the central k-space block (the MRI way);
     # "area": image-domain area averaging over scale x scale pixels.
-    downsample: str = "kspace"
+    downsample: str = checked("kspace", one_of("kspace", "area"))
 
 
 @dataclass
@@ -34,12 +42,12 @@ class FastMRIConfig:
     """fastMRI HDF5 folders (`data.dataset: fastmri`) and how their slices become samples; also
     used by `data.dataset: prepared`. See docs/data.md."""
 
-    challenge: str = "singlecoil"  # "singlecoil" (reconstruction_esc) or "multicoil" (reconstruction_rss)
+    challenge: str = checked("singlecoil", one_of("singlecoil", "multicoil"))  # "singlecoil" (reconstruction_esc) or "multicoil" (reconstruction_rss)
     train: str = "{challenge}_train"  # folders, relative to data.path unless absolute
     val: str = "{challenge}_val"
     test: str | None = None  # None: the val folder's volumes are split in two, val and test
-    volume_fraction: float = 1.0  # use this fraction of each folder's volumes (evenly spaced)
-    coil_mode: str = "combine"  # multi-coil: "combine" (one virtual coil) or "multi" (coils + smaps)
+    volume_fraction: float = checked(1.0, number(gt=0, le=1))  # use this fraction of each folder's volumes (evenly spaced)
+    coil_mode: str = checked("combine", one_of("combine", "multi"))  # multi-coil: "combine" (one virtual coil) or "multi" (coils + smaps)
     normalize: bool = True  # divide k-space and targets by the volume max (outputs are scaled back)
     skip_bad: bool = False  # leave out unreadable files instead of stopping
     cache_dir: str | None = None  # metadata cache (None: ~/.cache/mrdistill; "" switches it off)
@@ -50,28 +58,31 @@ class PrepareConfig:
     """How `mrdistill prepare` turns image volumes into a k-space slice data set (all of it is
     recorded in the data set's prepare.json)."""
 
-    mode: str = "real"  # "real" (k-space of the real image) or "complex" (smooth synthetic phase)
-    coils: int = 1  # > 1: simulated coil maps, multi-coil k-space and RSS targets (mode complex)
-    noise_std: float = 0.0  # complex Gaussian k-space noise std per component (image max 1)
-    size: int | None = None  # square in-plane size (zero-pad to square, then resize); None: native
-    split_by: str = "slab"  # "slab" (contiguous slabs of every volume) or "volume" (whole volumes)
-    slab: int = 8  # slices per slab with split_by "slab"
-    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
-    min_foreground: float = 0.15  # drop slices whose foreground fraction is below this
-    slice_axis: int = 2  # NIfTI array axis along which slices are taken
-    seed: int = 0  # seeds the synthetic phase and noise (with the volume name and slice)
+    mode: str = checked("real", one_of("real", "complex"))  # "real" (k-space of the real image) or "complex" (smooth synthetic phase)
+    coils: int = checked(1, COUNT)  # > 1: simulated coil maps, multi-coil k-space and RSS targets (mode complex)
+    noise_std: float = checked(0.0, NON_NEGATIVE)  # complex Gaussian k-space noise std per component (image max 1)
+    size: int | None = checked(None, COUNT)  # square in-plane size (zero-pad to square, then resize); None: native
+    split_by: str = checked("slab", one_of("slab", "volume"))  # "slab" (contiguous slabs of every volume) or "volume" (whole volumes)
+    slab: int = checked(8, COUNT)  # slices per slab with split_by "slab"
+    split_fractions: list[float] = checked(factory=lambda: [0.7, 0.15, 0.15], check=SPLIT_FRACTIONS)
+    min_foreground: float = checked(0.15, FRACTION)  # drop slices whose foreground fraction is below this
+    slice_axis: int = checked(2, SLICE_AXIS)  # NIfTI array axis along which slices are taken
+    seed: int = checked(0, SEED)  # seeds the synthetic phase and noise (with the volume name and slice)
 
 
 @dataclass
 class PredictConfig:
     """How `mrdistill predict` undersamples fully sampled inputs and reads them. Files with a
-    stored mask (fastMRI test files) are used as acquired; others get this mask, seeded per volume."""
+    stored mask (fastMRI test files) are used as acquired; others get `mask`, seeded per volume.
+    `None` means "as the checkpoint's model was trained" (its recorded `data` config)."""
 
-    mask: MaskConfig = field(default_factory=lambda: MaskConfig(kind="random"))  # fastMRI's sampler
-    coil_mode: str = "combine"  # multi-coil fastMRI input: as `FastMRIConfig.coil_mode`
-    normalize: bool = True  # as `FastMRIConfig.normalize` (outputs are scaled back)
-    slice_axis: int = 2  # NIfTI array axis along which slices are taken
-    batch_size: int = 8
+    mask: MaskConfig | None = None
+    # For checkpoints that record no data config (written before 2026-12): fastMRI's sampler.
+    fallback_mask: MaskConfig = checked(factory=lambda: MaskConfig(kind="random"))
+    coil_mode: str | None = checked(None, one_of("combine", "multi"))  # multi-coil fastMRI input: as `FastMRIConfig.coil_mode`
+    normalize: bool | None = None  # as `FastMRIConfig.normalize` (outputs are scaled back)
+    slice_axis: int = checked(2, SLICE_AXIS)  # NIfTI array axis along which slices are taken
+    batch_size: int = checked(8, COUNT)
     device: str = "cpu"
     # On CPU, DC-CNN checkpoints run on the fast inference path (`optimise_for_inference`): the same
     # images up to float32 rounding (~1e-6 relative), 4-6x faster than eager at 256^2
@@ -83,23 +94,23 @@ class PredictConfig:
 class DataConfig:
     """Which images, how they become k-space, and how they are split."""
 
-    sources: list[str] = field(default_factory=lambda: ["mni"])
-    image_size: int = 128
-    mode: str = "real"  # "real" (1-channel real image, KD-MRI) or "complex" (synthetic phase, 2 channels)
-    noise_std: float = 0.0  # complex Gaussian noise std in k-space, relative to an image max of 1
-    min_foreground: float = 0.15  # drop slices whose foreground fraction is below this
-    slab: int = 8  # slices per slab when splitting a volume into train/val/test slabs
-    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
-    max_train_slices: int | None = None
-    max_eval_slices: int | None = None
+    sources: list[str] = checked(factory=lambda: ["mni"], check=each(NAME, min_length=1))
+    image_size: int = checked(128, integer(ge=8))
+    mode: str = checked("real", one_of("real", "complex"))  # "real" (1-channel real image, KD-MRI) or "complex" (synthetic phase, 2 channels)
+    noise_std: float = checked(0.0, NON_NEGATIVE)  # complex Gaussian noise std in k-space, relative to an image max of 1
+    min_foreground: float = checked(0.15, FRACTION)  # drop slices whose foreground fraction is below this
+    slab: int = checked(8, COUNT)  # slices per slab when splitting a volume into train/val/test slabs
+    split_fractions: list[float] = checked(factory=lambda: [0.7, 0.15, 0.15], check=SPLIT_FRACTIONS)
+    max_train_slices: int | None = checked(None, COUNT)
+    max_eval_slices: int | None = checked(None, COUNT)
     # Semi-supervised setting: only this many training slices (evenly spaced) keep their fully
     # sampled target; the other training slices are undersampled-only (target None). Supervised
     # runs use the labelled ones; a distilled student also learns from the rest through the teacher.
-    labeled_train_slices: int | None = None
-    mask: MaskConfig = field(default_factory=MaskConfig)
+    labeled_train_slices: int | None = checked(None, COUNT)
+    mask: MaskConfig = checked(factory=MaskConfig)
     # Where slices come from: "embedded" (the corpus of `sources`), "fastmri" (HDF5 folders under
     # `path`, see `fastmri`) or "prepared" (a folder written by `mrdistill prepare`).
-    dataset: str = "embedded"
+    dataset: str = checked("embedded", one_of("embedded", "fastmri", "prepared"))
     path: str | None = None
-    fastmri: FastMRIConfig = field(default_factory=FastMRIConfig)
+    fastmri: FastMRIConfig = checked(factory=FastMRIConfig)
     superres: SuperResConfig | None = None  # super-resolution instead of reconstruction when set

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -10,9 +11,35 @@ from typing import Any
 
 import yaml
 
+from mrdistill.config.checks import check_value, fail, field_check
 from mrdistill.config.run import RunConfig
 from mrdistill.errors import MrdistillError
 
+
+class _Loader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that reads `1e-4` and `3e5` as numbers (YAML 1.1's float pattern demands a
+    dot and a signed exponent, so PyYAML reads those as strings)."""
+
+
+_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> Python values (safe; exponent numbers such as `1e-4` are floats)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
+def _allows_none(tp: Any) -> bool:
+    return tp is Any or (typing.get_origin(tp) in (typing.Union, types.UnionType)
+                         and type(None) in typing.get_args(tp))
 
 
 def _resolve_type(tp: Any) -> Any:
@@ -24,22 +51,44 @@ def _resolve_type(tp: Any) -> Any:
     return tp
 
 
-def from_dict(cls: type, data: Any, where: str = "config") -> Any:
-    """Build dataclass `cls` from a plain dict; unknown keys raise `MrdistillError` naming valid ones."""
+def _key(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if where else str(key)
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass `cls` from a plain dict, converting and checking every value (`checks.py`).
+
+    Unknown keys, wrong types and values out of range raise `MrdistillError` naming the full key
+    (`where` is the prefix, e.g. "data.mask"; "" at the top level)."""
     if data is None:
         return cls()
     if not isinstance(data, dict):
-        raise MrdistillError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise fail(where or "config", "a mapping", data)
     hints = typing.get_type_hints(cls)
-    valid = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - valid)
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, data)) - set(by_name))
     if unknown:
-        raise MrdistillError(f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(valid))}")
+        raise MrdistillError(f"{where or 'config'}: unknown key {unknown[0]!r}; "
+                             f"valid: {', '.join(sorted(by_name))}")
     kwargs = {}
     for key, value in data.items():
-        tp = _resolve_type(hints[key])
-        kwargs[key] = _convert(tp, value, f"{where}.{key}")
+        path = _key(where, key)
+        if value is None and not _allows_none(hints[key]):
+            raise fail(path, _describe(_resolve_type(hints[key])), value)
+        kwargs[key] = _convert(_resolve_type(hints[key]), value, path)
+        check_value(field_check(by_name[key]), kwargs[key], path)
     return cls(**kwargs)
+
+
+def _describe(tp: Any) -> str:
+    if dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict:
+        return "a mapping"
+    if typing.get_origin(tp) is list:
+        return "a list"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
@@ -51,12 +100,18 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise MrdistillError(f"{where}: expected a list, got {value!r}")
-        return [_convert(_resolve_type(item_tp), v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise fail(where, "a list", value)
+        return [_convert(_resolve_type(item_tp), v, _key(where, i)) for i, v in enumerate(value)]
+    if origin is dict and not isinstance(value, dict):
+        raise fail(where, "a mapping", value)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is float and number:
         return float(value)
-    if tp in (int, float, str, bool) and not isinstance(value, tp):
-        raise MrdistillError(f"{where}: expected {tp.__name__}, got {value!r}")
+    # `3e5` is read as a float; an int field takes it when it is a whole number.
+    if tp is int and number and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        raise fail(where, _describe(tp), value)
     return value
 
 
@@ -71,7 +126,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise MrdistillError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+        value = parse_yaml(raw)
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -90,7 +145,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise MrdistillError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise MrdistillError(f"{path}: cannot read config ({type(exc).__name__})") from None
     except yaml.YAMLError as exc:

@@ -2,38 +2,46 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mrdistill.config.checks import (ACCELERATION, COUNT, NAME, NON_NEGATIVE, NON_NEGATIVE_INT,
+                                      OPEN_FRACTION, POSITIVE, SEED, Check, checked, each, number,
+                                      one_of)
 from mrdistill.config.data import DataConfig
+
+NON_EMPTY = Check("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip()))
+CHECKPOINT_CHOICE = one_of("last", "best")
 
 
 @dataclass
 class ModelConfig:
     """A registered model and its constructor arguments."""
 
-    name: str = "dccnn"
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str = checked("dccnn", NON_EMPTY)
+    # Checked against the model's signature (`models.registry.check_model_kwargs`).
+    kwargs: dict[str, Any] = checked(factory=dict)
 
 
 @dataclass
 class OptimConfig:
     """Adam + StepLR; the budget is `epochs` (or `max_steps` when set)."""
 
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    epochs: int = 40
-    max_steps: int | None = None
-    batch_size: int = 4
-    step_size: int = 40  # StepLR period in epochs
-    gamma: float = 0.1
-    grad_clip: float | None = None
+    lr: float = checked(1e-3, POSITIVE)
+    weight_decay: float = checked(0.0, NON_NEGATIVE)
+    epochs: int = checked(40, COUNT)
+    max_steps: int | None = checked(None, COUNT)
+    batch_size: int = checked(4, COUNT)
+    step_size: int = checked(40, COUNT)  # StepLR period in epochs
+    gamma: float = checked(0.1, POSITIVE)
+    grad_clip: float | None = checked(None, POSITIVE)  # max gradient norm; None: no clipping
     # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
     # of work (0: off); always at each epoch end.
-    checkpoint_every: int | None = None
-    checkpoint_minutes: float = 10.0
-    skip_nonfinite: int = 0  # non-finite steps skipped (counted in log.csv) before the run stops
+    checkpoint_every: int | None = checked(None, COUNT)
+    checkpoint_minutes: float = checked(10.0, NON_NEGATIVE)
+    # Non-finite steps skipped (counted in log.csv) before the run stops.
+    skip_nonfinite: int = checked(0, NON_NEGATIVE_INT)
 
 
 @dataclass
@@ -47,9 +55,9 @@ class LoggingConfig:
 class KDTermConfig:
     """One weighted KD loss from the registry (`mrdistill list`)."""
 
-    name: str = "imitation"
-    weight: float = 1.0
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str = checked("imitation", NON_EMPTY)
+    weight: float = checked(1.0, NON_NEGATIVE)
+    kwargs: dict[str, Any] = checked(factory=dict)
 
 
 @dataclass
@@ -58,27 +66,27 @@ class TeacherCorrectionConfig:
     trainable copy of the teacher minimises rec_weight * L1(x_T, y) + edge_weight * L1(E(x_T), E(y))
     + feedback_weight * feedback(student -> teacher), at lr * teacher_lr_scale."""
 
-    schedule: str = "joint"  # "joint" (both from one step) or "alternate" (student, then teacher steps)
-    teacher_every: int = 1  # joint: the teacher is updated on every teacher_every-th step
-    student_steps: int = 1  # alternate: student steps per cycle
-    teacher_steps: int = 1  # alternate: teacher steps per cycle
-    teacher_lr_scale: float = 0.1
-    rec_weight: float = 1.0
-    edge_weight: float = 1.0
-    edge_operator: str = "sobel"  # "sobel" or "log"
-    feedback_weight: float = 0.1
-    feedback: str = "both"  # "output", "features" (feature-KD pairs) or "both"
+    schedule: str = checked("joint", one_of("joint", "alternate"))  # "joint" (both from one step) or "alternate" (student, then teacher steps)
+    teacher_every: int = checked(1, COUNT)  # joint: the teacher is updated on every teacher_every-th step
+    student_steps: int = checked(1, COUNT)  # alternate: student steps per cycle
+    teacher_steps: int = checked(1, COUNT)  # alternate: teacher steps per cycle
+    teacher_lr_scale: float = checked(0.1, POSITIVE)
+    rec_weight: float = checked(1.0, NON_NEGATIVE)
+    edge_weight: float = checked(1.0, NON_NEGATIVE)
+    edge_operator: str = checked("sobel", one_of("sobel", "log"))
+    feedback_weight: float = checked(0.1, NON_NEGATIVE)
+    feedback: str = checked("both", one_of("output", "features", "both"))  # "output", "features" (feature-KD pairs) or "both"
 
 
 @dataclass
 class StageConfig:
     """One distillation stage: `task_weight * L1(student, target) + sum(weight * kd)`."""
 
-    epochs: int = 10
-    task_weight: float = 1.0
-    lr: float | None = None  # None: optim.lr
-    max_steps: int | None = None  # None: optim.max_steps
-    kd: list[KDTermConfig] = field(default_factory=list)
+    epochs: int = checked(10, COUNT)
+    task_weight: float = checked(1.0, NON_NEGATIVE)
+    lr: float | None = checked(None, POSITIVE)  # None: optim.lr
+    max_steps: int | None = checked(None, COUNT)  # None: optim.max_steps
+    kd: list[KDTermConfig] = checked(factory=list)
     teacher_correction: TeacherCorrectionConfig | None = None  # None: the teacher stays frozen
 
 
@@ -90,20 +98,20 @@ class SelfSupConfig:
     re-undersampled or SSDU-split copy of the acquired set Omega; training batches carry no target.
     """
 
-    method: str = "reundersample"  # "reundersample" (Wu & Li) or "ssdu" (Yaman et al.)
-    teachers: int = 2  # models trained together; 1 trains a single self-supervised model
-    factors: list[float] = field(default_factory=lambda: [2.0, 2.5])  # re-undersampling, per teacher
-    acs_lines: int = 8  # central columns every re-undersampling mask keeps (paper: 16 of ~256)
-    dc_weight: float = 0.01  # weight of the DC regulariser in the re-undersampling loss
-    rho: float = 0.4  # SSDU: fraction of Omega held out for the loss set Lambda
-    selection: str = "gaussian"  # SSDU: "gaussian" (2-D, around the centre) or "uniform"
-    acs_block: list[int] = field(default_factory=lambda: [4, 4])  # SSDU: never in Lambda
-    agreement_weight: float = 0.1  # contrastive agreement between teachers (0 switches it off)
-    agreement_temperature: float | None = None  # None: 1 - cosine (paper); else InfoNCE
+    method: str = checked("reundersample", one_of("reundersample", "ssdu"))  # "reundersample" (Wu & Li) or "ssdu" (Yaman et al.)
+    teachers: int = checked(2, COUNT)  # models trained together; 1 trains a single self-supervised model
+    factors: list[float] = checked(factory=lambda: [2.0, 2.5], check=each(ACCELERATION))  # re-undersampling, per teacher
+    acs_lines: int = checked(8, NON_NEGATIVE_INT)  # central columns every re-undersampling mask keeps (paper: 16 of ~256)
+    dc_weight: float = checked(0.01, NON_NEGATIVE)  # weight of the DC regulariser in the re-undersampling loss
+    rho: float = checked(0.4, OPEN_FRACTION)  # SSDU: fraction of Omega held out for the loss set Lambda
+    selection: str = checked("gaussian", one_of("gaussian", "uniform"))  # SSDU: "gaussian" (2-D, around the centre) or "uniform"
+    acs_block: list[int] = checked(factory=lambda: [4, 4], check=each(NON_NEGATIVE_INT, length=2))  # SSDU: never in Lambda
+    agreement_weight: float = checked(0.1, NON_NEGATIVE)  # contrastive agreement between teachers (0 switches it off)
+    agreement_temperature: float | None = checked(None, POSITIVE)  # None: 1 - cosine (paper); else InfoNCE
     fresh_masks: bool = True  # new re-undersampling/split masks every step (else fixed per slice)
     # Which weights the run keeps: "last" (label-free) or "best" (by the validation metric, which
     # reads validation targets, as the paper's schedule on validation SSIM does).
-    checkpoint: str = "last"
+    checkpoint: str = checked("last", CHECKPOINT_CHOICE)
 
 
 @dataclass
@@ -111,12 +119,12 @@ class AdaptiveConfig:
     """Distillation without targets from a teacher ensemble (REFERENCE.md section 4): the student
     learns MSE(w |x_S|, w |mean_T|), w = clip(avg / V, clip) (adaptive) or w = 1 (plain)."""
 
-    weighting: str = "adaptive"  # "adaptive" or "plain"
-    clip: list[float] = field(default_factory=lambda: [1.0 / 3.0, 3.0])
-    average: str = "precompute"  # "precompute" (one pass over the data set) or "running"
-    momentum: float = 0.99  # running estimate of the data-set mean variance
+    weighting: str = checked("adaptive", one_of("adaptive", "plain"))
+    clip: list[float] = checked(factory=lambda: [1.0 / 3.0, 3.0], check=each(POSITIVE, length=2))
+    average: str = checked("precompute", one_of("precompute", "running"))  # "precompute" (one pass over the data set) or "running"
+    momentum: float = checked(0.99, number(ge=0, lt=1))  # running estimate of the data-set mean variance
     cache_teacher: bool = True  # memoise teacher outputs (only with fixed training masks)
-    checkpoint: str = "last"  # as in SelfSupConfig
+    checkpoint: str = checked("last", CHECKPOINT_CHOICE)  # as in SelfSupConfig
 
 
 @dataclass
@@ -126,8 +134,8 @@ class DistillConfig:
     teacher: str = ""
     init: str | None = None  # optional student checkpoint to start from
     # Start the student from selected teacher layers (`distill/init.py`): "teacher_layers" or None.
-    init_from_teacher: str | None = None
-    stages: list[StageConfig] = field(default_factory=list)
+    init_from_teacher: str | None = checked(None, one_of("teacher_layers"))
+    stages: list[StageConfig] = checked(factory=list)
     # Unsupervised mode: distil an "ensemble" teacher without targets (replaces `stages`).
     adaptive: AdaptiveConfig | None = None
 
@@ -139,11 +147,11 @@ class SFTConfig:
     Loss: teacher_weight * L1(x_T, y) + branch_weight * mean_i L1(x_Si, y)
     + imitation_weight * mean_i L1(x_Si, x_T). See docs/study.md."""
 
-    student: ModelConfig = field(default_factory=lambda: ModelConfig(
+    student: ModelConfig = checked(factory=lambda: ModelConfig(
         "dccnn", {"cascades": 5, "convs": 3, "channels": 32, "in_channels": 1}))
-    teacher_weight: float = 1.0
-    branch_weight: float = 1.0
-    imitation_weight: float = 1.0
+    teacher_weight: float = checked(1.0, NON_NEGATIVE)
+    branch_weight: float = checked(1.0, NON_NEGATIVE)
+    imitation_weight: float = checked(1.0, NON_NEGATIVE)
     # Branch 0: the zero-filled image through all student cascades, so student cascade 1 is trained
     # too (the paper's branches start at 1 and leave it at random initialisation).
     input_branch: bool = True
@@ -153,19 +161,19 @@ class SFTConfig:
 class RunConfig:
     """Everything a `train` or `distill` run needs."""
 
-    name: str = "run"
-    out_dir: str = "runs"
-    seed: int = 42
-    device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N; saved resolved
-    val_metric: str = "psnr"
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    name: str = checked("run", NAME)  # the run folder is out_dir/name
+    out_dir: str = checked("runs", NON_EMPTY)
+    seed: int = checked(42, SEED)
+    device: str = checked("auto", NON_EMPTY)  # auto (CUDA when available), cpu, cuda, cuda:N
+    val_metric: str = checked("psnr", NON_EMPTY)
+    data: DataConfig = checked(factory=DataConfig)
+    model: ModelConfig = checked(factory=ModelConfig)
+    optim: OptimConfig = checked(factory=OptimConfig)
     distill: DistillConfig | None = None
     progress: bool = True
     selfsup: SelfSupConfig | None = None  # self-supervised training (no targets) when set
     sft: SFTConfig | None = None  # train a student-friendly teacher (with student branches) when set
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    logging: LoggingConfig = checked(factory=LoggingConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -7,10 +7,14 @@ and its student `convs=3` (49,285 parameters); the adaptive-KD student is
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mrdistill.errors import check_choice
+from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models.base import ReconOutput
 from mrdistill.models.registry import register_model
 from mrdistill.physics.consistency import dc_network_image
@@ -47,6 +51,10 @@ class Cascade(nn.Module):
 class DCCNN(nn.Module):
     """Deep cascade of CNNs with hard or soft (learned lambda) data consistency.
 
+    Soft DC learns one lambda > 0 per cascade as softplus of a free parameter (`raw_lambdas`), as
+    MoDL does, so gradient steps can never make it negative (a negative lambda would extrapolate
+    away from the measured k-space instead of blending towards it); `dc_lambda` is its start value.
+
     forward(kspace: complex64 (N, C, H, W), mask: float (N, 1, 1|H, W)) -> ReconOutput with
     image float32 (N, in_channels, H, W) and, with `return_features`, the keys
     "cascade{i}.conv{j}" (activation after conv j of cascade i, both 1-based) and "cascade{i}.out".
@@ -62,15 +70,25 @@ class DCCNN(nn.Module):
             raise ValueError(f"a cascade needs at least 2 convs, got {convs}")
         if in_channels not in (1, 2):
             raise ValueError(f"in_channels must be 1 (real) or 2 (complex), got {in_channels}")
+        if dc == "soft" and not (math.isfinite(dc_lambda) and dc_lambda > 0):
+            raise MrdistillError(f"dccnn dc_lambda must be a finite number > 0, got {dc_lambda}")
         self.complex_input = in_channels == 2
         self.residual = residual
         self.cascades = nn.ModuleList(
             Cascade(convs, channels, in_channels, activation) for _ in range(cascades)
         )
         # One learnable lambda per cascade for soft DC; none for hard DC (KD-MRI's parameter counts).
-        self.lambdas = (
-            nn.Parameter(torch.full((cascades,), float(dc_lambda))) if dc == "soft" else None
+        # softplus(raw) = dc_lambda at the start.
+        self.raw_lambdas = (
+            nn.Parameter(torch.full((cascades,), math.log(math.expm1(float(dc_lambda)))))
+            if dc == "soft" else None
         )
+        self._register_load_state_dict_pre_hook(_upgrade_plain_lambdas)
+
+    @property
+    def lambdas(self) -> Tensor | None:
+        """Soft-DC weights lambda > 0, float32 (cascades,); None for hard DC."""
+        return None if self.raw_lambdas is None else F.softplus(self.raw_lambdas)
 
     def forward(self, kspace: Tensor, mask: Tensor, *, return_features: bool = False) -> ReconOutput:
         x = image_to_network(ifft2c(kspace), self.complex_input)  # zero-filled (N, in, H, W)
@@ -94,3 +112,18 @@ class DCCNN(nn.Module):
             if features is not None:
                 features[f"{prefix}out"] = x
         return ReconOutput(image=x, features=features or {})
+
+
+def _upgrade_plain_lambdas(state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Checkpoints written before lambda was constrained store the lambdas themselves under
+    `lambdas`: load them as the equivalent raw values (refused if one went negative, since no
+    constrained model can reproduce that network)."""
+    old = state.pop(prefix + "lambdas", None)
+    if old is None:
+        return
+    if not bool(torch.all(old > 0)):
+        raise MrdistillError(
+            f"checkpoint has soft-DC lambdas {old.tolist()}: a lambda <= 0 is not data consistency; "
+            "retrain with this version (lambda is now kept > 0)"
+        )
+    state[prefix + "raw_lambdas"] = old + torch.log(-torch.expm1(-old))  # softplus^-1, stable

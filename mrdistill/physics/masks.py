@@ -21,7 +21,7 @@ from torch import Tensor
 
 from mrdistill.errors import MrdistillError, check_choice
 
-MASK_KINDS = ("kdmri", "random", "equispaced_fraction", "gaussian2d", "fixed")
+MASK_KINDS = ("kdmri", "kdmri_wide", "random", "equispaced_fraction", "gaussian2d", "fixed")
 
 # fastMRI's pairing of acceleration and centre fraction; other accelerations keep the same product.
 _FASTMRI_CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
@@ -58,10 +58,10 @@ def make_mask(
         acceleration: undersampling factor (> 1); ignored for `fixed`.
         seed: integer in [0, 2**32); the mask is a pure function of its arguments.
         center_fraction: fraction of fully sampled central columns (`random`,
-            `equispaced_fraction`, `kdmri`); default for the fastMRI kinds 0.08 at 4x, 0.04 at 8x,
+            `equispaced_fraction`, `kdmri`, `kdmri_wide`); default for the fastMRI kinds 0.08 at 4x, 0.04 at 8x,
             else 0.32/acceleration.
         center_lines: number of fully sampled central lines (alternative to `center_fraction`);
-            default 10 for `kdmri` and an 8x8 block for `gaussian2d` (both capped at half the
+            default 10 for `kdmri`/`kdmri_wide` and an 8x8 block for `gaussian2d` (both capped at half the
             sampling budget on small images).
         centred: layout of the returned mask (see module docstring).
         path: `.npy` file for `fixed` (read as a centred mask).
@@ -83,11 +83,11 @@ def make_mask(
             half_budget = int(np.sqrt(round(height * width / acceleration) / 2))
             side = min(_GAUSSIAN2D_CENTER_LINES, half_budget) if center_lines is None else center_lines
             mask = _gaussian2d_mask(height, width, acceleration, seed, side)
-        elif kind == "kdmri":
+        elif kind in ("kdmri", "kdmri_wide"):
             # Default band shrinks on small images so it never takes more than half the budget.
             default = min(_KDMRI_CENTER_LINES, round(width / acceleration) // 2)
             n_low = _num_low(width, acceleration, center_fraction, center_lines, default)
-            mask = _kdmri_mask(width, acceleration, seed, n_low)
+            mask = _kdmri_mask(width, acceleration, seed, n_low, wide=kind == "kdmri_wide")
         else:
             if center_lines is None and center_fraction is None:
                 center_fraction = _FASTMRI_CENTER_FRACTIONS.get(float(acceleration), 0.32 / acceleration)
@@ -209,15 +209,36 @@ def _gaussian_density(length: int, sigma: float, floor: float) -> np.ndarray:
     return np.exp(-0.5 * (offsets / sigma) ** 2) + floor
 
 
-def _kdmri_mask(width: int, acceleration: float, seed: int, n_low: int) -> np.ndarray:
-    """KD-MRI / Schlemper-style variable density: `n_low` central lines plus lines drawn without
-    replacement from a Gaussian density around DC, round(W/acceleration) lines in total."""
+def kdmri_line_density(width: int, acceleration: float, n_low: int, *, wide: bool = False) -> np.ndarray:
+    """Probability of each column being drawn as an outer line (float64 (W,), sums to 1).
+
+    `wide=False` is KD-MRI's density, that of Schlemper's `cartesian_mask` (Deep-MRI-Reconstruction):
+    a Gaussian in the column offset k from DC with sigma = W/10 (peak 1), plus a uniform floor of
+    1/(2 x acceleration), with the `n_low` central columns set to zero, renormalised. About 0.62 of
+    it (before the centre band is removed) lies within |k| <= W/8 at 4x.
+
+    `wide=True` is the density mrdistill used as `kdmri` before 2026-12 (sigma = W/5, floor 0.05;
+    0.46 within |k| <= W/8), kept as the mask kind `kdmri_wide` so older recorded tables stay
+    reproducible.
+    """
+    if wide:
+        sigma, floor = width / 5.0, 0.05
+    else:
+        sigma, floor = width / 10.0, 1.0 / (2.0 * acceleration)
+    density = _gaussian_density(width, sigma=sigma, floor=floor)
+    density[_center_band(width, n_low)] = 0.0
+    return density / density.sum()
+
+
+def _kdmri_mask(width: int, acceleration: float, seed: int, n_low: int, *, wide: bool) -> np.ndarray:
+    """KD-MRI variable density: `n_low` central lines plus lines drawn without replacement with
+    `kdmri_line_density`, round(W/acceleration) lines in total (Schlemper truncates W/acceleration;
+    the two agree whenever its fractional part is below one half)."""
     rng = np.random.default_rng(seed)
     total = round(width / acceleration)
     mask = _center_band(width, n_low)
     candidates = np.flatnonzero(~mask)
-    # sigma ~ W/5 concentrates samples at low frequencies without starving the edges (floor).
-    density = _gaussian_density(width, sigma=width / 5.0, floor=0.05)[candidates]
+    density = kdmri_line_density(width, acceleration, n_low, wide=wide)[candidates]
     picked = candidates[_weighted_draw(rng, density, max(total - n_low, 0))]
     mask[picked] = True
     return mask.astype(np.float32)

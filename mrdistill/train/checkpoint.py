@@ -1,7 +1,9 @@
 """Checkpoints: written atomically (temp file + rename), read with `weights_only=True`.
 
 A checkpoint is a plain dict: {"model_name", "model_kwargs", "model": state_dict,
-"extra": state_dict of student-side training modules (KD adapters) or {}, "epoch", "metric", "config"};
+"extra": state_dict of student-side training modules (KD adapters) or {}, "epoch", "metric", "config",
+"data": the `DataConfig` the model was trained with, as a plain dict (mask included; `predict`
+defaults to it)};
 a training run's `last.pt` adds the "resume" section of `train.state` (optimizer, counters, RNG ...).
 """
 
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from mrdistill.atomic import atomic_path
+from mrdistill.config import DataConfig, from_dict, to_dict
 from mrdistill.errors import MrdistillError
 from mrdistill.models import build_model
 
@@ -70,9 +73,26 @@ def model_payload(model: nn.Module, model_name: str, model_kwargs: dict[str, Any
     }
 
 
+def data_meta(data: DataConfig) -> dict[str, Any]:
+    """The checkpoint entries (`fit(meta=...)`) recording the data and mask config of a training run."""
+    return {"data": to_dict(data)}
+
+
+def recorded_data(ckpt: dict[str, Any], path: str | Path) -> DataConfig | None:
+    """The `DataConfig` a checkpoint's model was trained with; None for checkpoints that predate
+    the record (or were written outside a training run)."""
+    raw = ckpt.get("data")
+    return None if raw is None else from_dict(DataConfig, raw, f"{path}: data")
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the registered model stored in a checkpoint, weights loaded, in eval mode."""
-    ckpt = load_checkpoint(path)
+    return model_from_checkpoint(load_checkpoint(path), path, device)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path,
+                          device: str | torch.device = "cpu") -> nn.Module:
+    """`load_model` for a checkpoint already read by `load_checkpoint` (path: for messages)."""
     # Seeded (inside a forked RNG) only so that building never consumes global RNG state; every
     # initial weight is overwritten by the checkpoint's.
     model = build_model(ckpt["model_name"], seed=0, **ckpt["model_kwargs"])

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 from tqdm.auto import tqdm
 
-from mrdistill.config import OptimConfig
+from mrdistill.config import OptimConfig, check_fields
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
 from mrdistill.errors import MrdistillError
@@ -254,16 +254,6 @@ class _Stage:
         self.last_save = time.monotonic()
 
 
-def check_optim(optim: OptimConfig) -> None:
-    """The checkpoint and divergence settings, each in range (the key named)."""
-    if optim.checkpoint_every is not None and optim.checkpoint_every < 1:
-        raise MrdistillError(f"optim.checkpoint_every must be >= 1 (or null), got {optim.checkpoint_every}")
-    if not optim.checkpoint_minutes >= 0:
-        raise MrdistillError(f"optim.checkpoint_minutes must be >= 0, got {optim.checkpoint_minutes}")
-    if optim.skip_nonfinite < 0:
-        raise MrdistillError(f"optim.skip_nonfinite must be >= 0, got {optim.skip_nonfinite}")
-
-
 def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: SliceDataset,
         optim: OptimConfig, run_dir: Path, *, model_name: str, model_kwargs: dict[str, Any],
         seed: int = 0, val_metric: str = "psnr", device: str | torch.device = "cpu",
@@ -276,7 +266,7 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
     `epochs`/`lr`/`max_steps` override the optimiser config for this stage. `run` follows a
     multi-stage run (and resumes it); None: a fresh one-stage run in `run_dir`.
     """
-    check_optim(optim)
+    check_fields(optim, "optim")  # configs built in code are checked too
     run = run or RunState(run_dir)
     epochs = optim.epochs if epochs is None else epochs
     model.to(device)

@@ -3,7 +3,9 @@
 fastMRI HDF5 in -> `<out>/<file name>.h5` with dataset `reconstruction` float32 (slices, H, W) at
 the target size (else the header's recon size), in the file's own units: the layout fastMRI's
 evaluation script reads. Files with a stored mask are used as acquired; fully sampled files are
-undersampled with `PredictConfig.mask`, seeded from the file name like validation masks.
+undersampled with `PredictConfig.mask`, seeded from the file name like validation masks. By default
+that is the mask the checkpoint's model was trained with (the checkpoint records its data config);
+a different mask is noted in the result, and `predict.json` records the mask used and its source.
 
 Image volumes (NIfTI, DICOM, PNG/JPG, NPY) are fully sampled magnitude images: each volume is
 divided by its max, k-space is simulated (real, or complex for complex-input models), undersampled
@@ -15,7 +17,7 @@ upsample the images instead (`data.superres.upsample`).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mrdistill.config import DataConfig, FastMRIConfig, PredictConfig
+from mrdistill.config import DataConfig, FastMRIConfig, MaskConfig, PredictConfig
 from mrdistill.data.coils import rss
 from mrdistill.data.crop import center_crop
 from mrdistill.data.datasets import SliceDataset, SliceRecord
@@ -34,17 +36,67 @@ from mrdistill.data.volume_io import write_like
 from mrdistill.data.volumes import InputItem, find_inputs, read_volume
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.physics.fft import ifft2c
-from mrdistill.train.checkpoint import load_model
+from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint, recorded_data
 from mrdistill.train.inference import FastPaths, reconstruct
 
 
 @dataclass
 class PredictResult:
-    """What was written, and the inputs left out as (path, problem)."""
+    """What was written, the inputs left out as (path, problem), the settings used (`cfg`, with the
+    checkpoint's mask, coil mode and scaling filled in), where the mask came from ("checkpoint",
+    "given" or "fallback") and notes for the user (e.g. a mask that differs from the training one)."""
 
     out: Path
     written: list[Path] = field(default_factory=list)
     bad: list[tuple[str, str]] = field(default_factory=list)
+    cfg: PredictConfig | None = None
+    mask_source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+# The MaskConfig fields that change the drawn masks (fresh_train_masks only matters in training).
+_MASK_KEYS = ("kind", "acceleration", "center_fraction", "center_lines", "path")
+
+
+def describe_mask(mask: MaskConfig) -> str:
+    """One phrase for messages, e.g. "kdmri 4x" or "random 8x, center_fraction 0.04"."""
+    extra = [f"{k} {getattr(mask, k)}" for k in ("center_fraction", "center_lines", "path")
+             if getattr(mask, k) is not None]
+    return ", ".join([f"{mask.kind} {mask.acceleration:g}x", *extra])
+
+
+def resolve_settings(cfg: PredictConfig, recorded: DataConfig | None,
+                     checkpoint: str | Path) -> tuple[PredictConfig, str, list[str]]:
+    """`cfg` with every None filled from the training data config `recorded` (else the defaults)
+    -> (settings, mask source, notes). A given mask that differs from the training one, and a
+    checkpoint without a record, each get a note: predict never changes the mask silently."""
+    trained = recorded.fastmri if recorded is not None else FastMRIConfig()
+    notes: list[str] = []
+    if cfg.mask is None and recorded is not None:
+        mask, source = recorded.mask, "checkpoint"
+    elif cfg.mask is None:
+        mask, source = cfg.fallback_mask, "fallback"
+        notes.append(f"{checkpoint} records no training mask (written before mrdistill recorded it); "
+                     f"using {describe_mask(mask)}; pass --mask to choose")
+    else:
+        mask, source = cfg.mask, "given"
+        if recorded is not None and _differs(mask, recorded.mask):
+            notes.append(f"mask {describe_mask(mask)} given; the model was trained with "
+                         f"{describe_mask(recorded.mask)}")
+    coil_mode = trained.coil_mode if cfg.coil_mode is None else cfg.coil_mode
+    normalize = trained.normalize if cfg.normalize is None else cfg.normalize
+    return replace(cfg, mask=mask, coil_mode=coil_mode, normalize=normalize), source, notes
+
+
+def _differs(a: MaskConfig, b: MaskConfig) -> bool:
+    return any(getattr(a, k) != getattr(b, k) for k in _MASK_KEYS)
+
+
+def training_mask(checkpoint: str | Path, cfg: PredictConfig | None = None) -> MaskConfig:
+    """The mask `predict` uses by default for `checkpoint` (its training mask, else the fallback):
+    the base that command-line options such as `--acceleration` alone modify."""
+    recorded = recorded_data(load_checkpoint(checkpoint), checkpoint)
+    return recorded.mask if recorded is not None else (cfg or PredictConfig()).fallback_mask
 
 
 def _upsampler() -> Callable[[nn.Module, np.ndarray], np.ndarray]:
@@ -116,12 +168,14 @@ def predict(checkpoint: str | Path, inputs: list[str | Path], out: str | Path,
     A bad input raises `MrdistillError` naming it, or with `skip_bad` is listed in
     `PredictResult.bad` while the rest is processed. A run that writes nothing is an error.
     """
-    cfg = cfg or PredictConfig()
+    ckpt = load_checkpoint(checkpoint)
+    cfg, source, notes = resolve_settings(cfg or PredictConfig(), recorded_data(ckpt, checkpoint),
+                                          checkpoint)
     check_choice("coil mode", cfg.coil_mode, COIL_MODES)
     if cfg.batch_size < 1:
         raise MrdistillError(f"batch size must be at least 1, got {cfg.batch_size}")
-    model = load_model(checkpoint, cfg.device)
-    result = PredictResult(Path(out))
+    model = model_from_checkpoint(ckpt, checkpoint, cfg.device)
+    result = PredictResult(Path(out), cfg=cfg, mask_source=source, notes=notes)
     items: list[InputItem] = []
     for p in inputs:
         try:
@@ -155,13 +209,15 @@ def predict(checkpoint: str | Path, inputs: list[str | Path], out: str | Path,
     if not result.written:
         first = result.bad[0][1] if result.bad else "no inputs"
         raise MrdistillError(f"nothing was written: none of the inputs could be read (first problem: {first})")
-    _write_log(result, checkpoint, cfg)
+    _write_log(result, checkpoint)
     return result
 
 
-def _write_log(result: PredictResult, checkpoint: str | Path, cfg: PredictConfig) -> None:
+def _write_log(result: PredictResult, checkpoint: str | Path) -> None:
     """predict.json: what was run on what, so every output file can be traced."""
-    doc = {"checkpoint": str(checkpoint), "options": asdict(cfg), "torch": torch.__version__,
+    assert result.cfg is not None
+    doc = {"checkpoint": str(checkpoint), "options": asdict(result.cfg),
+           "mask_source": result.mask_source, "notes": result.notes, "torch": torch.__version__,
            "written": [str(p) for p in result.written],
            "skipped": [{"path": p, "problem": m} for p, m in result.bad]}
     (result.out / "predict.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

@@ -18,7 +18,8 @@ from mrdistill.device import resolve_device
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.vdsr import Bicubic
-from mrdistill.train.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
+from mrdistill.train.checkpoint import (data_meta, load_checkpoint, load_model, model_payload,
+                                        save_checkpoint)
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.logging import check_tensorboard
 from mrdistill.train.loop import FitResult, fit
@@ -130,7 +131,8 @@ def _save_corrected_teacher(cfg: RunConfig, run_dir: Path, teacher: nn.Module | 
         return  # an in-memory teacher has no checkpoint to take its name and arguments from
     ckpt = load_checkpoint(cfg.distill.teacher)
     save_checkpoint(run_dir / "checkpoints" / "teacher_corrected.pt",
-                    model_payload(teacher, ckpt["model_name"], ckpt["model_kwargs"], stage=stage))
+                    model_payload(teacher, ckpt["model_name"], ckpt["model_kwargs"], stage=stage,
+                                  **data_meta(cfg.data)))
 
 
 def train_run(cfg: RunConfig, overwrite: bool = False,
@@ -155,7 +157,7 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
         result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
                      model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
                      val_metric=cfg.val_metric, device=cfg.device, stage="train",
-                     progress=cfg.progress, run=run)
+                     progress=cfg.progress, meta=data_meta(cfg.data), run=run)
         table = _test_report(cfg, run_dir, model, data["test"], f"{cfg.name}: test set")
         return RunResult(run_dir, model, [result], table)
     finally:
@@ -218,7 +220,8 @@ def _distill(cfg: RunConfig, run: RunState, datasets: dict[str, SliceDataset] | 
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
                         epochs=stage.epochs, lr=stage.lr, max_steps=stage.max_steps,
-                        stage=f"stage{k + 1}", progress=cfg.progress, run=run))
+                        stage=f"stage{k + 1}", progress=cfg.progress, meta=data_meta(cfg.data),
+                        run=run))
         if isinstance(objective, TeacherCorrectionObjective):
             teacher = run.carry("teacher", objective.teacher)  # later stages learn from it
             _save_corrected_teacher(cfg, run_dir, teacher, k + 1)

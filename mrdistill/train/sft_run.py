@@ -15,7 +15,7 @@ from mrdistill.config import RunConfig
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.distill.sft import SFTObjective, check_pair, student_state
 from mrdistill.models import build_model
-from mrdistill.train.checkpoint import load_checkpoint, model_payload, save_checkpoint
+from mrdistill.train.checkpoint import data_meta, load_checkpoint, model_payload, save_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
 from mrdistill.train.state import RunState
@@ -42,7 +42,7 @@ def export_sft_student(cfg: RunConfig, run_dir: Path) -> Path:
     student.load_state_dict(student_state(best["extra"]))
     path = run_dir / "checkpoints" / SFT_STUDENT
     save_checkpoint(path, model_payload(student, cfg.sft.student.name, cfg.sft.student.kwargs,
-                                        epoch=best["epoch"], stage="sft"))
+                                        epoch=best["epoch"], stage="sft", **data_meta(cfg.data)))
     return path
 
 
@@ -55,7 +55,7 @@ def sft_train(cfg: RunConfig, run: RunState,
     result = fit(teacher, objective, data["train"], data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
                  val_metric=cfg.val_metric, device=cfg.device, stage="sft",
-                 progress=cfg.progress, run=run)
+                 progress=cfg.progress, meta=data_meta(cfg.data), run=run)
     export_sft_student(cfg, run_dir)
     ev = evaluate_models({"zero-filled": None, cfg.name: teacher}, data["test"], cfg.device)
     table = write_evaluation(run_dir, ev, f"{cfg.name}: test set (SFT teacher)",

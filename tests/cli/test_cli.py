@@ -47,7 +47,7 @@ def test_train_distill_evaluate(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--set", "data.mask.kind=spiral"], "unknown mask kind 'spiral'"),
+    (["--set", "data.mask.kind=spiral"], "data.mask.kind: expected one of 'kdmri'"),
     (["--set", "data.mask.acceleration=1"], "acceleration"),
     (["--set", "data.imgsize=3"], "unknown key 'imgsize'"),
 ])

@@ -19,7 +19,9 @@ from mrdistill.cli.main import main  # noqa: E402
 from mrdistill.eval.metrics import psnr, ssim  # noqa: E402
 from mrdistill.models import build_model, list_models  # noqa: E402
 from mrdistill.models.fast_inference import optimise_for_inference  # noqa: E402
-from mrdistill.train.checkpoint import model_payload, save_checkpoint  # noqa: E402
+from mrdistill.config import DataConfig, MaskConfig  # noqa: E402
+from mrdistill.train.checkpoint import (data_meta, load_checkpoint, model_payload,  # noqa: E402
+                                        save_checkpoint)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY = ["--set", "optim.epochs=1", "--set", "model.kwargs.cascades=1", "--set", "data.max_train_slices=4",
@@ -38,11 +40,38 @@ def cli(args, capsys):
     return code, out.out, out.err
 
 
-def checkpoint(tmp_path, name="dccnn", **kwargs) -> Path:
+def checkpoint(tmp_path, name="dccnn", data=None, **kwargs) -> Path:
+    """A checkpoint of a seeded model; `data`: the DataConfig to record as its training data."""
     kwargs = kwargs or {"cascades": 1, "convs": 2, "channels": 4, "in_channels": 2}
     path = tmp_path / f"{name}.pt"
-    save_checkpoint(path, model_payload(build_model(name, seed=0, **kwargs), name, kwargs))
+    meta = {} if data is None else data_meta(data)
+    save_checkpoint(path, model_payload(build_model(name, seed=0, **kwargs), name, kwargs, **meta))
     return path
+
+
+def test_predict_uses_the_training_mask_by_default(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    np.save(tmp_path / "in" / "vol.npy", np.random.default_rng(0).random((2, 32, 32)))
+    trained = DataConfig(mask=MaskConfig(kind="kdmri", acceleration=4.0))
+    ckpt = checkpoint(tmp_path, data=trained, cascades=1, convs=2, channels=4, in_channels=1)
+    args = ["predict", tmp_path / "in", "--checkpoint", ckpt, "--no-progress", "--out"]
+    code, out, _ = cli([*args, tmp_path / "default"], capsys)
+    assert code == 0 and "note:" not in out
+    log = json.loads((tmp_path / "default" / "predict.json").read_text())
+    assert log["mask_source"] == "checkpoint" and log["options"]["mask"]["kind"] == "kdmri"
+    assert cli([*args, tmp_path / "kdmri", "--mask", "kdmri"], capsys)[0] == 0
+    code, out, _ = cli([*args, tmp_path / "random", "--mask", "random"], capsys)
+    assert code == 0 and "note: mask random 4x given; the model was trained with kdmri 4x" in out
+    assert json.loads((tmp_path / "random" / "predict.json").read_text())["mask_source"] == "given"
+    default, kdmri, random = (np.load(tmp_path / d / "vol.npy") for d in ("default", "kdmri", "random"))
+    assert np.array_equal(default, kdmri) and not np.allclose(default, random)
+    # --acceleration alone modifies the training mask (kdmri), it does not fall back to another kind
+    assert cli([*args, tmp_path / "x8", "--acceleration", 8], capsys)[0] == 0
+    assert json.loads((tmp_path / "x8" / "predict.json").read_text())["options"]["mask"]["kind"] == "kdmri"
+    # a checkpoint without a record gets the fallback, and says so
+    code, out, _ = cli([*args[:3], checkpoint(tmp_path, cascades=1, convs=2, channels=4, in_channels=1),
+                        "--no-progress", "--out", tmp_path / "old"], capsys)
+    assert code == 0 and "records no training mask" in out
 
 
 def test_predict_then_evaluate_like_fastmri(tmp_path, capsys):
@@ -228,6 +257,8 @@ def test_fastmri_knee_configs_train_and_distill(tmp_path, capsys):
     code, _, err = cli(["train", "--config", CONFIGS / "fastmri_knee_teacher.yaml", *common], capsys)
     assert code == 0, err
     teacher = tmp_path / "runs" / "fastmri_knee_teacher" / "checkpoints" / "best.pt"
+    assert load_checkpoint(teacher)["data"]["mask"]["kind"] == "random"  # the training data, recorded
+    assert load_checkpoint(teacher)["data"]["dataset"] == "fastmri"
     code, _, err = cli(["distill", "--config", CONFIGS / "fastmri_knee_kd.yaml", *common,
                         "--set", f"distill.teacher={teacher}",
                         "--set", "distill.stages=[{epochs: 1, kd: [{name: imitation}]}]"], capsys)

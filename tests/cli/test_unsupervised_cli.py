@@ -80,8 +80,8 @@ def test_self_supervised_student_without_distillation(tmp_path, capsys, batches)
 
 @pytest.mark.parametrize("extra, message", [
     (["selfsup.method=ssdu", "selfsup.rho=1.5"],
-     "rho (fraction of Omega held out for the loss) must lie in (0, 1)"),
-    (["selfsup.factors=[2.0, 1.0]"], "re-undersampling factor must be a number > 1, got 1.0"),
+     "selfsup.rho: expected a finite number > 0 and < 1, got 1.5"),
+    (["selfsup.factors=[2.0, 1.0]"], "selfsup.factors: expected a list of items, each a finite number > 1, got [2.0, 1.0]"),
     (["selfsup.method=ssdu", "selfsup.acs_block=[40, 40]"], "ACS block 40x40 is larger than the image 32x32"),
     (["selfsup.acs_lines=33"], "ACS band of 33 lines is larger than the image width 32"),
     (["data.mode=real"], "needs data.mode: complex"),

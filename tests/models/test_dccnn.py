@@ -50,8 +50,32 @@ def test_output_is_data_consistent(complex_input):
 
 
 def test_soft_dc_has_learnable_lambda():
-    model = build_model("dccnn", dc="soft", cascades=2)
+    model = build_model("dccnn", dc="soft", cascades=2, dc_lambda=0.3)
     assert model.lambdas is not None and model.lambdas.requires_grad
+    torch.testing.assert_close(model.lambdas, torch.full((2,), 0.3))
+
+
+def test_soft_dc_lambda_stays_positive_under_training():
+    # Plain SGD pushing lambda down hard: an unconstrained parameter goes negative in one step.
+    model = build_model("dccnn", dc="soft", cascades=2, dc_lambda=0.05)
+    opt = torch.optim.SGD([model.raw_lambdas], lr=100.0)
+    for _ in range(5):
+        opt.zero_grad()
+        model.lambdas.sum().backward()
+        opt.step()
+        assert bool((model.lambdas > 0).all())
+
+
+def test_soft_dc_loads_pre_constraint_checkpoints():
+    model = build_model("dccnn", dc="soft", cascades=2, seed=0)
+    old = {k: v for k, v in model.state_dict().items() if k != "raw_lambdas"}
+    fresh = build_model("dccnn", dc="soft", cascades=2, seed=1)
+    fresh.load_state_dict(old | {"lambdas": torch.tensor([0.25, 2.0])})
+    torch.testing.assert_close(fresh.lambdas, torch.tensor([0.25, 2.0]))
+    with pytest.raises(MrdistillError, match="lambda <= 0"):
+        fresh.load_state_dict(old | {"lambdas": torch.tensor([0.25, -0.1])})
+    with pytest.raises(MrdistillError, match="dc_lambda"):
+        build_model("dccnn", dc="soft", dc_lambda=0.0)
 
 
 def test_seeded_build_is_deterministic_and_leaves_global_rng():

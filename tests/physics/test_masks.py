@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mrdistill.errors import MrdistillError
-from mrdistill.physics.masks import MASK_KINDS, make_mask, stable_seed
+from mrdistill.physics.masks import MASK_KINDS, kdmri_line_density, make_mask, stable_seed
 
 # Golden sampled-column indices produced by fastMRI 0.3.0's own implementation
 # (`pip download --no-deps fastmri`, fastmri/data/subsample.py imported alone in a throwaway script):
@@ -33,7 +33,7 @@ FASTMRI_GOLDEN = {
     ("equispaced_fraction", 37, 7, 3): [3, 7, 11, 15, 17, 18, 19, 20, 23, 27, 31, 35],
 }
 
-SAMPLERS = ("kdmri", "random", "equispaced_fraction", "gaussian2d")
+SAMPLERS = ("kdmri", "kdmri_wide", "random", "equispaced_fraction", "gaussian2d")
 
 
 @pytest.mark.parametrize("key", sorted(FASTMRI_GOLDEN))
@@ -51,12 +51,58 @@ def test_default_center_fraction_matches_explicit() -> None:
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("kind", ["kdmri", "kdmri_wide"])
 @pytest.mark.parametrize("width,acc", [(240, 4), (150, 5), (368, 8)])
-def test_kdmri_has_exact_line_count_and_central_band(width: int, acc: int) -> None:
-    mask = make_mask("kdmri", (8, width), acc, seed=11).flatten()
+def test_kdmri_has_exact_line_count_and_central_band(kind: str, width: int, acc: int) -> None:
+    mask = make_mask(kind, (8, width), acc, seed=11).flatten()
     assert int(mask.sum()) == round(width / acc)
     start = (width - 10 + 1) // 2
     assert bool(mask[start:start + 10].all()) and bool(mask[width // 2])
+
+
+def _schlemper_density(width: int, acc: float, n_low: int) -> np.ndarray:
+    """KD-MRI's density written out from its definition (Schlemper's cartesian_mask): Gaussian in
+    the offset from DC with sigma W/10 plus 1/(2 acc), centre band zeroed, renormalised."""
+    k = np.arange(width) - width / 2
+    pdf = np.exp(-0.5 * (k / (width / 10)) ** 2) + 1 / (2 * acc)
+    start = (width - n_low + 1) // 2
+    pdf[start:start + n_low] = 0
+    return pdf / pdf.sum()
+
+
+@pytest.mark.parametrize("width,acc,n_low", [(240, 4, 10), (256, 8, 10), (64, 5, 6), (150, 4, 0)])
+def test_kdmri_density_is_schlemper_cartesian_mask(width: int, acc: float, n_low: int) -> None:
+    np.testing.assert_allclose(kdmri_line_density(width, acc, n_low),
+                               _schlemper_density(width, acc, n_low), rtol=1e-12, atol=0)
+
+
+def test_kdmri_density_mass_near_dc() -> None:
+    # The figure that distinguishes the two: probability within |k| <= W/8 (no centre band).
+    width = 256
+    near = np.abs(np.arange(width) - width // 2) <= width / 8
+    assert kdmri_line_density(width, 4, 0)[near].sum() == pytest.approx(0.615, abs=0.002)
+    assert kdmri_line_density(width, 8, 0)[near].sum() == pytest.approx(0.688, abs=0.002)
+    assert kdmri_line_density(width, 4, 0, wide=True)[near].sum() == pytest.approx(0.460, abs=0.002)
+
+
+def test_kdmri_sampler_draws_like_weighted_choice_without_replacement() -> None:
+    # Schlemper draws with numpy's choice(W, n, replace=False, p=density); our one-sort draw must
+    # give the same distribution: compare how often each column is picked over many seeds.
+    width, acc, n_low, runs = 64, 4, 6, 600
+    density = _schlemper_density(width, acc, n_low)
+    rng = np.random.RandomState(0)
+    ref = np.zeros(width)
+    for _ in range(runs):
+        ref[rng.choice(width, 16 - n_low, replace=False, p=density)] += 1
+    ours = sum(make_mask("kdmri", (4, width), acc, seed=s, center_lines=n_low).flatten().numpy()
+               for s in range(runs))
+    band = np.zeros(width, dtype=bool)
+    band[(width - n_low + 1) // 2:][:n_low] = True
+    ours, ref = ours[~band] / runs, ref[~band] / runs
+    assert np.abs(ours - ref).max() < 0.09  # binomial sd <= 0.02 per column at 600 runs
+    # The blocks near DC and at the edges agree much more tightly than single columns.
+    near = np.abs(np.arange(width) - width // 2)[~band] <= width / 8
+    assert ours[near].sum() == pytest.approx(ref[near].sum(), abs=0.25)
 
 
 def test_kdmri_density_peaks_at_the_centre() -> None:
@@ -159,7 +205,7 @@ def test_fixed_mask_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(kind="spiral"), "valid: equispaced_fraction, fixed, gaussian2d, kdmri, random"),
+        (dict(kind="spiral"), "valid: equispaced_fraction, fixed, gaussian2d, kdmri, kdmri_wide, random"),
         (dict(acceleration=1.0), "acceleration"),
         (dict(acceleration=0.5), "acceleration"),
         (dict(center_fraction=0.0), "center_fraction"),
@@ -180,4 +226,4 @@ def test_bad_input_raises_mrdistill_error(kwargs: dict, match: str) -> None:
 
 
 def test_mask_kinds_constant() -> None:
-    assert MASK_KINDS == ("kdmri", "random", "equispaced_fraction", "gaussian2d", "fixed")
+    assert MASK_KINDS == ("kdmri", "kdmri_wide", "random", "equispaced_fraction", "gaussian2d", "fixed")
