@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# The pre-seeded CPU wheel first; pyproject only asks for torch>=2.4, so it stays.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[demo,test,tensorboard]"
+	$(PY) -m pip install --quiet -e ".[demo,test,tensorboard,export]"
 	touch $(STAMP)
 
 install: $(STAMP)

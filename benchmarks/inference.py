@@ -21,11 +21,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import ctypes  # noqa: E402
-import ctypes.util  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
 import shlex  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -36,8 +32,12 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
+from mrdistill.atomic import atomic_write_text  # noqa: E402
+from mrdistill.deploy.backends import compiled_model  # noqa: E402
+from mrdistill.deploy.benchmark import machine_info  # noqa: E402
+from mrdistill.deploy.measure import (MEMORY_METHOD, matmul_peak, peak_rss_mib, per_round_ratio,  # noqa: E402
+                                      seconds, summarise, timed_rounds)
 from mrdistill.models import build_model, count_parameters  # noqa: E402
-from mrdistill.machine import cpu_model  # noqa: E402
 from mrdistill.models import native  # noqa: E402
 from mrdistill.models.fast_inference import optimise_for_inference, tune_malloc_for_inference  # noqa: E402
 from mrdistill.models.fast_layers import TapConv  # noqa: E402
@@ -46,9 +46,6 @@ from mrdistill.physics.fft import fft2c  # noqa: E402
 from mrdistill.physics.masks import make_mask  # noqa: E402
 
 MODELS = {"teacher": {"convs": 5}, "student": {"convs": 3}}
-MEMORY_METHOD = ("peak RSS during one call: VmHWM of /proc/self/status after malloc_trim(0) and "
-                 "resetting it through /proc/self/clear_refs (Linux); in brackets: VmHWM minus VmRSS "
-                 "just before the call, i.e. the extra memory the call needed")
 Forward = Callable[[Tensor, Tensor], object]
 
 
@@ -71,15 +68,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------- machine and inputs
 
 
-def machine_info() -> dict:
-    """Where the numbers come from; load average says how busy the machine was."""
-    return {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "onednn": torch.backends.mkldnn.is_available(), "loadavg_start": os.getloadavg(),
-            "env": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT",
-                                               "MKL_NUM_THREADS") if k in os.environ}}
-
-
 def make_batch(size: int, batch: int) -> tuple[Tensor, Tensor]:
     """Smooth random images -> masked k-space complex64 (N, 1, H, W) and per-slice KD-MRI 4x masks
     float (N, 1, 1, W). Uses a local generator: global RNG is left alone."""
@@ -90,60 +78,6 @@ def make_batch(size: int, batch: int) -> tuple[Tensor, Tensor]:
 
 
 # ---------------------------------------------------------------- measurements
-
-
-def seconds(fn: Callable[[], object]) -> float:
-    """Wall time of one call."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def matmul_gflops(n: int) -> Callable[[], float]:
-    """A closure timing 3 fp32 (n x n) @ (n x n) matmuls and returning their median GFLOP/s."""
-    a = torch.randn(n, n, generator=torch.Generator().manual_seed(1))
-    b = torch.randn(n, n, generator=torch.Generator().manual_seed(2))
-    a @ b  # warm-up (MKL initialises its buffers on the first call)
-    return lambda: 2 * n**3 / statistics.median(seconds(lambda: a @ b) for _ in range(3)) / 1e9
-
-
-def _status_kib(field: str) -> int | None:
-    """A `VmXXX:` field of /proc/self/status in KiB (None off Linux)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _release_free_heap() -> None:
-    """glibc malloc_trim(0): hand free heap pages back to the OS (kept otherwise, especially after
-    `tune_malloc_for_inference`); a no-op where unavailable."""
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def peak_memory_mib(fn: Callable[[], object]) -> dict:
-    """Peak RSS (MiB) while `fn` runs, and its increase over the RSS just before (see MEMORY_METHOD).
-
-    tracemalloc does not see torch's allocations, hence RSS. Off Linux, falls back to
-    `resource.getrusage(...).ru_maxrss` (the process lifetime peak; delta unknown).
-    """
-    _release_free_heap()  # so that "before" is live memory, not heap kept by earlier calls
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-        before = _status_kib("VmRSS")
-    except OSError:
-        before = None
-    fn()
-    peak = _status_kib("VmHWM")
-    if before is None or peak is None:
-        return {"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "delta_mib": None}
-    return {"peak_mib": peak / 1024, "delta_mib": (peak - before) / 1024}
 
 
 def build_paths(kspace: Tensor, mask: Tensor, inductor: bool) -> tuple[dict[str, Forward], dict]:
@@ -185,11 +119,8 @@ def _no_grad(model: nn.Module) -> Forward:
 
 
 def _compiled(model: nn.Module, kspace: Tensor, mask: Tensor, facts: dict) -> Forward:
-    """torch.compile (inductor, frozen weights) of the eager model; compile time goes into `facts`."""
-    import torch._inductor.config as inductor_config
-
-    inductor_config.freezing = True  # constant-fold and prepack the weights, as for deployment
-    forward = _no_grad(torch.compile(model))
+    """`compiled_model` (inductor, frozen weights) of the eager model; compile time goes into `facts`."""
+    forward = _no_grad(compiled_model(model))
     facts["inductor_compile_seconds"] = seconds(lambda: forward(kspace, mask))
     return forward
 
@@ -205,54 +136,26 @@ def max_relative_error(paths: dict[str, Forward], kspace: Tensor, mask: Tensor) 
     return errors
 
 
-def timed_rounds(paths: dict[str, Forward], peak: Callable[[], float], kspace: Tensor, mask: Tensor,
-                 repeats: int) -> tuple[list[float], dict[str, list[float]]]:
-    """`repeats` rounds of (peak, one call of every path), the order rotated each round so that no
-    path always runs right after the matmul. Returns per round peak GFLOP/s and seconds per path."""
-    jobs: list[str] = ["peak", *paths]
-    peaks: list[float] = []
-    times: dict[str, list[float]] = {key: [] for key in paths}
-    for r in range(repeats):
-        for job in jobs[r % len(jobs):] + jobs[:r % len(jobs)]:
-            if job == "peak":
-                peaks.append(peak())
-            else:
-                times[job].append(seconds(lambda job=job: paths[job](kspace, mask)))
-    return peaks, times
-
-
 def measure(threads: int, args: argparse.Namespace) -> dict:
     """Everything for one thread count."""
     torch.set_num_threads(threads)
     kspace, mask = make_batch(args.size, args.batch)
     paths, facts = build_paths(kspace, mask, args.inductor)
     errors = max_relative_error(paths, kspace, mask)  # also the warm-up call of every path
-    memory = {key: peak_memory_mib(lambda f=forward: f(kspace, mask)) for key, forward in paths.items()}
-    peaks, times = timed_rounds(paths, matmul_gflops(args.matmul_size), kspace, mask, args.repeats)
-    rows = {key: summarise(key, times[key], peaks, facts, args.batch) | {"memory": memory[key],
-            "max_rel_error_vs_eager": errors.get(key, 0.0)} for key in paths}
+    memory = {key: peak_rss_mib(lambda f=forward: f(kspace, mask)) for key, forward in paths.items()}
+    # One timing loop for all benchmarks (mrdistill.deploy.measure): interleaved, rotated rounds.
+    jobs: dict[str, Callable[[], float]] = {"peak": matmul_peak(args.matmul_size)}
+    jobs.update({key: (lambda f=forward: seconds(lambda: f(kspace, mask))) for key, forward in paths.items()})
+    times = timed_rounds(jobs, args.repeats)
+    peaks = times.pop("peak")
+    rows = {key: summarise(times[key], peaks, facts[key.split("/")[0]]["flops_per_slice"], args.batch)
+            | {"memory": memory[key], "max_rel_error_vs_eager": errors.get(key, 0.0)} for key in paths}
     kinds = sorted({key.split("/")[1] for key in paths})
-    speedup = {kind: statistics.median(t / s for t, s in zip(times[f"teacher/{kind}"],
-                                                              times[f"student/{kind}"]))
-               for kind in kinds}
+    speedup = {kind: per_round_ratio(times[f"teacher/{kind}"], times[f"student/{kind}"]) for kind in kinds}
     return {"threads": threads, "matmul_peak_gflops": {"median": statistics.median(peaks),
                                                        "rounds": peaks},
             "models": facts, "paths": rows, "teacher_student_speed_ratio": speedup,
             "flop_ratio": facts["teacher"]["flops_per_slice"] / facts["student"]["flops_per_slice"]}
-
-
-def summarise(key: str, times: list[float], peaks: list[float], facts: dict, batch: int) -> dict:
-    """Throughput figures of one path from its per-round times and the same rounds' peaks."""
-    flops = facts[key.split("/")[0]]["flops_per_slice"]
-    median = statistics.median(times)
-    return {"seconds_per_call": times, "slices_per_s": batch / median,
-            "best_slices_per_s": batch / min(times), "ms_per_slice": 1e3 * median / batch,
-            "gflops_per_slice": flops / 1e9,
-            "achieved_gflops": flops * batch / median / 1e9,
-            "fraction_of_peak": statistics.median(flops * batch / t / 1e9 / p for t, p in zip(times, peaks))}
-
-
-# ---------------------------------------------------------------- report
 
 
 def render_markdown(report: dict) -> str:
@@ -312,9 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     markdown = render_markdown(report)
     print(markdown)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(markdown)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), markdown)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

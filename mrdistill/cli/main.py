@@ -13,10 +13,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mrdistill.cli import demo, distill, evaluate, listing, train
 from mrdistill.cli import study
-from mrdistill.cli import predict, prepare
+from mrdistill.cli import benchmark, export, predict, prepare
 from mrdistill.errors import MrdistillError
 
-COMMANDS = (demo, train, distill, evaluate, listing, study, predict, prepare)
+COMMANDS = (demo, train, distill, evaluate, listing, study, predict, prepare, export, benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:

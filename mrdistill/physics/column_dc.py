@@ -10,14 +10,14 @@ import torch
 from torch import Tensor
 
 
-def _fft1c_rows(x: Tensor) -> Tensor:
+def fft1c_rows(x: Tensor) -> Tensor:
     """Centred orthonormal FFT along the last axis (1-D analogue of `fft2c`)."""
     x = torch.fft.ifftshift(x, dim=-1)
     return torch.fft.fftshift(torch.fft.fft(x, dim=-1, norm="ortho"), dim=-1)
 
 
-def _ifft1c_rows(x: Tensor) -> Tensor:
-    """Centred orthonormal inverse FFT along the last axis; inverse of `_fft1c_rows`."""
+def ifft1c_rows(x: Tensor) -> Tensor:
+    """Centred orthonormal inverse FFT along the last axis; inverse of `fft1c_rows`."""
     x = torch.fft.ifftshift(x, dim=-1)
     return torch.fft.fftshift(torch.fft.ifft(x, dim=-1, norm="ortho"), dim=-1)
 
@@ -31,7 +31,7 @@ def column_projection(rows: Tensor) -> Tensor:
     """
     width = rows.shape[-1]
     eye = torch.eye(width, dtype=torch.complex128)
-    return _ifft1c_rows(rows.to(torch.float64)[:, None, :] * _fft1c_rows(eye))
+    return ifft1c_rows(rows.to(torch.float64)[:, None, :] * fft1c_rows(eye))
 
 
 def column_dc_operators(rows: Tensor, scales: list[float], complex_input: bool) -> list[Tensor]:

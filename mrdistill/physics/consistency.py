@@ -74,7 +74,7 @@ def _batch_dot(a: Tensor, b: Tensor) -> Tensor:
     return (a.conj() * b).real.flatten(1).sum(dim=1) if a.is_complex() else (a * b).flatten(1).sum(dim=1)
 
 
-def _safe_div(num: Tensor, den: Tensor) -> Tensor:
+def safe_div(num: Tensor, den: Tensor) -> Tensor:
     """num / den with 0 where den == 0; the double `where` keeps gradients finite (no 0/0 anywhere)."""
     zero = den == 0
     return torch.where(zero, torch.zeros_like(num), num / torch.where(zero, torch.ones_like(den), den))
@@ -119,10 +119,10 @@ def conjugate_gradient(
             if tol > 0 and bool((rs <= threshold).all()):
                 break
             ap = AHA(p)
-            alpha = _per_sample(_safe_div(rs, _batch_dot(p, ap)), rhs)
+            alpha = _per_sample(safe_div(rs, _batch_dot(p, ap)), rhs)
             x = x + alpha * p
             r = r - alpha * ap
             rs_new = _batch_dot(r, r)
-            p = r + _per_sample(_safe_div(rs_new, rs), rhs) * p
+            p = r + _per_sample(safe_div(rs_new, rs), rhs) * p
             rs = rs_new
         return x

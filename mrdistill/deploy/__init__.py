@@ -1,0 +1,1 @@
+"""Shipping models: export (ONNX, TorchScript) with data consistency inside, parity, benchmarks."""

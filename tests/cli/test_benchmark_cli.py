@@ -1,0 +1,61 @@
+"""`mrdistill benchmark` in-process on tiny models, and its refusals (exit 2, one line, nothing
+written). Timings are not asserted (speed is measured in benchmarks/, not in tests)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.deploy.export_cases import write_checkpoint
+
+TINY = ["--shape", "16", "16", "--batch", "2", "--repeats", "2", "--matmul-size", "64", "--no-progress"]
+
+
+def test_teacher_and_student_on_every_cpu_backend(tmp_path, capsys):
+    teacher = write_checkpoint(tmp_path / "teacher" / "checkpoints" / "best.pt", "dccnn",
+                               {"cascades": 2, "convs": 3, "channels": 8})
+    code, out, err = run_cli(["benchmark", "--checkpoint", teacher, "--model", "dccnn", "--set", "cascades=1",
+                              "--set", "convs=2", "--set", "channels=4", "--backends",
+                              "eager,fast,torchscript,onnxruntime", "--out", tmp_path / "bench", *TINY], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
+    student = "dccnn(cascades=1,convs=2,channels=4)"
+    assert list(report["results"]) == ["teacher", student]
+    assert report["models"]["teacher"]["parameters"] > report["models"][student]["parameters"]
+    assert report["models"]["teacher"]["flops_per_slice"] == 2 * 9 * (8 + 64 + 8) * 16 * 16 * 2
+    for rows in report["results"].values():
+        assert set(rows) == {"eager", "fast", "torchscript", "onnxruntime"}
+        for row in rows.values():
+            assert len(row["seconds_per_call"]) == 2
+            assert row["latency_ms"]["p95_batch"] >= row["latency_ms"]["p50_batch"] > 0
+            assert row["max_rel_error_vs_eager"] < 1e-4  # every backend computes the same image
+            assert row["memory"]["peak_mib"] > 0
+    assert set(report["speedup_vs_reference"][student]) == {"eager", "fast", "torchscript", "onnxruntime"}
+    assert "| teacher | onnxruntime |" in out and "Speed-up of" in out
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--backends", "eager,tensorrt"], "unknown backend 'tensorrt'"),
+    (["--shape", "4", "16"], "--shape must be"),
+    (["--batch", "0"], "--batch must be"),
+    (["--backends", "cuda"], "no CUDA device"),
+])
+def test_bad_options_write_nothing(tmp_path, capsys, extra, expect):
+    if expect == "no CUDA device":
+        torch = pytest.importorskip("torch")
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    code, _, err = run_cli(["benchmark", "--model", "dccnn", "--out", tmp_path / "b", *TINY, *extra], capsys)
+    assert code == 2 and err.count("\n") == 1 and expect in err, err
+    assert not (tmp_path / "b").exists()
+
+
+def test_missing_export_extra_for_onnxruntime(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    code, _, err = run_cli(["benchmark", "--model", "dccnn", "--backends", "onnxruntime", "--out",
+                            tmp_path / "b", *TINY], capsys)
+    assert code == 2 and "mrdistill[export]" in err
+    assert not (tmp_path / "b").exists()

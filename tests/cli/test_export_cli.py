@@ -1,0 +1,72 @@
+"""`mrdistill export` from the command line: the happy path and every refusal (exit 2, one line,
+nothing written)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.deploy.export_cases import case_data, write_checkpoint
+
+DCCNN = {"cascades": 1, "convs": 2, "channels": 4}
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    return write_checkpoint(tmp_path / "model.pt", "dccnn", DCCNN, case_data("gaussian2d", image_size=16))
+
+
+def test_export_defaults_to_the_training_size_and_mask(ckpt, tmp_path, capsys):
+    out = tmp_path / "m.ts"
+    code, stdout, _ = run_cli(["export", ckpt, "--format", "torchscript", "--out", out], capsys)
+    assert code == 0 and out.is_file()
+    record = json.loads((tmp_path / "m.ts.json").read_text())
+    assert record["grid"] == {"height": 16, "width": 16, "coils": 1}
+    assert record["data_consistency"]["form"] == "grid"  # gaussian2d is a 2-D mask
+    assert "parity vs eager" in stdout
+
+
+def one_line_refusal(args, capsys, folder, expect: str) -> None:
+    before = sorted(p.name for p in folder.iterdir())
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and expect in err, err
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--shape", "4", "16"], "--shape must be"),
+    (["--coils", "2"], "--coils must be 1"),
+    (["--tolerance", "1e-15"], "parity check failed"),
+    (["--tolerance", "0"], "--tolerance must be > 0"),
+    (["--shape", "16", "5000"], "--shape must be"),
+])
+def test_bad_options_write_nothing(ckpt, tmp_path, capsys, extra, expect):
+    one_line_refusal(["export", ckpt, "--format", "torchscript", "--out", tmp_path / "x.ts", *extra],
+                     capsys, tmp_path, expect)
+
+
+def test_models_that_cannot_be_exported_say_why(tmp_path, capsys):
+    swinir = write_checkpoint(tmp_path / "swinir.pt", "swinir", {"embed_dim": 8, "groups": 1, "depth": 1,
+                                                                  "heads": 2, "window": 4})
+    one_line_refusal(["export", swinir, "--format", "torchscript", "--out", tmp_path / "s.ts",
+                      "--shape", "16", "16"], capsys, tmp_path, "swinir cannot be exported")
+    sr = write_checkpoint(tmp_path / "vdsr.pt", "vdsr", {"layers": 2, "channels": 4, "scale": 2})
+    one_line_refusal(["export", sr, "--format", "onnx", "--out", tmp_path / "v.onnx", "--shape", "16", "16"],
+                     capsys, tmp_path, "super-resolution")
+
+
+def test_missing_export_extra(ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now fails
+    one_line_refusal(["export", ckpt, "--format", "onnx", "--out", tmp_path / "m.onnx"], capsys, tmp_path,
+                     "mrdistill[export]")
+
+
+def test_existing_output_is_kept(ckpt, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    out.write_text("mine")
+    one_line_refusal(["export", ckpt, "--format", "onnx", "--out", out], capsys, tmp_path, "--overwrite")
+    assert out.read_text() == "mine"
