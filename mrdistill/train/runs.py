@@ -37,8 +37,10 @@ class RunResult:
     table: str
 
 
-# Config keys that may differ between a run and its resumption (they change no result).
-RESUME_FREE_KEYS = ("device", "progress")
+# Config keys that may differ between a run and its resumption: they change no result (or, for
+# skip_nonfinite, let a run that stopped on a non-finite step go on past it).
+RESUME_FREE_KEYS = ("device", "progress", "optim.checkpoint_every", "optim.checkpoint_minutes",
+                    "optim.skip_nonfinite", "logging.tensorboard")
 
 
 def claim_dir(path: Path, overwrite: bool) -> Path:
@@ -61,12 +63,16 @@ def prepare_run_dir(cfg: RunConfig, overwrite: bool) -> Path:
 
 
 def check_same_config(cfg: RunConfig, saved: Path) -> None:
-    """A resumed run must be the run that was interrupted: its config (but for device and progress
-    bars) equals the saved one; the first differing key is named."""
+    """A resumed run must be the run that was interrupted: its config (but for `RESUME_FREE_KEYS`)
+    equals the saved one; the first differing key is named."""
     old, new = load_yaml(saved), to_dict(cfg)
     for key in RESUME_FREE_KEYS:
-        old.pop(key, None)
-        new.pop(key, None)
+        *parents, last = key.split(".")
+        for tree in (old, new):
+            for part in parents:
+                tree = tree.get(part) if isinstance(tree, dict) else None
+            if isinstance(tree, dict):
+                tree.pop(last, None)
     if old != new:
         key = _first_difference(old, new)
         raise MrdistillError(f"--resume: the config differs from the interrupted run's ({saved}) at "

@@ -115,3 +115,8 @@ def test_cli_divergence_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
                             "--set", f"out_dir={tmp_path}", "--set", "optim.epochs=2",
                             "--no-progress"], capsys)
     assert code == 2 and err.count("\n") == 1 and "non-finite loss at step 3" in err
+    # It resumes from the last good checkpoint (skip_nonfinite may change on resume).
+    code, _, err = run_cli(["train", "--config", "configs/kdmri_teacher.yaml", "--preset", "smoke",
+                            "--set", f"out_dir={tmp_path}", "--set", "optim.epochs=2",
+                            "--set", "optim.skip_nonfinite=1", "--no-progress", "--resume"], capsys)
+    assert code == 0, err
