@@ -66,6 +66,9 @@ def main() -> None:
     ap.add_argument("--residual", action="store_true", help="residual cascades (Schlemper's DC-CNN)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--teacher-epochs", type=int, default=None, help="teacher budget (default: --epochs)")
+    ap.add_argument("--feature-select", default=None,
+                    help="epoch kept by task-free stages (StageConfig.select; default: lowest "
+                         "validation objective; val_metric reproduces rows recorded before issue 18)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = {"image_size": args.size, "max_train_slices": args.train, "max_eval_slices": 32,
@@ -79,7 +82,8 @@ def main() -> None:
         tbase = {**base, "optim": optim(args.teacher_epochs or args.epochs)}
         teacher_spec = {"name": "dccnn", "kwargs": {"convs": 5, "residual": args.residual}}
         student_spec = {"name": "dccnn", "kwargs": {"convs": 3, "residual": args.residual}}
-        ds = make_datasets(from_dict(DataConfig, copy.deepcopy(data)), seed)
+        data_cfg = from_dict(DataConfig, copy.deepcopy(data))
+        ds = make_datasets(data_cfg, seed)
         models = {}
         t0 = time.time()
         for role, spec, b in (("teacher", teacher_spec, tbase), ("student", student_spec, base)):
@@ -99,8 +103,10 @@ def main() -> None:
             seen = len(ds["train"]) + len(ds.get("unlabeled", []))
             epochs = max(1, round(steps / math.ceil(seen / args.batch)))
             dbase = {**base, "optim": {**optim(epochs), "max_steps": steps}}
+            stages = [{**st, "select": args.feature_select} if st["task_weight"] == 0 and args.feature_select
+                      else st for st in variants(epochs)[name.removesuffix("+init")]]
             cfg = {**dbase, "name": f"{name}-{key}", "model": student_spec,
-                   "distill": {"teacher": "-", "stages": variants(epochs)[name.removesuffix("+init")],
+                   "distill": {"teacher": "-", "stages": stages,
                                "init_from_teacher": "teacher_layers" if name.endswith("+init") else None}}
             models[name] = distill_run(from_dict(RunConfig, cfg), True, ds, models["teacher"]).model
         ev = evaluate_models({"zero-filled": None, **models}, ds["test"])
@@ -110,6 +116,9 @@ def main() -> None:
                    "labeled": args.labeled, "residual": args.residual, "batch": args.batch,
                    "teacher_epochs": args.teacher_epochs or args.epochs,
                    "epochs": args.epochs, "train": len(ds["train"]), "data": args.data,
+                   # Rows without these two predate issue 18 (old kdmri density, PSNR-selected
+                   # feature stages).
+                   "mask_kind": data_cfg.mask.kind, "feature_select": args.feature_select or "default",
                    "psnr": s["psnr"][0], "ssim": s["ssim"][0], "minutes": (time.time() - t0) / 60}
             print(json.dumps(rec), flush=True)
             with open(args.log, "a") as f:

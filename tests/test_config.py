@@ -1,4 +1,5 @@
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,32 @@ def test_bad_override_and_missing_file(tmp_path):
         apply_overrides({}, ["nonsense"])
     with pytest.raises(MrdistillError, match="not found"):
         load_run_config(tmp_path / "nope.yaml")
+
+
+KD_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "kdmri_kd.yaml"
+
+
+def test_set_indexes_lists():
+    cfg = load_run_config(KD_CONFIG, ["distill.stages.0.epochs=1", "distill.stages.1.kd.0.weight=0.25"])
+    assert [s.epochs for s in cfg.distill.stages] == [1, 150]
+    assert cfg.distill.stages[1].kd[0].weight == 0.25
+    with pytest.raises(MrdistillError, match=r"distill\.stages\.2\.epochs: '2' is not an index of a list of 2"):
+        load_run_config(KD_CONFIG, ["distill.stages.2.epochs=1"])
+    with pytest.raises(MrdistillError, match="not an index"):
+        load_run_config(KD_CONFIG, ["distill.stages.first.epochs=1"])
+
+
+def test_override_that_every_stage_shadows_is_an_error():
+    # Every stage sets its own epochs: optim.epochs would be silently ignored.
+    with pytest.raises(MrdistillError, match=r"optim\.epochs has no effect.*distill\.stages\.0\.epochs, "
+                                             r"distill\.stages\.1\.epochs"):
+        load_run_config(KD_CONFIG, ["optim.epochs=3"])
+    # No stage sets its own lr, so optim.lr reaches them: fine; once both do, it is an error.
+    assert load_run_config(KD_CONFIG, ["optim.lr=0.01"]).optim.lr == 0.01
+    with pytest.raises(MrdistillError, match=r"distill\.stages\.1\.lr"):
+        load_run_config(KD_CONFIG, ["distill.stages.0.lr=0.1", "distill.stages.1.lr=0.1", "optim.lr=0.01"])
+    # Without stages (train configs) optim.epochs is the budget.
+    assert load_run_config(None, ["optim.epochs=3"]).optim.epochs == 3
 
 
 @pytest.mark.parametrize("data, message", [

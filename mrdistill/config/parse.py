@@ -120,23 +120,58 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def _child(node: Any, part: str, key: str) -> Any:
+    """`node[part]` for a mapping, or `node[int(part)]` for a list (`--set a.0.b=...`)."""
+    if isinstance(node, list):
+        if not part.isdigit() or int(part) >= len(node):
+            raise MrdistillError(f"--set {key}: {part!r} is not an index of a list of "
+                                 f"{len(node)} (0..{len(node) - 1})")
+        return node[int(part)]
+    if node.get(part) is None:
+        node[part] = {}
+    return node[part]
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` strings (value parsed as YAML) to a nested dict, in place."""
+    """Apply `a.b.c=value` strings (value parsed as YAML) to a nested dict, in place; a number
+    indexes a list (`distill.stages.0.epochs=1`)."""
     for item in overrides:
         if "=" not in item:
             raise MrdistillError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
         value = parse_yaml(raw)
-        node = data
+        node: Any = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
+            node = _child(node, part, key)
+            if not isinstance(node, (dict, list)):
                 raise MrdistillError(f"--set {key}: {part!r} is not a section")
-        node[parts[-1]] = value
+        last = parts[-1]
+        if isinstance(node, list):
+            _child(node, last, key)  # the index must exist
+            node[int(last)] = value
+        else:
+            node[last] = value
     return data
+
+
+# optim settings that a distillation stage overrides with its own value when the stage sets one
+STAGE_SHADOWS = ("epochs", "lr", "max_steps")
+
+
+def check_shadowed(cfg: RunConfig, overrides: list[str]) -> None:
+    """An `--set optim.X=...` that no distillation stage uses (every stage sets its own X) would
+    be silently ignored: raise, naming the stage keys to set instead."""
+    stages = cfg.distill.stages if cfg.distill is not None else []
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        name = key.removeprefix("optim.")
+        if key != f"optim.{name}" or name not in STAGE_SHADOWS or not stages:
+            continue
+        if all(getattr(stage, name) is not None for stage in stages):
+            keys = ", ".join(f"distill.stages.{k}.{name}" for k in range(len(stages)))
+            raise MrdistillError(f"--set {key} has no effect: every distillation stage sets its "
+                                 f"own {name} ({keys}); set those instead")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -176,7 +211,9 @@ def load_run_config(path: str | Path | None, overrides: list[str] | None = None,
             raise MrdistillError(f"{where} has no preset {preset!r}; valid: {valid}")
         data = _deep_merge(data, presets[preset])
     apply_overrides(data, overrides or [])
-    return from_dict(RunConfig, data)
+    cfg = from_dict(RunConfig, data)
+    check_shadowed(cfg, overrides or [])
+    return cfg
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

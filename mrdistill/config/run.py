@@ -13,6 +13,7 @@ from mrdistill.config.data import DataConfig
 
 NON_EMPTY = Check("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip()))
 CHECKPOINT_CHOICE = one_of("last", "best")
+STAGE_SELECTIONS = ("val_metric", "val_objective", "last")  # see StageConfig.select
 
 
 @dataclass
@@ -26,15 +27,20 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam + StepLR; the budget is `epochs` (or `max_steps` when set)."""
+    """Adam and a per-epoch lr schedule (`train.schedule`); the budget is `epochs` (or `max_steps`
+    when set)."""
 
     lr: float = checked(1e-3, POSITIVE)
     weight_decay: float = checked(0.0, NON_NEGATIVE)
     epochs: int = checked(40, COUNT)
     max_steps: int | None = checked(None, COUNT)
     batch_size: int = checked(4, COUNT)
+    # "step" (StepLR), "plateau" (ReduceLROnPlateau on val_metric) or "cosine"
+    scheduler: str = checked("step", one_of("step", "plateau", "cosine"))
     step_size: int = checked(40, COUNT)  # StepLR period in epochs
-    gamma: float = checked(0.1, POSITIVE)
+    gamma: float = checked(0.1, POSITIVE)  # lr factor of "step" and "plateau"
+    patience: int = checked(10, NON_NEGATIVE_INT)  # "plateau": epochs without gain before a drop
+    warmup_epochs: int = checked(0, NON_NEGATIVE_INT)  # linear warm-up: epoch e < W at lr (e + 1) / W
     grad_clip: float | None = checked(None, POSITIVE)  # max gradient norm; None: no clipping
     # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
     # of work (0: off); always at each epoch end.
@@ -80,7 +86,13 @@ class TeacherCorrectionConfig:
 
 @dataclass
 class StageConfig:
-    """One distillation stage: `task_weight * L1(student, target) + sum(weight * kd)`."""
+    """One distillation stage: `task_weight * L1(student, target) + sum(weight * kd)`.
+
+    `select` is the epoch the stage keeps (`train.selection`): "val_metric" (best validation
+    metric, e.g. PSNR), "val_objective" (lowest value of this stage's loss on the validation set)
+    or "last". None: "val_metric" when the stage has a task term, else "val_objective": a stage
+    that does not optimise the output (e.g. attention transfer alone) must not be judged by it.
+    """
 
     epochs: int = checked(10, COUNT)
     task_weight: float = checked(1.0, NON_NEGATIVE)
@@ -88,6 +100,14 @@ class StageConfig:
     max_steps: int | None = checked(None, COUNT)  # None: optim.max_steps
     kd: list[KDTermConfig] = checked(factory=list)
     teacher_correction: TeacherCorrectionConfig | None = None  # None: the teacher stays frozen
+    select: str | None = checked(None, one_of(*STAGE_SELECTIONS))
+
+    @property
+    def selection(self) -> str:
+        """`select`, or its default for this stage."""
+        if self.select is not None:
+            return self.select
+        return "val_metric" if self.task_weight > 0 else "val_objective"
 
 
 @dataclass

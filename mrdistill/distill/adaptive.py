@@ -85,13 +85,18 @@ class AdaptiveDistillation(nn.Module):
         self.average = "fixed"
 
     def _average(self, v: Tensor) -> Tensor:
-        # Only optimisation steps move the estimate (not checks or evaluation under no_grad).
-        if self.average == "running" and self.training and torch.is_grad_enabled():
-            batch_mean = v.detach().mean()
-            new = batch_mean if not bool(self.seen) else \
-                self.momentum * self.avg_variance + (1 - self.momentum) * batch_mean
-            self.avg_variance.copy_(new)
-            self.seen.fill_(True)
+        if self.average == "running":
+            # Only optimisation steps move the estimate (not checks or evaluation under no_grad).
+            if self.training and torch.is_grad_enabled():
+                batch_mean = v.detach().mean()
+                new = batch_mean if not bool(self.seen) else \
+                    self.momentum * self.avg_variance + (1 - self.momentum) * batch_mean
+                self.avg_variance.copy_(new)
+                self.seen.fill_(True)
+            elif not bool(self.seen):
+                # Before the first step (the setup check that runs every term once, or an early
+                # evaluation) the batch's own mean stands in, without becoming the estimate.
+                return v.detach().mean()
         if not bool(self.seen):
             raise MrdistillError("adaptive KD has no variance average yet: call set_average or train")
         return self.avg_variance

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mrdistill.data.sample import Sample
+from mrdistill.distill.pairs import default_pairs, pairs_of
 from mrdistill.distill.registry import get_feature, register_kd
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models.base import ReconOutput
@@ -33,15 +34,14 @@ def attention_distance(qs: Tensor, qt: Tensor, distance: str) -> Tensor:
     return diff.square().mean() if distance == "l2" else diff.abs().mean()
 
 
-def default_pairs(cascades: int = 5, student_conv: int = 2, teacher_conv: int = 3) -> dict[str, str]:
-    """KD-MRI's pairs: student conv2 <-> teacher conv3 of every DC-CNN cascade."""
-    return {f"cascade{i}.conv{student_conv}": f"cascade{i}.conv{teacher_conv}"
-            for i in range(1, cascades + 1)}
+__all__ = ["AttentionTransfer", "attention_distance", "attention_map", "default_pairs",
+           "normalise_map"]
 
 
 @register_kd("attention")
 class AttentionTransfer(nn.Module):
-    """Mean over pairs of distance(norm(Q_S), norm(Q_T)); pairs map student key -> teacher key."""
+    """Mean over pairs of distance(norm(Q_S), norm(Q_T)); pairs map student key -> teacher key
+    (None: by the models' depth, `distill.pairs.depth_pairs`)."""
 
     needs_features = True
 
@@ -51,12 +51,12 @@ class AttentionTransfer(nn.Module):
         check_choice("attention normalisation", normalize, ("sample", "batch"))
         distance = distance or ("l2" if normalize == "sample" else "l1")
         check_choice("attention distance", distance, ("l1", "l2"))
-        self.pairs = dict(pairs) if pairs else default_pairs()
+        self.pairs = dict(pairs) if pairs else None
         self.p, self.normalize, self.distance = p, normalize, distance
 
     def forward(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> Tensor:
         losses = []
-        for s_key, t_key in self.pairs.items():
+        for s_key, t_key in pairs_of(self, student, teacher).items():
             fs = get_feature(student.features, s_key, "student")
             ft = get_feature(teacher.features, t_key, "teacher").detach()
             if fs.shape[-2:] != ft.shape[-2:]:

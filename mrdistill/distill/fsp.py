@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from mrdistill.data.sample import Sample
-from mrdistill.distill.pairs import gather, resolve_pairs, shape_error
+from mrdistill.distill.pairs import gather, pairs_of, resolve_pairs, shape_error
 from mrdistill.distill.registry import register_kd
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
@@ -43,18 +43,23 @@ class FlowOfSolution(nn.Module):
     def __init__(self, pairs: dict[str, str] | None = None) -> None:
         super().__init__()
         self.pairs = resolve_pairs(pairs, "fsp")
-        if len(self.pairs) < 2:
+        self._check_count()
+
+    def _check_count(self) -> None:
+        if self.pairs is not None and len(self.pairs) < 2:
             raise MrdistillError("fsp needs at least two feature pairs: FSP matrices are taken "
                                  f"between consecutive features; got {list(self.pairs)}")
 
     def _checked(self, student: ReconOutput, teacher: ReconOutput) -> list[tuple[Tensor, Tensor]]:
         feats = []
-        for s_key, t_key, fs, ft in gather(student, teacher, self.pairs):
+        pairs = pairs_of(self, student, teacher)
+        self._check_count()
+        for s_key, t_key, fs, ft in gather(student, teacher, pairs):
             if fs.shape[1:] != ft.shape[1:]:
                 raise shape_error("fsp", s_key, t_key, fs, ft, teacher.features,
                                   " (FSP has no adapter)")
             feats.append((fs, ft))
-        keys = list(self.pairs)
+        keys = list(pairs)
         for k in range(len(feats) - 1):
             if feats[k][0].shape[-2:] != feats[k + 1][0].shape[-2:]:
                 raise MrdistillError(f"fsp flow {keys[k]}->{keys[k + 1]}: spatial sizes differ "

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mrdistill.data.sample import Sample
-from mrdistill.distill.pairs import gather, resolve_pairs, shape_error
+from mrdistill.distill.pairs import gather, pairs_of, resolve_pairs, shape_error
 from mrdistill.distill.registry import register_kd
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
@@ -55,18 +55,22 @@ class Hint(nn.Module):
         self.pairs = resolve_pairs(pairs, "hint")
         self.use_regressor, self.seed = bool(regressor), int(seed)
         self.regressors = nn.ModuleDict()  # key: position of the pair ("0", "1", ...)
-        for i, s_key in enumerate(self.pairs):
+        if channels and self.pairs is None:
+            raise MrdistillError("hint: channels are given per student key, so they need "
+                                 "explicit pairs {student_key: teacher_key}")
+        for i, s_key in enumerate(self.pairs or {}):
             if channels and s_key in channels:
                 c_in, c_out = (int(c) for c in channels[s_key])
                 self.regressors[str(i)] = make_regressor(c_in, c_out, self.seed + i)
-        if channels and set(channels) - set(self.pairs):
+        if channels and set(channels) - set(self.pairs or {}):
             raise MrdistillError(f"hint: channels given for {sorted(set(channels) - set(self.pairs))}, "
                                  f"which are not student keys of the pairs; valid: "
                                  f"{', '.join(self.pairs)}")
 
     def setup(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> None:
         """Create missing regressors from the feature shapes and check every pair."""
-        for i, (s_key, t_key, fs, ft) in enumerate(gather(student, teacher, self.pairs)):
+        pairs = pairs_of(self, student, teacher)
+        for i, (s_key, t_key, fs, ft) in enumerate(gather(student, teacher, pairs)):
             self._check(s_key, t_key, fs, ft, teacher.features)
             if self.use_regressor and str(i) not in self.regressors:
                 self.regressors[str(i)] = make_regressor(fs.shape[1], ft.shape[1],
@@ -80,10 +84,11 @@ class Hint(nn.Module):
             raise shape_error("hint", s_key, t_key, fs, ft, teacher_features, why)
 
     def forward(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> Tensor:
-        if self.use_regressor and len(self.regressors) < len(self.pairs):
+        pairs = pairs_of(self, student, teacher)
+        if self.use_regressor and len(self.regressors) < len(pairs):
             self.setup(student, teacher, sample)  # direct use without `fit`: create on first call
         losses = []
-        for i, (s_key, t_key, fs, ft) in enumerate(gather(student, teacher, self.pairs)):
+        for i, (s_key, t_key, fs, ft) in enumerate(gather(student, teacher, pairs)):
             self._check(s_key, t_key, fs, ft, teacher.features)
             if self.use_regressor:
                 reg = self.regressors[str(i)]

@@ -1,17 +1,20 @@
 """Feature pairs shared by the feature-based KD losses.
 
-Every feature method is configured by an ordered mapping `{student_key: teacher_key}` (default:
-KD-MRI's student conv2 <-> teacher conv3 of each of 5 DC-CNN cascades). These helpers look the
-features up, detach the teacher side, and turn bad keys or shapes into one-line `MrdistillError`s
-that name the valid choices.
+Every feature method is configured by an ordered mapping `{student_key: teacher_key}`. Without
+one, the pairs follow the models' actual depth (`depth_pairs`, filled in on first use): the middle
+conv of every student cascade with the middle conv of the teacher cascade at the same relative
+depth, which for KD-MRI's D3C5 student and D5C5 teacher is the paper's student conv2 <-> teacher
+conv3 of each of the 5 cascades. These helpers look the features up, detach the teacher side, and
+turn bad keys or shapes into one-line `MrdistillError`s that name the valid choices.
 """
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import Tensor, nn
 
-from mrdistill.distill.attention import default_pairs
 from mrdistill.distill.registry import get_feature
 from mrdistill.errors import MrdistillError
 from mrdistill.data.sample import Sample
@@ -20,10 +23,55 @@ from mrdistill.models.base import ReconOutput
 Pair = tuple[str, str, Tensor, Tensor]
 
 
-def resolve_pairs(pairs: dict[str, str] | None, method: str) -> dict[str, str]:
-    """The configured pairs (a copy), or the default pairs when None; bad types raise."""
+_CONV = re.compile(r"cascade(\d+)\.conv(\d+)$")
+
+
+def default_pairs(cascades: int = 5, student_conv: int = 2, teacher_conv: int = 3) -> dict[str, str]:
+    """KD-MRI's pairs: student conv2 <-> teacher conv3 of every one of 5 DC-CNN cascades."""
+    return {f"cascade{i}.conv{student_conv}": f"cascade{i}.conv{teacher_conv}"
+            for i in range(1, cascades + 1)}
+
+
+def _cascade_convs(features: dict[str, Tensor]) -> dict[int, int]:
+    """{cascade number: number of convs} of features named `cascade<i>.conv<j>` (1-based)."""
+    depth: dict[int, int] = {}
+    for key in features:
+        m = _CONV.match(key)
+        if m:
+            depth[int(m[1])] = max(depth.get(int(m[1]), 0), int(m[2]))
+    return depth
+
+
+def depth_pairs(student: dict[str, Tensor], teacher: dict[str, Tensor], method: str) -> dict[str, str]:
+    """Default pairs from the features the models actually produce: for student cascade i of n_S,
+    its middle conv (conv ceil(D_S / 2)) <-> the middle conv of teacher cascade ceil(i n_T / n_S).
+    Models without `cascade<i>.conv<j>` features need explicit pairs (the error says so)."""
+    s_depth, t_depth = _cascade_convs(student), _cascade_convs(teacher)
+    if not s_depth or not t_depth:
+        side = "student" if not s_depth else "teacher"
+        raise MrdistillError(f"{method}: the {side} has no cascade<i>.conv<j> features to pair by "
+                             f"default; set kwargs.pairs {{student_key: teacher_key}}")
+    n_s, n_t = max(s_depth), max(t_depth)
+    pairs = {}
+    for i in sorted(s_depth):
+        j = -(-i * n_t // n_s)
+        if j in t_depth:
+            pairs[f"cascade{i}.conv{-(-s_depth[i] // 2)}"] = f"cascade{j}.conv{-(-t_depth[j] // 2)}"
+    return pairs
+
+
+def pairs_of(module: nn.Module, student: ReconOutput, teacher: ReconOutput) -> dict[str, str]:
+    """`module.pairs`, filled in from the models' depth on first use when it was None (default)."""
+    if module.pairs is None:
+        module.pairs = depth_pairs(student.features, teacher.features, type(module).__name__)
+    return module.pairs
+
+
+def resolve_pairs(pairs: dict[str, str] | None, method: str) -> dict[str, str] | None:
+    """The configured pairs (a copy), or None: pairs by depth, filled in on first use (`pairs_of`);
+    bad types raise."""
     if pairs is None:
-        return default_pairs()
+        return None
     if not isinstance(pairs, dict) or not pairs or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
         raise MrdistillError(f"{method}: pairs must be a non-empty mapping "
@@ -75,8 +123,9 @@ class PairwiseKD(nn.Module):
 
     def setup(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> None:
         """Check that every key exists before training starts."""
-        gather(student, teacher, self.pairs)
+        gather(student, teacher, pairs_of(self, student, teacher))
 
     def forward(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> Tensor:
+        pairs = pairs_of(self, student, teacher)
         return torch.stack([self.pair_loss(fs, ft)
-                            for _, _, fs, ft in gather(student, teacher, self.pairs)]).mean()
+                            for _, _, fs, ft in gather(student, teacher, pairs)]).mean()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mrdistill.data.sample import Sample
-from mrdistill.distill.pairs import flatten, gather, resolve_pairs
+from mrdistill.distill.pairs import flatten, gather, pairs_of, resolve_pairs
 from mrdistill.distill.registry import register_kd
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
@@ -95,11 +95,11 @@ class RelationalKD(nn.Module):
 
     def setup(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> None:
         """Check that every key exists before training starts."""
-        gather(student, teacher, self.pairs)
+        gather(student, teacher, pairs_of(self, student, teacher))
 
     def forward(self, student: ReconOutput, teacher: ReconOutput, sample: Sample) -> Tensor:
         losses = []
-        for _, _, fs, ft in gather(student, teacher, self.pairs):
+        for _, _, fs, ft in gather(student, teacher, pairs_of(self, student, teacher)):
             dist, angle = rkd_terms(flatten(fs), flatten(ft))
             losses.append(self.distance_weight * dist + self.angle_weight * angle)
         return torch.stack(losses).mean()

@@ -26,7 +26,9 @@ from mrdistill.train.checkpoint import load_model
 from mrdistill.train.runs import distill_run, train_run
 from mrdistill.train.sft_run import SFT_STUDENT
 
-CELL_FORMAT = "mrdistill.study-cell/2"
+# /3: feature-only stages keep their best validation objective, not their best PSNR (issue 18), so
+# distilled cells trained under /2 are stale.
+CELL_FORMAT = "mrdistill.study-cell/3"
 MARKER = "cell.json"
 STD, SFT = "std", "sft"  # the two kinds of teacher
 
@@ -56,7 +58,8 @@ def method_stages(method: StudyMethod, cfg: StudyConfig) -> list[StageConfig]:
     L1-to-target stage, as SFT-KD-Recon and KD-MRI train their students."""
     if method.stages:
         return copy.deepcopy(method.stages)
-    return [StageConfig(epochs=cfg.feature_epochs, task_weight=0.0, kd=copy.deepcopy(method.kd)),
+    return [StageConfig(epochs=cfg.feature_epochs, task_weight=0.0, kd=copy.deepcopy(method.kd),
+                        select=cfg.feature_select),
             StageConfig(epochs=cfg.task_epochs, task_weight=1.0, kd=[])]
 
 

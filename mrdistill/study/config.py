@@ -17,6 +17,7 @@ import yaml
 
 from mrdistill.config import (DataConfig, KDTermConfig, ModelConfig, OptimConfig, SFTConfig,
                               StageConfig, apply_overrides, from_dict, load_yaml, to_dict)
+from mrdistill.config.run import STAGE_SELECTIONS
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import METRICS
 
@@ -74,6 +75,9 @@ class StudyConfig:
     sft_student_init: bool = True
     feature_epochs: int = 150
     task_epochs: int = 150
+    # The epoch a feature stage keeps (`StageConfig.select`); None: its default, the lowest
+    # validation value of its own loss. "val_metric" reproduces studies recorded before issue 18.
+    feature_select: str | None = None
     methods: list[StudyMethod] = field(default_factory=paper_methods)
     only: list[str] | None = None  # run only these method labels (e.g. for a seed-spread run)
     metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "hfen", "vif", "nmse"])
@@ -159,6 +163,8 @@ def validate(cfg: StudyConfig) -> None:
                                  f"or `stages`")
     if cfg.figure_method is not None:
         check_choice("figure method", cfg.figure_method, [m.label for m in cfg.active_methods()])
+    if cfg.feature_select is not None:
+        check_choice("study.feature_select", cfg.feature_select, STAGE_SELECTIONS)
     if not cfg.accelerations or any(a <= 1 for a in cfg.accelerations):
         raise MrdistillError(f"study.accelerations must be > 1, got {cfg.accelerations}")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):

@@ -27,14 +27,15 @@ from tqdm.auto import tqdm
 from mrdistill.config import OptimConfig, check_fields
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
-from mrdistill.errors import MrdistillError
+from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import volume_metrics
 from mrdistill.train.checkpoint import all_finite, model_payload, save_checkpoint, state_to_cpu
 from mrdistill.train.inference import VolumeRecon, reconstruct
+from mrdistill.train.schedule import EpochScheduler
+from mrdistill.train.selection import (LOWER_IS_BETTER, SELECTIONS, selection_score,
+                                       validation_objective)
 from mrdistill.train.state import (RESUME_KEY, FitResult, RunState, StagePosition, apply_hooks,
                                    describe, position_from)
-
-LOWER_IS_BETTER = {"nmse", "hfen", "hfen_laplace", "loss"}
 
 __all__ = ["DivergenceError", "FitResult", "GroupedBatchSampler", "LOWER_IS_BETTER", "fit",
            "make_loader", "validation_score"]
@@ -142,8 +143,10 @@ class _Stage:
 
     def __init__(self, model: nn.Module, objective: nn.Module, train_set: Dataset, optim: OptimConfig,
                  run: RunState, *, stage: str, seed: int, lr: float, device: str | torch.device,
+                 epochs: int, val_metric: str, select: str,
                  model_name: str, model_kwargs: dict[str, Any], meta: dict[str, Any]) -> None:
         self.model, self.objective, self.optim, self.run, self.stage = model, objective, optim, run, stage
+        self.select = select
         self.device, self.model_name, self.model_kwargs, self.meta = device, model_name, model_kwargs, meta
         params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
         groups: list[dict[str, Any]] = [{"params": params}]
@@ -155,7 +158,7 @@ class _Stage:
             params = params + [p for g in groups[1:] for p in g["params"]]
         self.params = params
         self.opt = torch.optim.Adam(groups, lr=lr, weight_decay=optim.weight_decay)
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=optim.step_size, gamma=optim.gamma)
+        self.sched = EpochScheduler(self.opt, optim, epochs, val_metric)
         self.loader = make_loader(train_set, optim.batch_size, seed)
         self.pos = StagePosition()
         self.best_model: dict[str, torch.Tensor] | None = None
@@ -258,14 +261,16 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
         optim: OptimConfig, run_dir: Path, *, model_name: str, model_kwargs: dict[str, Any],
         seed: int = 0, val_metric: str = "psnr", device: str | torch.device = "cpu",
         epochs: int | None = None, lr: float | None = None, max_steps: int | None = None,
-        stage: str = "train", progress: bool = True, meta: dict[str, Any] | None = None,
-        run: RunState | None = None) -> FitResult:
+        stage: str = "train", select: str = "val_metric", progress: bool = True,
+        meta: dict[str, Any] | None = None, run: RunState | None = None) -> FitResult:
     """Train `model` with `objective`; validate every epoch; keep `last.pt` and `best.pt`.
 
-    The weights of the best epoch (by `val_metric` on `val_set`) are loaded back into `model`.
-    `epochs`/`lr`/`max_steps` override the optimiser config for this stage. `run` follows a
-    multi-stage run (and resumes it); None: a fresh one-stage run in `run_dir`.
+    `best.pt` holds the epoch that `select` keeps (`train.selection`: the best `val_metric` on
+    `val_set`, the lowest objective on `val_set`, or the last epoch); its weights are loaded back
+    into `model`. `epochs`/`lr`/`max_steps` override the optimiser config for this stage. `run`
+    follows a multi-stage run (and resumes it); None: a fresh one-stage run in `run_dir`.
     """
+    check_choice("epoch selection", select, SELECTIONS)
     check_fields(optim, "optim")  # configs built in code are checked too
     run = run or RunState(run_dir)
     epochs = optim.epochs if epochs is None else epochs
@@ -279,10 +284,9 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
         setup(model, collate_samples([train_set[0]]).to(device))
         objective.to(device)
     st = _Stage(model, objective, train_set, optim, run, stage=stage, seed=seed,
-                lr=optim.lr if lr is None else lr, device=device, model_name=model_name,
+                lr=optim.lr if lr is None else lr, device=device, epochs=epochs,
+                val_metric=val_metric, select=select, model_name=model_name,
                 model_kwargs=model_kwargs, meta=meta or {})
-    sign = -1.0 if val_metric in LOWER_IS_BETTER else 1.0
-    st.pos.best_value = -math.inf * sign
     checkpoint = run.begin(stage)
     if checkpoint is not None:
         st.restore(checkpoint)
@@ -300,31 +304,38 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
             bar.update(1)
             if st.pos.step < total_steps and st.due():
                 st.save({})
-        _end_epoch(st, model, val_set, val_metric, sign, time.perf_counter() - start, bar)
+        _end_epoch(st, model, val_set, val_metric, time.perf_counter() - start, bar)
     bar.close()
-    result = st.pos.result()
+    result = st.pos.result(select)
     run.end(result)
     if st.best_model is not None:
         model.load_state_dict(st.best_model)
     return result
 
 
-def _end_epoch(st: _Stage, model: nn.Module, val_set: SliceDataset, val_metric: str, sign: float,
+def _end_epoch(st: _Stage, model: nn.Module, val_set: SliceDataset, val_metric: str,
                seconds: float, bar: Any) -> None:
-    """Close an epoch: LR schedule, validation, log row, checkpoints (best.pt when it improved)."""
+    """Close an epoch: validation, LR schedule, log row, checkpoints (best.pt when the selection
+    rule keeps this epoch)."""
     pos = st.pos
-    st.sched.step()
     value, recons = validate(model, val_set, val_metric, st.device)
     if not math.isfinite(value):
         st.diverged(f"non-finite validation {val_metric} ({value})")
+    st.sched.step(value)
+    metric = {val_metric: value}
+    if st.select == "val_objective":
+        metric["objective"] = validation_objective(model, st.objective, val_set,
+                                                   st.optim.batch_size, st.device)
+        if not math.isfinite(metric["objective"]):
+            st.diverged(f"non-finite validation objective ({metric['objective']})")
     pos.epoch += 1
     row = {"stage": st.stage, "epoch": pos.epoch, "step": pos.step,
            **{k: v / max(pos.good, 1) for k, v in pos.sums.items()},
-           f"val_{val_metric}": value, "lr": st.opt.param_groups[0]["lr"],
+           **{f"val_{k}": v for k, v in metric.items()}, "lr": st.opt.param_groups[0]["lr"],
            "skipped_nonfinite": pos.epoch_skipped, "seconds": round(seconds, 3)}
     pos.history.append(row)
     st.run.log.append(row)
-    st.run.log.scalars(st.global_step, {val_metric: value}, "val")
+    st.run.log.scalars(st.global_step, metric, "val")
     st.run.log.scalars(st.global_step, {"slices_per_s": st.slices / max(seconds, 1e-9)},
                        "throughput")
     if st.run.log.tensorboard:
@@ -332,8 +343,10 @@ def _end_epoch(st: _Stage, model: nn.Module, val_set: SliceDataset, val_metric: 
     bar.set_postfix(loss=f"{row.get('loss', math.nan):.4g}", val=f"{value:.4g}")
     pos.batch, pos.good, pos.sums, pos.epoch_skipped = 0, 0, {}, 0
     pos.loader_rng = st.loader.generator.get_state()  # where the next epoch's order starts
-    improved = sign * value > sign * pos.best_value
+    score = selection_score(st.select, pos.epoch, val_metric, value, metric.get("objective"))
+    improved = score > pos.best_score
     if improved:
-        pos.best_epoch, pos.best_value = pos.epoch, value
+        pos.best_epoch, pos.best_score = pos.epoch, score
+        pos.best_value = metric["objective"] if st.select == "val_objective" else value
         st.best_model = state_to_cpu(model.state_dict())
-    st.save({val_metric: value}, best=improved)
+    st.save(metric, best=improved)

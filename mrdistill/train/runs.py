@@ -173,7 +173,9 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
 def distill_run(cfg: RunConfig, overwrite: bool = False,
                 datasets: dict[str, SliceDataset] | None = None,
                 teacher: nn.Module | None = None, resume: bool = False) -> RunResult:
-    """Distil `cfg.distill.teacher` into `cfg.model`, stage by stage (each stage restores its best);
+    """Distil `cfg.distill.teacher` into `cfg.model`, stage by stage (each stage restores the epoch
+    its `select` rule keeps: by default the best validation metric with a task term, else the lowest
+    validation value of the stage's own objective);
     without targets from a teacher ensemble when the config has `distill.adaptive`."""
     adaptive = cfg.distill.adaptive if cfg.distill is not None else None
     if cfg.distill is None or not (cfg.distill.stages or adaptive):
@@ -226,8 +228,8 @@ def _distill(cfg: RunConfig, run: RunState, datasets: dict[str, SliceDataset] | 
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
                         epochs=stage.epochs, lr=stage.lr, max_steps=stage.max_steps,
-                        stage=f"stage{k + 1}", progress=cfg.progress, meta=data_meta(cfg.data),
-                        run=run))
+                        stage=f"stage{k + 1}", select=stage.selection,
+                        progress=cfg.progress, meta=data_meta(cfg.data), run=run))
         if isinstance(objective, TeacherCorrectionObjective):
             teacher = run.carry("teacher", objective.teacher)  # later stages learn from it
             _save_corrected_teacher(cfg, run_dir, teacher, k + 1)

@@ -40,10 +40,13 @@ RESUME_KEY = "resume"
 
 @dataclass
 class FitResult:
-    """What one `fit` call (stage) achieved: its best epoch by the validation metric."""
+    """What one `fit` call (stage) achieved. `best_epoch` is the epoch kept (1-based), `best_value`
+    its score under `select`: the validation metric ("val_metric", "last") or the validation
+    objective ("val_objective"); `steps` the stage's training steps."""
 
     best_epoch: int
     best_value: float
+    select: str = "val_metric"
     history: list[dict[str, Any]] = field(default_factory=list)
     steps: int = 0
 
@@ -61,11 +64,12 @@ class StagePosition:
     epoch_skipped: int = 0  # ... in the unfinished epoch (logged)
     best_epoch: int = -1
     best_value: float = math.nan
+    best_score: float = -math.inf  # `train.selection.selection_score` of the kept epoch
     history: list[dict[str, Any]] = field(default_factory=list)
     loader_rng: torch.Tensor | None = None  # data-order generator at the start of the unfinished epoch
 
-    def result(self) -> FitResult:
-        return FitResult(self.best_epoch, self.best_value, list(self.history), self.step)
+    def result(self, select: str) -> FitResult:
+        return FitResult(self.best_epoch, self.best_value, select, list(self.history), self.step)
 
 
 def collect_hooks(objective: nn.Module) -> dict[str, Any]:

@@ -9,8 +9,9 @@ import pytest
 from conftest import run_cli
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TINY = ["--set", "data.image_size=32", "--set", "data.max_train_slices=8",
-        "--set", "data.max_eval_slices=4", "--set", "optim.epochs=1", "--no-progress"]
+SMALL = ["--set", "data.image_size=32", "--set", "data.max_train_slices=8",
+         "--set", "data.max_eval_slices=4", "--no-progress"]
+TINY = [*SMALL, "--set", "optim.epochs=1"]  # distill: stages set their own epochs
 
 
 def test_list(capsys):
@@ -36,7 +37,7 @@ def test_train_distill_evaluate(tmp_path, capsys):
                           "--set", "model.kwargs.cascades=2"], capsys)
     assert code == 0
     teacher = tmp_path / "kdmri_teacher" / "checkpoints" / "best.pt"
-    code, _, _ = run_cli(["distill", "--config", CONFIGS / "kdmri_kd.yaml", *TINY, *out,
+    code, _, _ = run_cli(["distill", "--config", CONFIGS / "kdmri_kd.yaml", *SMALL, *out,
                           "--set", "model.kwargs.cascades=2", "--set", f"distill.teacher={teacher}",
                           "--set", "distill.stages=" +
                           "[{epochs: 1, kd: [{name: imitation}]}]"], capsys)
@@ -58,7 +59,7 @@ def test_bad_config_gives_one_line_and_exit_2(tmp_path, capsys, extra, message):
 
 
 def test_missing_checkpoint_and_unreadable_file(tmp_path, capsys):
-    code, _, err = run_cli(["distill", "--config", CONFIGS / "kdmri_kd.yaml", *TINY,
+    code, _, err = run_cli(["distill", "--config", CONFIGS / "kdmri_kd.yaml", *SMALL,
                             "--set", f"out_dir={tmp_path}", "--set", "distill.teacher=nope.pt"], capsys)
     assert code == 2 and "checkpoint not found: nope.pt" in err
     bad = tmp_path / "bad.yaml"

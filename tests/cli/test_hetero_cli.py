@@ -8,9 +8,9 @@ from conftest import run_cli
 from mrdistill.train.checkpoint import load_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TINY = ["--set", "data.image_size=32", "--set", "data.max_train_slices=4",
-        "--set", "data.max_eval_slices=4", "--set", "data.slab=8", "--set", "optim.epochs=1",
-        "--no-progress"]
+SMALL = ["--set", "data.image_size=32", "--set", "data.max_train_slices=4",
+         "--set", "data.max_eval_slices=4", "--set", "data.slab=8", "--no-progress"]
+TINY = [*SMALL, "--set", "optim.epochs=1"]  # distill: stages set their own epochs
 SWIN = ["--set", "model.kwargs.embed_dim=8", "--set", "model.kwargs.groups=1",
         "--set", "model.kwargs.heads=2", "--set", "model.kwargs.window=4"]
 
@@ -65,7 +65,7 @@ def test_unalignable_feature_pair_is_one_line(tmp_path, capsys):
                          capsys)
     assert code == 0
     teacher = tmp_path / "hetero_teacher" / "checkpoints" / "best.pt"
-    code, _, err = run_cli(["distill", "--config", CONFIGS / "hetero_kd.yaml", *TINY, *out,
+    code, _, err = run_cli(["distill", "--config", CONFIGS / "hetero_kd.yaml", *SMALL, *out,
                             "--set", f"distill.teacher={teacher}",
                             *one_stage("{name: hetero_feature, kwargs: {pairs: {iter2.enc2: body}}}")],
                            capsys)

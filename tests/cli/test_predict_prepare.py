@@ -24,8 +24,9 @@ from mrdistill.train.checkpoint import (data_meta, load_checkpoint, model_payloa
                                         save_checkpoint)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TINY = ["--set", "optim.epochs=1", "--set", "model.kwargs.cascades=1", "--set", "data.max_train_slices=4",
-        "--set", "data.max_eval_slices=4", "--no-progress"]
+SMALL = ["--set", "model.kwargs.cascades=1", "--set", "data.max_train_slices=4",
+         "--set", "data.max_eval_slices=4", "--no-progress"]
+TINY = ["--set", "optim.epochs=1", *SMALL]  # distill: stages set their own epochs
 BIG = {"height": 64, "width": 48, "recon": (48, 48)}  # VIF needs slices of at least 41x41
 
 
@@ -253,13 +254,14 @@ def test_prepare_then_train_on_it(tmp_path, capsys):
 def test_fastmri_knee_configs_train_and_distill(tmp_path, capsys):
     write_fastmri_folder(tmp_path / "knee" / "singlecoil_train", 2, slices=2)
     write_fastmri_folder(tmp_path / "knee" / "singlecoil_val", 2, slices=2)
-    common = [*TINY, "--set", f"out_dir={tmp_path / 'runs'}", "--set", f"data.path={tmp_path / 'knee'}"]
+    where = ["--set", f"out_dir={tmp_path / 'runs'}", "--set", f"data.path={tmp_path / 'knee'}"]
+    common = [*TINY, *where]
     code, _, err = cli(["train", "--config", CONFIGS / "fastmri_knee_teacher.yaml", *common], capsys)
     assert code == 0, err
     teacher = tmp_path / "runs" / "fastmri_knee_teacher" / "checkpoints" / "best.pt"
     assert load_checkpoint(teacher)["data"]["mask"]["kind"] == "random"  # the training data, recorded
     assert load_checkpoint(teacher)["data"]["dataset"] == "fastmri"
-    code, _, err = cli(["distill", "--config", CONFIGS / "fastmri_knee_kd.yaml", *common,
+    code, _, err = cli(["distill", "--config", CONFIGS / "fastmri_knee_kd.yaml", *SMALL, *where,
                         "--set", f"distill.teacher={teacher}",
                         "--set", "distill.stages=[{epochs: 1, kd: [{name: imitation}]}]"], capsys)
     assert code == 0, err

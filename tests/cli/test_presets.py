@@ -12,8 +12,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_preset_applies_between_file_and_overrides():
-    cfg = load_run_config(CONFIGS / "kdmri_kd.yaml", ["optim.epochs=3"], preset="smoke")
-    assert cfg.data.image_size == 32 and cfg.optim.epochs == 3
+    cfg = load_run_config(CONFIGS / "kdmri_kd.yaml", ["optim.batch_size=3"], preset="smoke")
+    assert cfg.data.image_size == 32 and cfg.optim.batch_size == 3 and cfg.optim.epochs == 1
     assert [s.epochs for s in cfg.distill.stages] == [1, 1]
     assert load_run_config(CONFIGS / "kdmri_kd.yaml").data.image_size == 128  # untouched without
 

@@ -82,6 +82,16 @@ def test_teacher_epochs_apply_to_both_teachers_only(tmp_path):
         load_study_config(None, "smoke", ["teacher_epochs=0"])
 
 
+def test_feature_stages_select_by_their_objective_unless_told(tmp_path):
+    sets = [f"out_dir={tmp_path}", "only=[AT]"]
+    by = {c.key: c for c in plan_cells(load_study_config(None, "smoke", sets), 4.0)}
+    assert [s.selection for s in by["4x/AT/std@42"].cfg.distill.stages] == ["val_objective", "val_metric"]
+    old = {c.key: c for c in plan_cells(load_study_config(None, "smoke", [*sets, "feature_select=val_metric"]), 4.0)}
+    assert [s.selection for s in old["4x/AT/sft@42"].cfg.distill.stages] == ["val_metric", "val_metric"]
+    with pytest.raises(MrdistillError, match="study.feature_select 'best'"):
+        load_study_config(None, "smoke", ["feature_select=best"])
+
+
 def test_gap_and_spread_tables():
     rows = [{"acceleration": 4.0, "row": r, "teacher": t, "seed": s, "psnr": v}
             for r, t, s, v in [("Teacher", "std", 1, 30.0), ("Teacher", "sft", 1, 30.2),

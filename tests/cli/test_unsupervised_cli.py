@@ -57,16 +57,21 @@ def test_ssl_teacher_config_trains_without_targets(teacher_run):
     assert ckpt["model_name"] == "ensemble" and ckpt["model_kwargs"]["members"] == 2
 
 
-@pytest.mark.parametrize("weighting", ["adaptive", "plain"])
-def test_adaptive_kd_config_distils_without_targets(teacher_run, tmp_path, capsys, batches, weighting):
+@pytest.mark.parametrize("weighting, average", [("adaptive", "precompute"), ("plain", "precompute"),
+                                                ("adaptive", "running")])
+def test_adaptive_kd_config_distils_without_targets(teacher_run, tmp_path, capsys, batches, weighting,
+                                                    average):
     out, _, _ = teacher_run
     teacher = out / "ssl_teacher" / "checkpoints" / "last.pt"
     code, stdout, _ = run_cli(["distill", "--config", CONFIGS / "adaptive_kd.yaml", *SMOKE, *STUDENT,
                                "--set", f"out_dir={tmp_path}", "--set", f"distill.teacher={teacher}",
-                               "--set", f"distill.adaptive.weighting={weighting}"], capsys)
+                               "--set", f"distill.adaptive.weighting={weighting}",
+                               "--set", f"distill.adaptive.average={average}"], capsys)
     assert code == 0 and "| adaptive_kd |" in stdout and "| teachers |" in stdout
     assert batches and all(b.target is None for b in batches)
-    assert (tmp_path / "adaptive_kd" / "checkpoints" / "last.pt").exists()
+    last = torch.load(tmp_path / "adaptive_kd" / "checkpoints" / "last.pt", weights_only=True)
+    if weighting == "adaptive":  # the average the weights used: a positive variance, set or learnt
+        assert bool(last["extra"]["kd.adaptive.seen"]) and float(last["extra"]["kd.adaptive.avg_variance"]) > 0
 
 
 def test_self_supervised_student_without_distillation(tmp_path, capsys, batches):
