@@ -24,7 +24,7 @@ import torch
 
 from mrdistill.machine import cpu_model as machine
 from mrdistill.config import RunConfig, apply_overrides, from_dict, load_yaml
-from mrdistill.data.superres import make_task_datasets
+from mrdistill.data.build import make_task_datasets
 from mrdistill.eval.report import summarise
 from mrdistill.models.vdsr import Bicubic
 from mrdistill.train.checkpoint import load_model

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from mrdistill.config import DataConfig, RunConfig, from_dict
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets
 from mrdistill.eval.report import summarise
 from mrdistill.train.evaluation import evaluate_models
 from mrdistill.train.checkpoint import load_model

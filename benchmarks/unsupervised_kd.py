@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mrdistill.config import load_run_config
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets, without_targets
 from mrdistill.data.sample import collate_samples
 from mrdistill.distill.adaptive import adaptive_weights, variance_sum
 from mrdistill.eval.report import summarise
@@ -36,7 +36,6 @@ from mrdistill.models import build_model, count_parameters
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.inference import reconstruct
 from mrdistill.train.runs import claim_dir, distill_run, train_run
-from mrdistill.train.unsupervised import target_free
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -152,7 +151,7 @@ def main() -> None:
     claims["teachers_over_student_time"] = round(ms["teachers"] / ms["student"], 2)
     claims["paper_size_teachers_params"] = count_parameters(paper)
     claims["paper_size_teachers_over_student_time"] = round(ms["paper_size_teachers"] / ms["student"], 2)
-    claims["adaptive_weights_on_training_set"] = weight_stats(teacher, target_free(data))
+    claims["adaptive_weights_on_training_set"] = weight_stats(teacher, without_targets(data))
     claims["total_seconds"] = round(time.perf_counter() - start, 1)
     (out / "claims.json").write_text(json.dumps(claims, indent=2) + "\n")
     print(table)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mrdistill.config import DataConfig, RunConfig, from_dict, save_config, to_dict
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets
 from mrdistill.device import resolve_device
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.train.evaluation import evaluate_models, write_evaluation

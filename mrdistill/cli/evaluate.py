@@ -1,6 +1,8 @@
 """`mrdistill evaluate`: score a run's checkpoint on its test split, or score fastMRI-style
-prediction files (`--target-path T --predictions-path P`) the way fastMRI's evaluate.py does, plus
-HFEN and VIF. Writes metrics.json, per_slice.csv (and per_volume.csv) and report.md."""
+prediction files (`--target-path T --predictions-path P [P2 ...]`) the way fastMRI's evaluate.py
+does, plus HFEN and VIF, several prediction folders in one table. Writes metrics.json,
+per_slice.csv (and per_volume.csv), report.md and, for files, figures/ (target, predictions and
+error maps of a few slices)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,15 @@ from pathlib import Path
 
 from mrdistill.cli.common import add_device_arg
 from mrdistill.device import resolve_device
+from mrdistill.config import load_run_config
+from mrdistill.data.build import make_task_datasets
 from mrdistill.errors import MrdistillError
+from mrdistill.eval.report import (markdown_table, summarise, write_metrics_json,
+                                   write_per_slice_csv, write_report_md)
+from mrdistill.train.checkpoint import load_model
+from mrdistill.train.evaluation import evaluate_models, write_evaluation
+from mrdistill.train.file_evaluation import comparison_figures, evaluate_prediction_files
+from mrdistill.train.runs import baseline_for
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_device_arg(run_args, None)
     files = p.add_argument_group("prediction files against fastMRI targets")
     files.add_argument("--target-path", default=None, help="folder of fastMRI files with targets")
-    files.add_argument("--predictions-path", default=None,
-                       help="folder of <name>.h5 files with dataset 'reconstruction' (slices, H, W)")
+    files.add_argument("--predictions-path", nargs="+", default=None,
+                       help="one or more folders of <name>.h5 files with dataset 'reconstruction' "
+                            "(slices, H, W), e.g. from predict and predict --zero-filled: scored "
+                            "against the same targets in one table, with figures")
     files.add_argument("--challenge", choices=("singlecoil", "multicoil"), default=None,
                        help="target reconstruction_esc or reconstruction_rss (default: by the k-space)")
     files.add_argument("--acceleration", type=float, default=None,
@@ -32,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     files.add_argument("--metrics", default="nmse,psnr,ssim,hfen,vif",
                        help="comma-separated metrics (default: %(default)s)")
     p.add_argument("--out", default=None,
-                   help="output folder (default: <run>/evaluation or <predictions-path>/evaluation)")
+                   help="output folder (default: <run>/evaluation or <predictions-path>/evaluation; "
+                        "required with several prediction folders)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -49,12 +62,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_mode(args: argparse.Namespace) -> int:
-    from mrdistill.config import load_run_config
-    from mrdistill.data.superres import make_task_datasets
-    from mrdistill.train.checkpoint import load_model
-    from mrdistill.train.evaluation import evaluate_models, write_evaluation
-    from mrdistill.train.runs import baseline_for
-
     run_dir = Path(args.run)
     if not (run_dir / "config.yaml").is_file():
         raise MrdistillError(f"{run_dir} is not a run directory (no config.yaml)")
@@ -72,34 +79,59 @@ def _run_mode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _file_mode(args: argparse.Namespace) -> int:
-    from mrdistill.eval.report import (markdown_table, summarise, write_metrics_json,
-                                       write_per_slice_csv, write_report_md)
-    from mrdistill.train.file_evaluation import evaluate_prediction_files
+def _labels(paths: list[str]) -> list[str]:
+    """Table labels: the folder names, made unique with their parents where two share a name."""
+    names = [Path(p).resolve().name or "predictions" for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [str(Path(p).resolve().relative_to(Path(p).resolve().anchor)) for p in paths]
 
+
+def _file_mode(args: argparse.Namespace) -> int:
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    ev = evaluate_prediction_files(args.target_path, args.predictions_path, challenge=args.challenge,
-                                   acceleration=args.acceleration, acquisition=args.acquisition,
-                                   metrics=metrics, progress=not args.no_progress)
-    label = Path(args.predictions_path).resolve().name or "predictions"
-    summary = summarise({label: ev.metric_rows(metrics)})
-    out = Path(args.out) if args.out else Path(args.predictions_path) / "evaluation"
-    meta = {"target_path": str(args.target_path), "predictions_path": str(args.predictions_path),
+    paths = list(args.predictions_path)
+    if len(paths) > 1 and not args.out:
+        raise MrdistillError("several --predictions-path folders: give --out for the common table")
+    labels = _labels(paths)
+    evs = {label: evaluate_prediction_files(args.target_path, path, challenge=args.challenge,
+                                            acceleration=args.acceleration,
+                                            acquisition=args.acquisition, metrics=metrics,
+                                            progress=not args.no_progress)
+           for label, path in zip(labels, paths)}
+    summary = summarise({label: ev.metric_rows(metrics) for label, ev in evs.items()})
+    out = Path(args.out) if args.out else Path(paths[0]) / "evaluation"
+    first = next(iter(evs.values()))
+    meta = {"target_path": str(args.target_path),
+            "predictions_path": paths[0] if len(paths) == 1 else dict(zip(labels, paths)),
             "challenge": args.challenge or "by k-space coils", "acceleration": args.acceleration,
-            "acquisition": args.acquisition, "volumes": len(ev.per_volume),
-            "filtered_out": ev.filtered_out,
+            "acquisition": args.acquisition, "volumes": len(first.per_volume),
+            "filtered_out": first.filtered_out,
             "conventions": "fastMRI evaluate.py: crop to (w, w) of the target; per volume; data "
                            "range = target volume max; SSIM 7x7 uniform, K1 0.01, K2 0.03, mean over "
                            "slices; HFEN LoG 15x15 sigma 1.5; VIF-P"}
     write_metrics_json(out / "metrics.json", summary, meta=meta)
-    write_per_slice_csv(out / "per_slice.csv", ev.per_slice)
-    write_per_slice_csv(out / "per_volume.csv", ev.per_volume)
+    if len(evs) == 1:
+        write_per_slice_csv(out / "per_slice.csv", first.per_slice)
+        write_per_slice_csv(out / "per_volume.csv", first.per_volume)
+    else:  # one table for all folders: a leading column names the folder of each row
+        write_per_slice_csv(out / "per_slice.csv",
+                            [{"predictions": k, **row} for k, ev in evs.items() for row in ev.per_slice])
+        write_per_slice_csv(out / "per_volume.csv",
+                            [{"predictions": k, **row} for k, ev in evs.items() for row in ev.per_volume])
+    figures = comparison_figures(args.target_path, dict(zip(labels, map(Path, paths))), out / "figures",
+                                 volumes=[row["volume"] for row in first.per_volume],
+                                 challenge=args.challenge)
     table = markdown_table(summary, metrics=tuple(m for m in ("psnr", "ssim", "nmse", "hfen", "vif")
                                                   if m in metrics) or metrics)
-    notes = [f"{k}: {v}" for k, v in meta.items()]
-    write_report_md(out / "report.md", f"{label}: fastMRI evaluation", table, notes)
-    line = " ".join(f"{m.upper()} = {mean:.4g} +/- {two_sd:.4g}" for m, (mean, two_sd) in summary[label].items())
-    print(f"{len(ev.per_volume)} volumes: {line}\n")
+    notes = [f"{k}: {v}" for k, v in meta.items()] + [f"figure: {f.name}" for f in figures]
+    title = f"{labels[0]}: fastMRI evaluation" if len(labels) == 1 else "fastMRI evaluation"
+    write_report_md(out / "report.md", title, table, notes)
+    for label, ev in evs.items():
+        line = " ".join(f"{m.upper()} = {mean:.4g} +/- {two_sd:.4g}"
+                        for m, (mean, two_sd) in summary[label].items())
+        print(f"{label}: {len(ev.per_volume)} volumes: {line}" if len(evs) > 1
+              else f"{len(ev.per_volume)} volumes: {line}")
+    print()
     print(table)
     print(f"written: {out}")
     return 0

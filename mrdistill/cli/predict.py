@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_device_arg(p, None, d.device)
     p.add_argument("--no-fast", dest="fast", action="store_false", default=None,
                    help="run the eager model instead of the fast CPU inference path (DC-CNN on CPU)")
+    p.add_argument("--zero-filled", action="store_true", default=None,
+                   help="write the zero-filled baseline (the same masks and scaling the model gets) "
+                        "instead of the model's reconstruction")
     p.add_argument("--skip-bad", action="store_true", help="leave out unreadable inputs, list them, go on")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -52,7 +55,8 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
                                  ("center_fraction", args.center_fraction), ("path", args.mask_path))
                if v is not None}
     mask = replace(training_mask(args.checkpoint, cfg), **changes) if changes else None
-    given = {k: getattr(args, k) for k in ("coil_mode", "slice_axis", "batch_size", "device", "fast")
+    given = {k: getattr(args, k) for k in ("coil_mode", "slice_axis", "batch_size", "device", "fast",
+                                           "zero_filled")
              if getattr(args, k) is not None}
     cfg = replace(cfg, mask=mask, **given)
     return replace(cfg, device=str(resolve_device(cfg.device)))

@@ -10,6 +10,7 @@ import argparse
 
 from mrdistill.cli.common import add_device_arg
 from mrdistill.device import resolve_device
+from mrdistill.cli.common import add_out_arg, split_out
 from mrdistill.study import PRESETS, load_study_config, run_study
 
 
@@ -24,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a study config value, e.g. --set seeds=[42,43,44] (repeatable)")
     add_device_arg(p, None)
+    add_out_arg(p, "study")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -33,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         cfg.progress = False
     cfg.device = str(resolve_device(args.device or cfg.device))
+    if args.out is not None:
+        cfg.out_dir, cfg.name = split_out(args.out)
     result = run_study(cfg)
     print(result.markdown)
     print(f"report: {result.out / 'report.md'}  table: {result.out / 'study.csv'}  "

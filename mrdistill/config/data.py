@@ -88,6 +88,10 @@ class PredictConfig:
     # images up to float32 rounding (~1e-6 relative), 4-6x faster than eager at 256^2
     # (benchmarks/results/inference.md).
     fast: bool = True
+    # Write the zero-filled input (the magnitude of the inverse FFT of the masked k-space, with the
+    # very masks and scaling the model would get) instead of the model's reconstruction: the
+    # baseline to score next to the model's predictions.
+    zero_filled: bool = False
 
 
 @dataclass

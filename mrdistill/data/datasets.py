@@ -18,9 +18,8 @@ from mrdistill.data.simulate import foreground_fraction, simulate_kspace, square
 from mrdistill.data.sources import load_source
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.physics.fft import ifft2c, image_to_network
+from mrdistill.data.splits import SPLITS, assign_slabs, evenly_subsample
 from mrdistill.physics.masks import make_mask, stable_seed
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -30,22 +29,6 @@ class SliceRecord:
     volume: str
     slice_index: int
     image: np.ndarray
-
-
-def assign_slabs(n_slabs: int, fractions: list[float]) -> list[str]:
-    """Deterministically spread slabs over the splits: each slab goes to the split furthest below
-    its target share, so val and test slabs are interleaved through the volume."""
-    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
-        raise MrdistillError(f"split_fractions must be 3 non-negative numbers, got {fractions}")
-    share = np.asarray(fractions, dtype=float) / sum(fractions)
-    counts = np.zeros(3)
-    out = []
-    for k in range(n_slabs):
-        deficit = share * (k + 1) - counts
-        j = int(np.argmax(deficit))
-        counts[j] += 1
-        out.append(SPLITS[j])
-    return out
 
 
 def volume_records(name: str, volume: np.ndarray, cfg: DataConfig) -> dict[str, list[SliceRecord]]:
@@ -64,14 +47,6 @@ def volume_records(name: str, volume: np.ndarray, cfg: DataConfig) -> dict[str, 
             img = img / max(float(img.max()), 1e-8)
             out[split].append(SliceRecord(vol_id, i, img.astype(np.float32)))
     return out
-
-
-def evenly_subsample(records: list[SliceRecord], limit: int | None) -> list[SliceRecord]:
-    """At most `limit` records, evenly spaced (deterministic)."""
-    if limit is None or len(records) <= limit:
-        return records
-    idx = np.linspace(0, len(records) - 1, limit).round().astype(int)
-    return [records[i] for i in idx]
 
 
 def build_splits(cfg: DataConfig) -> dict[str, list[SliceRecord]]:
@@ -178,18 +153,12 @@ class MixedDataset(Dataset):
         return [list(range(n)), list(range(n, len(self)))]
 
 
-def make_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDataset]:
+def make_embedded_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDataset]:
     """train/val/test `SliceDataset`s over the embedded corpus described by `cfg`.
 
     With `cfg.labeled_train_slices`, "train" holds only the labelled slices and "unlabeled" the
-    undersampled-only rest (target None). `cfg.dataset` "fastmri" or "prepared" reads HDF5 folders
-    instead (`data.fastmri.make_file_datasets`).
+    undersampled-only rest (target None). Data sets of every kind: `data.build.make_datasets`.
     """
-    check_choice("data.dataset", cfg.dataset, ("embedded", "fastmri", "prepared"))
-    if cfg.dataset != "embedded":
-        from mrdistill.data.fastmri import make_file_datasets  # h5py is imported only when needed
-
-        return make_file_datasets(cfg, seed)  # type: ignore[return-value]
     records = build_splits(cfg)
     out = {split: SliceDataset(records[split], cfg, split, seed) for split in SPLITS}
     n = cfg.labeled_train_slices

@@ -7,8 +7,9 @@ cached folder index (`fastmri_index`).
 What a slice becomes (`Sample`):
 - Files with full k-space (train/val): the mask is drawn here from `DataConfig.mask` (fastMRI's
   `random`/`equispaced_fraction` kinds via `physics.masks.make_mask`); validation and test masks
-  are seeded from the file name (`stable_seed`), so every slice of a volume shares one mask, and
-  training masks per slice (fresh every epoch with `mask.fresh_train_masks`). Columns outside the
+  are seeded from the file name exactly as fastMRI's data transforms seed them (`fastmri_seed`:
+  the file name's characters), so every slice of a volume shares one mask, that mask is fastMRI's
+  own for the file, and validation numbers are comparable with fastMRI's; training masks per slice (fresh every epoch with `mask.fresh_train_masks`). Columns outside the
   ismrmrd phase-encode limits (zero padding) are never marked as sampled.
 - Files with a stored `mask` (fastMRI test files) are used as acquired.
 - Target: `reconstruction_esc` (single-coil) or `reconstruction_rss` (multi-coil), typically a
@@ -36,12 +37,13 @@ from mrdistill.data.coils import combine_coils, estimate_smaps, rss
 from mrdistill.data.crop import center_crop, clamp_crop_size
 from mrdistill.data.fastmri_index import index_folder
 from mrdistill.data.fastmri_io import TARGET_KEYS, VolumeInfo, open_h5
+from mrdistill.data.prepared import read_manifest
 from mrdistill.data.sample import Sample
+from mrdistill.data.splits import SPLITS, evenly_subsample
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.physics.fft import fft2c, ifft2c, image_to_network
-from mrdistill.physics.masks import make_mask, stable_seed
+from mrdistill.physics.masks import MaskSeed, fastmri_seed, make_mask, stable_seed
 
-SPLITS = ("train", "val", "test")
 COIL_MODES = ("combine", "multi")
 
 
@@ -86,6 +88,10 @@ class FastMRISliceDataset(Dataset):
 
     def __len__(self) -> int:
         return int(self.vol_ids.shape[0])
+
+    def items(self) -> list[tuple[int, int]]:
+        """The (volume index, slice) pairs of this data set, in order."""
+        return list(zip(self.vol_ids.tolist(), self.slice_ids.tolist()))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's fresh training masks (no effect on fixed masks)."""
@@ -158,11 +164,12 @@ class FastMRISliceDataset(Dataset):
         if stored is not None:
             return torch.from_numpy(stored.astype(np.float32)).reshape(1, 1, info.width)
         m = self.cfg.mask
+        seed: MaskSeed
         if self.split == "train":
             key = f"{info.name}:{s}" + (f":{self.epoch}" if m.fresh_train_masks else "")
             seed = (stable_seed(key) + self.seed) % 2**32
-        else:
-            seed = stable_seed(info.name)
+        else:  # fastMRI's seed: the file name with its extension
+            seed = fastmri_seed(Path(info.path).name)
         mask = make_mask(m.kind, (info.height, info.width), m.acceleration, seed=seed,
                          center_fraction=m.center_fraction, center_lines=m.center_lines, path=m.path)
         left = min(max(info.encoding.padding_left, 0), info.width)
@@ -210,10 +217,8 @@ def _every_nth(items: list, fraction: float) -> list:
 
 def _limit(volumes: list[VolumeInfo], limit: int | None) -> list[tuple[int, int]]:
     """Every (volume, slice) pair, or `limit` of them evenly spaced."""
-    items = [(v, s) for v, info in enumerate(volumes) for s in range(info.num_slices)]
-    if limit is None or len(items) <= limit:
-        return items
-    return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+    return evenly_subsample([(v, s) for v, info in enumerate(volumes) for s in range(info.num_slices)],
+                            limit)
 
 
 def file_splits(cfg: DataConfig) -> tuple[dict[str, list[VolumeInfo]], str]:
@@ -227,8 +232,6 @@ def file_splits(cfg: DataConfig) -> tuple[dict[str, list[VolumeInfo]], str]:
         return _every_nth(index_folder(folder, cache, skip_bad=fm.skip_bad).volumes, fm.volume_fraction)
 
     if cfg.dataset == "prepared":
-        from mrdistill.data.prepared import read_manifest  # prepared imports nothing from here
-
         manifest = read_manifest(root)
         if manifest["mode"] == "complex" and cfg.mode == "real":
             raise MrdistillError(f"{root} holds complex k-space (prepared with --mode complex): "

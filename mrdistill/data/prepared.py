@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from mrdistill.atomic import atomic_write_text
 from mrdistill.config import PrepareConfig
 from mrdistill.data.coils import simulate_coil_maps
-from mrdistill.data.datasets import assign_slabs
+from mrdistill.data.splits import assign_slabs
 from mrdistill.data.fastmri_io import write_fastmri_file
 from mrdistill.data.simulate import foreground_fraction, smooth_phase, square_resize
 from mrdistill.data.volumes import InputItem, read_volume

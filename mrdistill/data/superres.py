@@ -20,7 +20,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from mrdistill.config import DataConfig, SuperResConfig
-from mrdistill.data.datasets import SPLITS, SliceDataset, SliceRecord, build_splits, make_datasets
+from mrdistill.data.datasets import SliceRecord, build_splits
+from mrdistill.data.splits import SPLITS
 from mrdistill.data.sample import Sample
 from mrdistill.data.simulate import simulate_kspace
 from mrdistill.errors import MrdistillError, check_choice
@@ -152,11 +153,6 @@ def make_sr_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SRDataset]:
     check_scale((cfg.image_size, cfg.image_size), sr.scale)
     records = build_splits(cfg)
     return {split: SRDataset(records[split], cfg, split, sr) for split in SPLITS}
-
-
-def make_task_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDataset | SRDataset]:
-    """Super-resolution data sets when `cfg.superres` is set, reconstruction ones otherwise."""
-    return make_sr_datasets(cfg, seed) if cfg.superres is not None else make_datasets(cfg, seed)
 
 
 def _check_image(arr: np.ndarray) -> np.ndarray:

@@ -5,8 +5,9 @@ Per model: parameters and FLOPs per slice (`models.flops.count_flops`: conv mult
 bias, FFT or DC work). Per model and backend: latency p50/p95 per batch and per slice, throughput,
 peak memory (RSS on CPU, `max_memory_allocated` on CUDA), achieved GFLOP/s and its fraction of the
 fp32 matmul peak measured in the same rounds, the largest difference from the eager image
-(relative to its max), and the speed-up of every model over the first one (give the teacher
-first) as the median over rounds of the per-round time ratio.
+(relative to its max), the speed-up of every model over the first one (give the teacher first)
+per backend and of every backend over eager per model, each the median over rounds of the
+per-round time ratio.
 """
 
 from __future__ import annotations
@@ -158,12 +159,26 @@ def run_benchmark(models: list[BenchModel], s: BenchSettings, command: str = "",
             "memory": memory[key],
             "max_rel_error_vs_eager": errors[key], "device": backend.device,
             "description": backend.description, "setup_seconds": backend.setup_seconds}
-    first = models[0].label
-    report["reference_model"] = first
-    report["speedup_vs_reference"] = {
-        m.label: {b: per_round_ratio(times[f"{first}/{b}"], times[f"{m.label}/{b}"]) for b in s.backends}
-        for m in models[1:]}
+    report["reference_model"] = models[0].label
+    add_ratios(report)
     report["machine"]["loadavg_end"] = os.getloadavg()
+    return report
+
+
+def add_ratios(report: dict) -> dict:
+    """Speed-ups from the recorded per-round times (medians of per-round ratios): of every model
+    over the reference (first) model per backend, and of every backend over eager per model."""
+    results, first = report["results"], report["reference_model"]
+
+    def times(label: str, backend: str) -> list[float]:
+        return results[label][backend]["seconds_per_call"]
+
+    report["speedup_vs_reference"] = {
+        label: {b: per_round_ratio(times(first, b), times(label, b)) for b in rows}
+        for label, rows in results.items() if label != first}
+    report["speedup_vs_eager"] = {
+        label: {b: per_round_ratio(times(label, "eager"), times(label, b)) for b in rows if b != "eager"}
+        for label, rows in results.items() if "eager" in rows}
     return report
 
 
@@ -199,6 +214,9 @@ def render_markdown(report: dict) -> str:
     for label, ratios in report["speedup_vs_reference"].items():
         text = ", ".join(f"{b} {v:.2f}x" for b, v in ratios.items())
         lines.append(f"Speed-up of {label} over {report['reference_model']} (per backend): {text}.")
+    for label, ratios in report.get("speedup_vs_eager", {}).items():
+        text = ", ".join(f"{b} {v:.2f}x" for b, v in ratios.items())
+        lines.append(f"Speed-up over eager of {label} (per backend): {text}.")
     backends = next(iter(report["results"].values()))
     lines += ["", "Backends: " + "; ".join(f"{b}: {r['description']}" for b, r in backends.items()) + ".", ""]
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from mrdistill.data.sample import Sample, collate_samples
 from mrdistill.distill.registry import get_feature
 from mrdistill.errors import MrdistillError, check_choice
-from mrdistill.models.base import ReconOutput
+from mrdistill.models.base import ReconOutput, run_model
 from mrdistill.physics.fft import magnitude
 
 WEIGHTINGS = ("adaptive", "plain")
@@ -114,10 +114,12 @@ class AdaptiveDistillation(nn.Module):
         return weighted_mse(s, t, w)
 
 
-def _key(kspace: Tensor, mask: Tensor) -> str:
-    """A content hash of one item's input (its k-space and mask)."""
+def _key(kspace: Tensor, mask: Tensor, smaps: Tensor | None) -> str:
+    """A content hash of one item's input (its k-space, mask and coil maps if any)."""
     h = hashlib.sha1(kspace.detach().cpu().numpy().tobytes())
     h.update(mask.detach().cpu().float().numpy().tobytes())
+    if smaps is not None:
+        h.update(smaps.detach().cpu().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -126,6 +128,7 @@ class MemoTeacher(nn.Module):
 
     A frozen teacher in eval mode is a pure function of its input, so this changes no result; it
     only runs the teacher once per distinct slice. Remembers `image` and the "variance" feature.
+    Takes coil maps when the teacher does (`accepts_smaps`), so `run_model` passes them on.
     """
 
     def __init__(self, teacher: nn.Module) -> None:
@@ -133,13 +136,20 @@ class MemoTeacher(nn.Module):
         self.teacher = teacher
         self.memo: dict[str, tuple[Tensor, Tensor | None]] = {}
 
+    @property
+    def accepts_smaps(self) -> bool:
+        return bool(getattr(self.teacher, "accepts_smaps", False))
+
     @torch.no_grad()
-    def forward(self, kspace: Tensor, mask: Tensor, *, return_features: bool = False) -> ReconOutput:
+    def forward(self, kspace: Tensor, mask: Tensor, *, smaps: Tensor | None = None,
+                return_features: bool = False) -> ReconOutput:
         mask = mask.expand(kspace.shape[0], *mask.shape[1:])
-        keys = [_key(kspace[i], mask[i]) for i in range(kspace.shape[0])]
+        keys = [_key(kspace[i], mask[i], None if smaps is None else smaps[i])
+                for i in range(kspace.shape[0])]
         missing = [i for i, k in enumerate(keys) if k not in self.memo]
         if missing:
-            out = self.teacher(kspace[missing], mask[missing], return_features=True)
+            extra = {} if smaps is None else {"smaps": smaps[missing]}
+            out = self.teacher(kspace[missing], mask[missing], return_features=True, **extra)
             variance = out.features.get("variance")
             for j, i in enumerate(missing):
                 self.memo[keys[i]] = (out.image[j], None if variance is None else variance[j])
@@ -159,7 +169,7 @@ def dataset_mean_variance(teacher: nn.Module, dataset: Dataset, device: str | to
     total, count = 0.0, 0
     for batch in tqdm(loader, desc="teacher variance", disable=not progress, leave=False):
         batch = batch.to(device)
-        out = teacher(batch.kspace, batch.mask, return_features=True)
+        out = run_model(teacher, batch, return_features=True)
         v = variance_sum(get_feature(out.features, "variance", "teacher"))
         total += float(v.sum())
         count += v.shape[0]

@@ -32,6 +32,14 @@ def input_kind(model: nn.Module) -> str:
     return kind
 
 
+def coil_maps_for(model: nn.Module, sample: "Sample") -> Tensor | None:
+    """The coil maps `run_model` passes to `model` for this batch: `sample.smaps` complex64
+    (N, C, H, W) when the batch has them and the model declares `accepts_smaps`, else None. A
+    model given maps returns a coil-combined image; without maps, one image per coil (or one)."""
+    smaps = getattr(sample, "smaps", None)
+    return smaps if smaps is not None and getattr(model, "accepts_smaps", False) else None
+
+
 def run_model(model: nn.Module, sample: "Sample", return_features: bool = False) -> ReconOutput:
     """Run `model` on a batch with the input its `input_kind` asks for.
 
@@ -51,7 +59,7 @@ def run_model(model: nn.Module, sample: "Sample", return_features: bool = False)
                                  f"{tuple(target.shape[-2:])}): set data.superres.scale: {scale}")
         return model(lowres, None, return_features=return_features)
     # Multi-coil data carry coil maps; models that use them (accepts_smaps = True) get them.
-    smaps = getattr(sample, "smaps", None)
-    if smaps is not None and getattr(model, "accepts_smaps", False):
+    smaps = coil_maps_for(model, sample)
+    if smaps is not None:
         return model(sample.kspace, sample.mask, smaps=smaps, return_features=return_features)
     return model(sample.kspace, sample.mask, return_features=return_features)

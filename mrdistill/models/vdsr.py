@@ -8,6 +8,12 @@ scale >= 2 makes a super-resolution model (`input_kind = "lowres"`): forward(low
 interpolates to (s*h, s*w) first ("fourier": zero-padded k-space, what KD-MRI's inputs are; or
 "bicubic"). scale = 1 makes a k-space reconstruction model: x is the zero-filled image and a hard DC
 step follows the residual (switch it off with dc=False).
+
+Where the magnitude is taken. The SR model above interpolates the low-res *magnitude* (magnitude
+before zero-padded upsampling). KD-MRI's VDSR input is the magnitude of the inverse FFT of the
+zero-padded central k-space block (magnitude *after* upsampling): that is
+`vdsr(scale=1, kspace_input="magnitude", dc=False)` run on super-resolution data, whose samples
+carry the central block on the high-res grid as `kspace` (`data.superres.SRDataset`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from mrdistill.physics.consistency import dc_network_image
 from mrdistill.physics.fft import ifft2c, image_to_network
 
 UPSAMPLERS = {"fourier": fourier_upsample, "bicubic": bicubic_upsample}
+# How a k-space model (scale 1) turns k-space into its input image: "network" = the network layout
+# (real part, or real/imag channels); "magnitude" = root-sum-of-squares magnitude (KD-MRI's SR input).
+KSPACE_INPUTS = ("network", "magnitude")
 
 
 def check_sr_scale(scale: int) -> None:
@@ -48,10 +57,15 @@ class VDSR(nn.Module):
     input_kind = "kspace"
 
     def __init__(self, layers: int = 11, channels: int = 64, in_channels: int = 1, scale: int = 1,
-                 upsampler: str = "fourier", dc: bool = True) -> None:
+                 upsampler: str = "fourier", dc: bool = True, kspace_input: str = "network") -> None:
         super().__init__()
         check_sr_scale(scale)
         check_choice("upsampler", upsampler, list(UPSAMPLERS))
+        check_choice("vdsr kspace_input", kspace_input, KSPACE_INPUTS)
+        if kspace_input == "magnitude" and (scale != 1 or in_channels != 1):
+            raise MrdistillError("vdsr kspace_input 'magnitude' needs scale 1 and in_channels 1 "
+                                 "(a magnitude image from k-space)")
+        self.kspace_input = kspace_input
         if layers < 2:
             raise MrdistillError(f"VDSR needs at least 2 layers, got {layers}")
         if in_channels not in (1, 2):
@@ -72,7 +86,11 @@ class VDSR(nn.Module):
             inp = UPSAMPLERS[self.upsampler](x, self.scale)
         else:
             kspace = x
-            inp = image_to_network(ifft2c(kspace), self.in_channels == 2)
+            coil_images = ifft2c(kspace)
+            if self.kspace_input == "magnitude":
+                inp = coil_images.abs().square().sum(dim=1, keepdim=True).sqrt()
+            else:
+                inp = image_to_network(coil_images, self.in_channels == 2)
         h = inp
         last = len(self.convs) - 1
         for j, conv in enumerate(self.convs):

@@ -21,6 +21,9 @@ from torch import Tensor
 
 from mrdistill.errors import MrdistillError, check_choice
 
+# An integer seed, or an array seed (a tuple of 32-bit words) as fastMRI seeds validation masks.
+MaskSeed = int | tuple[int, ...]
+
 MASK_KINDS = ("kdmri", "kdmri_wide", "random", "equispaced_fraction", "gaussian2d", "fixed")
 
 # fastMRI's pairing of acceleration and centre fraction; other accelerations keep the same product.
@@ -39,12 +42,21 @@ def stable_seed(name: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def fastmri_seed(file_name: str) -> tuple[int, ...]:
+    """The seed fastMRI's data transforms give a file's fixed (validation/test) mask: the code points
+    of its file name with extension (`"file1000001.h5"`), used by numpy as an array seed. Masks
+    drawn with it are fastMRI's masks for that file, so validation numbers are comparable."""
+    if not file_name:
+        raise MrdistillError("fastmri_seed needs a non-empty file name")
+    return tuple(ord(c) for c in file_name)
+
+
 def make_mask(
     kind: str,
     shape: tuple[int, int],
     acceleration: float,
     *,
-    seed: int,
+    seed: MaskSeed,
     center_fraction: float | None = None,
     center_lines: int | None = None,
     centred: bool = True,
@@ -56,13 +68,14 @@ def make_mask(
         kind: one of `MASK_KINDS`.
         shape: (H, W) of the k-space to be sampled.
         acceleration: undersampling factor (> 1); ignored for `fixed`.
-        seed: integer in [0, 2**32); the mask is a pure function of its arguments.
+        seed: integer in [0, 2**32), or a non-empty tuple of such integers (an array seed, as
+            `fastmri_seed` gives); the mask is a pure function of its arguments.
         center_fraction: fraction of fully sampled central columns (`random`,
-            `equispaced_fraction`, `kdmri`, `kdmri_wide`); default for the fastMRI kinds 0.08 at 4x, 0.04 at 8x,
-            else 0.32/acceleration.
+            `equispaced_fraction`, `kdmri`, `kdmri_wide`); default for the fastMRI kinds 0.08 at
+            4x, 0.04 at 8x, else 0.32/acceleration.
         center_lines: number of fully sampled central lines (alternative to `center_fraction`);
-            default 10 for `kdmri`/`kdmri_wide` and an 8x8 block for `gaussian2d` (both capped at half the
-            sampling budget on small images).
+            default 10 for `kdmri`/`kdmri_wide` and an 8x8 block for `gaussian2d` (both capped at
+            half the sampling budget on small images).
         centred: layout of the returned mask (see module docstring).
         path: `.npy` file for `fixed` (read as a centred mask).
 
@@ -114,10 +127,16 @@ def _check_acceleration(acceleration: float) -> None:
         raise MrdistillError(f"acceleration must be a number > 1, got {acceleration}")
 
 
-def _check_seed(seed: int) -> None:
-    # numpy's RandomState (needed for exact fastMRI masks) only takes 32-bit unsigned seeds.
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise MrdistillError(f"mask seed must be an integer in [0, 2**32), got {seed!r}; see stable_seed()")
+def _is_seed_word(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and 0 <= value < 2**32
+
+
+def _check_seed(seed: MaskSeed) -> None:
+    # numpy's RandomState (needed for exact fastMRI masks) only takes 32-bit unsigned seed words.
+    words = seed if isinstance(seed, tuple) else (seed,)
+    if not words or not all(_is_seed_word(w) for w in words):
+        raise MrdistillError(f"mask seed must be an integer in [0, 2**32) or a tuple of them, "
+                             f"got {seed!r}; see stable_seed() and fastmri_seed()")
 
 
 def _num_low(width: int, acceleration: float, center_fraction: float | None,
@@ -154,7 +173,7 @@ def _center_band(width: int, n_low: int) -> np.ndarray:
     return band
 
 
-def _fastmri_rng(seed: int) -> np.random.RandomState:
+def _fastmri_rng(seed: MaskSeed) -> np.random.RandomState:
     """RandomState in the state fastMRI's MaskFunc has after choosing (center_fraction, acceleration).
 
     fastMRI always draws the index of the (cf, acc) pair, even when there is only one pair; with one
@@ -166,7 +185,7 @@ def _fastmri_rng(seed: int) -> np.random.RandomState:
     return rng
 
 
-def _random_mask(width: int, acceleration: float, seed: int, n_low: int) -> np.ndarray:
+def _random_mask(width: int, acceleration: float, seed: MaskSeed, n_low: int) -> np.ndarray:
     """fastMRI `RandomMaskFunc`: centre band plus i.i.d. columns with the probability that makes the
     expected total W/acceleration."""
     rng = _fastmri_rng(seed)
@@ -175,7 +194,7 @@ def _random_mask(width: int, acceleration: float, seed: int, n_low: int) -> np.n
     return (outer | _center_band(width, n_low)).astype(np.float32)
 
 
-def _equispaced_fraction_mask(width: int, acceleration: float, seed: int, n_low: int) -> np.ndarray:
+def _equispaced_fraction_mask(width: int, acceleration: float, seed: MaskSeed, n_low: int) -> np.ndarray:
     """fastMRI `EquispacedMaskFractionFunc`: centre band plus columns at a fractional spacing chosen
     so that outer + centre lines total about W/acceleration; random integer offset."""
     if n_low * acceleration >= width:
@@ -230,7 +249,8 @@ def kdmri_line_density(width: int, acceleration: float, n_low: int, *, wide: boo
     return density / density.sum()
 
 
-def _kdmri_mask(width: int, acceleration: float, seed: int, n_low: int, *, wide: bool) -> np.ndarray:
+def _kdmri_mask(width: int, acceleration: float, seed: MaskSeed, n_low: int, *,
+                wide: bool) -> np.ndarray:
     """KD-MRI variable density: `n_low` central lines plus lines drawn without replacement with
     `kdmri_line_density`, round(W/acceleration) lines in total (Schlemper truncates W/acceleration;
     the two agree whenever its fractional part is below one half)."""
@@ -244,7 +264,8 @@ def _kdmri_mask(width: int, acceleration: float, seed: int, n_low: int, *, wide:
     return mask.astype(np.float32)
 
 
-def _gaussian2d_mask(height: int, width: int, acceleration: float, seed: int, side: int) -> np.ndarray:
+def _gaussian2d_mask(height: int, width: int, acceleration: float, seed: MaskSeed,
+                     side: int) -> np.ndarray:
     """2-D variable density: a fully sampled side x side central block plus points drawn without
     replacement from a separable Gaussian density (std (n-1)/4 per axis, as in SSDU), for
     round(H*W/acceleration) points in total."""

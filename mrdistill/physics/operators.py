@@ -27,15 +27,20 @@ def apply_mask(kspace: Tensor, mask: Tensor) -> Tensor:
     return kspace.to(torch.complex64) * mask.to(torch.float32) + 0.0
 
 
+def expand_coils(image: Tensor, smaps: Tensor | None) -> Tensor:
+    """S x: a coil-combined complex image (N, 1, H, W) -> the coil images complex64 (N, C, H, W)
+    with coil maps `smaps` (N, C, H, W); without maps the image is returned as it is (already one
+    image per coil, or single-coil)."""
+    image = image.to(torch.complex64)
+    return image if smaps is None else smaps.to(torch.complex64) * image
+
+
 def forward_op(image: Tensor, mask: Tensor, smaps: Tensor | None = None) -> Tensor:
     """A x: complex image -> masked complex64 k-space (N, C, H, W).
 
     image: (N, 1, H, W) with `smaps` (N, C, H, W); (N, C, H, W) when `smaps` is None.
     """
-    image = image.to(torch.complex64)
-    if smaps is not None:
-        image = smaps.to(torch.complex64) * image
-    return apply_mask(fft2c(image), mask)
+    return apply_mask(fft2c(expand_coils(image, smaps)), mask)
 
 
 def adjoint_op(kspace: Tensor, mask: Tensor, smaps: Tensor | None = None) -> Tensor:

@@ -1,6 +1,9 @@
 """Self-supervised losses: they compare predictions with acquired k-space only, never with a target.
 
 Shapes: complex images and k-space complex64 (N, C, H, W); masks float broadcastable to k-space.
+Multi-coil: a coil-combined image (N, 1, H, W) with coil maps `smaps` (N, C, H, W) is compared
+through its coil images S x (`physics.operators.expand_coils`); without maps the image holds one
+image per coil already.
 Every loss returns a scalar tensor (mean over the batch of per-sample values where noted).
 """
 
@@ -12,7 +15,7 @@ from torch import Tensor
 
 from mrdistill.physics.consistency import hard_dc
 from mrdistill.physics.fft import complex_to_channels, fft2c, ifft2c, magnitude
-from mrdistill.physics.operators import apply_mask
+from mrdistill.physics.operators import apply_mask, expand_coils
 
 _EPS = 1e-12
 
@@ -34,6 +37,12 @@ def normalised_l1_l2(k_pred: Tensor, k_ref: Tensor, loss_mask: Tensor) -> Tensor
     return (0.5 * l2 + 0.5 * l1).mean()
 
 
+def ssdu_loss(image: Tensor, kspace: Tensor, loss_mask: Tensor, smaps: Tensor | None = None) -> Tensor:
+    """`normalised_l1_l2` of the k-space of `image` (as in `reundersampling_loss`, coil-combined
+    with `smaps` or one image per coil) against the acquired `kspace` on the loss set Lambda."""
+    return normalised_l1_l2(fft2c(expand_coils(image, smaps)), kspace, loss_mask)
+
+
 def project(image: Tensor, mask: Tensor) -> Tensor:
     """A_Omega^H F-style projection: the image whose k-space is kept on `mask` only, complex64."""
     return ifft2c(apply_mask(fft2c(image), mask))
@@ -52,12 +61,14 @@ def dc_regulariser(image: Tensor, kspace: Tensor, mask: Tensor) -> Tensor:
     return F.mse_loss(complex_magnitude(consistent), complex_magnitude(image))
 
 
-def reundersampling_loss(image: Tensor, kspace: Tensor, mask: Tensor, dc_weight: float = 0.01) -> Tensor:
+def reundersampling_loss(image: Tensor, kspace: Tensor, mask: Tensor, dc_weight: float = 0.01,
+                         smaps: Tensor | None = None) -> Tensor:
     """Wu & Li's teacher loss: fidelity to the acquired data plus `dc_weight` x the DC regulariser.
 
-    image: the teacher's complex image (N, C, H, W) reconstructed from a re-undersampled subset;
-    kspace, mask: the acquired y and Omega.
+    image: the teacher's complex image (N, C, H, W), or (N, 1, H, W) coil-combined with `smaps`,
+    reconstructed from a re-undersampled subset; kspace, mask: the acquired y and Omega.
     """
+    image = expand_coils(image, smaps)
     loss = reundersampling_fidelity(image, kspace, mask)
     if dc_weight:
         loss = loss + dc_weight * dc_regulariser(image, kspace, mask)

@@ -4,7 +4,9 @@ acquired k-space, without any fully sampled target.
 `SelfSupervisedObjective` has the call signature of every objective of the training loop,
 `objective(model, sample) -> {"loss": ..., "teacher1": ..., "agreement": ...}`; `model` is an
 `Ensemble` (its members are the teachers) or a single model (one self-supervised model, e.g. the
-student baseline without distillation). Per teacher k and step:
+student baseline without distillation). Teachers are called through `models.base.run_model`, so on multi-coil data models that take coil
+maps (MoDL, and ensembles of it) get `Sample.smaps`, and the losses compare their coil-combined
+images through the same maps. Per teacher k and step:
 
 - "reundersample" (Wu & Li): teacher k reconstructs from Omega_k, a `factors[k]`-fold re-undersampling
   of Omega, and is scored by `reundersampling_loss` against the acquired data on Omega;
@@ -26,9 +28,10 @@ from torch import Tensor, nn
 from mrdistill.config import DataConfig, SelfSupConfig
 from mrdistill.data.sample import Sample
 from mrdistill.errors import MrdistillError, check_choice
-from mrdistill.physics.fft import fft2c, magnitude, network_to_image
+from mrdistill.models.base import coil_maps_for, run_model
+from mrdistill.physics.fft import magnitude, network_to_image
 from mrdistill.physics.masks import stable_seed
-from mrdistill.selfsup.losses import agreement_loss, normalised_l1_l2, reundersampling_loss
+from mrdistill.selfsup.losses import agreement_loss, reundersampling_loss, ssdu_loss
 from mrdistill.selfsup.split import (SELECTIONS, check_acs_block, check_acs_lines, check_factor,
                                      check_rho, reundersample_batch, ssdu_split_batch)
 
@@ -106,16 +109,17 @@ class SelfSupervisedObjective(nn.Module):
     def teacher_loss(self, teacher: nn.Module, sample: Sample, k: int) -> tuple[Tensor, Tensor]:
         """(loss, output image in network layout) of teacher k (0-based) on one batch."""
         cfg, seeds = self.cfg, self._seeds(sample, k)
+        smaps = coil_maps_for(teacher, sample)
         if cfg.method == "reundersample":
             sub = reundersample_batch(sample.mask, cfg.factors[k % len(cfg.factors)], seeds, cfg.acs_lines)
-            out = teacher(sample.kspace * sub + 0.0, sub).image
+            out = run_model(teacher, sample._replace(kspace=sample.kspace * sub + 0.0, mask=sub)).image
             loss = reundersampling_loss(network_to_image(out, True), sample.kspace, sample.mask,
-                                        cfg.dc_weight)
+                                        cfg.dc_weight, smaps)
         else:
             shape = tuple(sample.kspace.shape[-2:])
             theta, lam = ssdu_split_batch(sample.mask, shape, cfg.rho, seeds, cfg.selection, cfg.acs_block)
-            out = teacher(sample.kspace * theta + 0.0, theta).image
-            loss = normalised_l1_l2(fft2c(network_to_image(out, True)), sample.kspace, lam)
+            out = run_model(teacher, sample._replace(kspace=sample.kspace * theta + 0.0, mask=theta)).image
+            loss = ssdu_loss(network_to_image(out, True), sample.kspace, lam, smaps)
         return loss, out
 
     def forward(self, model: nn.Module, sample: Sample) -> dict[str, Tensor]:

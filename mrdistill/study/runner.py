@@ -12,7 +12,8 @@ import torch
 from tqdm.auto import tqdm
 
 from mrdistill.atomic import atomic_write_text
-from mrdistill.data.datasets import SliceDataset, make_datasets
+from mrdistill.data.build import make_datasets
+from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
 from mrdistill.distill.sft import check_pair
 from mrdistill.eval.figures import save_panel

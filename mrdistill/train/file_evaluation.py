@@ -6,7 +6,8 @@ are centre-cropped to (w, w) with w the target's width (as fastMRI does, so brai
 sizes are scored on the same square); per volume: NMSE, PSNR and HFEN/VIF pooled over the volume,
 SSIM the mean over slices, all with data range = max of the (cropped) target volume. The
 aggregate over volumes is mean +/- 2 sd (`eval.report.summarise`). Per-slice values use the
-volume's data range.
+volume's data range. `comparison_figures` shows target, predictions and error maps of a few slices
+for several prediction folders scored against the same targets.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mrdistill.data.crop import center_crop
+from mrdistill.eval.figures import save_panel
 from mrdistill.data.fastmri_index import list_h5_files
 from mrdistill.data.fastmri_io import PREDICTION_KEY, TARGET_KEYS, open_h5, read_volume_array
 from mrdistill.errors import MrdistillError, check_choice
@@ -70,6 +72,54 @@ def _matches(attrs: Any, name: str, wanted: Any) -> bool:
     return value == wanted
 
 
+def scored_pair(tgt_file: Path, key: str, pred_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(target, prediction) float64 (S, w', w) as fastMRI scores them: the target volume `key`
+    centre-cropped to (w, w) (w its width), the prediction cropped to the same size. Raises
+    `MrdistillError` naming the prediction file when it is missing, misshapen or non-finite."""
+    target = read_volume_array(tgt_file, key).astype(np.float64)
+    if not pred_file.is_file():
+        raise MrdistillError(f"{pred_file}: no prediction for target {tgt_file.name}")
+    pred = read_volume_array(pred_file, PREDICTION_KEY).astype(np.float64)
+    if pred.ndim != 3 or pred.shape[0] != target.shape[0]:
+        raise MrdistillError(f"{pred_file}: prediction shape {pred.shape} does not match the "
+                             f"target's {target.shape} (slices, H, W)")
+    if not np.isfinite(pred).all():
+        raise MrdistillError(f"{pred_file}: prediction contains NaN or Inf values")
+    side = target.shape[-1]
+    target = center_crop(target, (min(side, target.shape[-2]), side))
+    try:
+        pred = center_crop(pred, target.shape[-2:])
+    except MrdistillError:
+        raise MrdistillError(f"{pred_file}: prediction {pred.shape[-2]}x{pred.shape[-1]} is smaller "
+                             f"than the scored target crop {target.shape[-2]}x{target.shape[-1]}") from None
+    return target, pred
+
+
+def comparison_figures(target_path: str | Path, predictions: dict[str, Path], out: str | Path, *,
+                       volumes: list[str], challenge: str | None = None, slices: int = 3) -> list[Path]:
+    """PNG panels `out/<volume>_slice<k>.png` for the first of `volumes` that were scored: the
+    target, every prediction (label -> folder, in order) and their error maps, for `slices` evenly
+    spaced slices. Returns the files written."""
+    if not volumes:
+        return []
+    name = volumes[0]
+    tgt_file = next(p for p in list_h5_files(target_path) if p.name[: -len(p.suffix)] == name)
+    with open_h5(tgt_file) as f:
+        key = _target_key(f, tgt_file, challenge)
+    pairs = {label: scored_pair(tgt_file, key, folder / tgt_file.name)
+             for label, folder in predictions.items()}
+    target = next(iter(pairs.values()))[0]
+    picks = sorted(set(np.linspace(0, target.shape[0] - 1, min(slices, target.shape[0]))
+                       .round().astype(int).tolist()))
+    written = []
+    for s in picks:
+        path = Path(out) / f"{name}_slice{s}.png"
+        save_panel(path, target[s], {label: pred[s] for label, (_, pred) in pairs.items()},
+                   error_for=list(pairs), title=f"{name}, slice {s}")
+        written.append(path)
+    return written
+
+
 def evaluate_prediction_files(target_path: str | Path, predictions_path: str | Path, *,
                               challenge: str | None = None, acceleration: float | None = None,
                               acquisition: str | None = None,
@@ -95,23 +145,7 @@ def evaluate_prediction_files(target_path: str | Path, predictions_path: str | P
                 ev.filtered_out += 1
                 continue
             key = _target_key(f, tgt_file, challenge)
-        target = read_volume_array(tgt_file, key).astype(np.float64)
-        pred_file = predictions_path / tgt_file.name
-        if not pred_file.is_file():
-            raise MrdistillError(f"{pred_file}: no prediction for target {tgt_file.name}")
-        pred = read_volume_array(pred_file, PREDICTION_KEY).astype(np.float64)
-        if pred.ndim != 3 or pred.shape[0] != target.shape[0]:
-            raise MrdistillError(f"{pred_file}: prediction shape {pred.shape} does not match the "
-                                 f"target's {target.shape} (slices, H, W)")
-        if not np.isfinite(pred).all():
-            raise MrdistillError(f"{pred_file}: prediction contains NaN or Inf values")
-        side = target.shape[-1]
-        target = center_crop(target, (min(side, target.shape[-2]), side))
-        try:
-            pred = center_crop(pred, target.shape[-2:])
-        except MrdistillError:
-            raise MrdistillError(f"{pred_file}: prediction {pred.shape[-2]}x{pred.shape[-1]} is smaller "
-                                 f"than the scored target crop {target.shape[-2]}x{target.shape[-1]}") from None
+        target, pred = scored_pair(tgt_file, key, predictions_path / tgt_file.name)
         name = tgt_file.name[: -len(tgt_file.suffix)]
         peak = float(target.max())
         ev.per_volume.append({"volume": name, "slices": int(target.shape[0]),

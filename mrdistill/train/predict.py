@@ -12,6 +12,9 @@ divided by its max, k-space is simulated (real, or complex for complex-input mod
 with the seeded mask and reconstructed; the result is scaled back and written in the input's format
 family (`data.volume_io.write_like`). Super-resolution checkpoints (`input_kind == "lowres"`)
 upsample the images instead (`data.superres.upsample`).
+
+`PredictConfig.zero_filled` writes the zero-filled baseline instead: the same files, masks and
+scaling as the model's predictions, so the two can be scored side by side (`evaluate`).
 """
 
 from __future__ import annotations
@@ -134,7 +137,8 @@ def predict_fastmri(model: nn.Module, path: Path, cfg: PredictConfig,
         slices = [center_crop(rss(ifft2c(ds.read_slice(info, s)[0]), dim=-3), size).numpy()
                   for s in range(info.num_slices)]
         return _upsampler()(model, np.stack(slices)).astype(np.float32)
-    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size, fast=cfg.fast, fast_paths=fast_paths)
+    recons, _ = reconstruct(None if cfg.zero_filled else model, ds, cfg.device, cfg.batch_size,
+                            fast=cfg.fast, fast_paths=fast_paths)
     pred = recons[info.name].prediction
     if tuple(pred.shape[-2:]) != size:
         pred = center_crop(pred, size)
@@ -150,7 +154,8 @@ def predict_image_volume(model: nn.Module, item: InputItem, cfg: PredictConfig,
     peak = float(vol.data.max())
     records = [SliceRecord(item.name, i, vol.data[i] / peak) for i in range(vol.data.shape[0])]
     ds = SliceDataset(records, DataConfig(mode=_mode(model), mask=cfg.mask), "test")
-    recons, _ = reconstruct(model, ds, cfg.device, cfg.batch_size, fast=cfg.fast, fast_paths=fast_paths)
+    recons, _ = reconstruct(None if cfg.zero_filled else model, ds, cfg.device, cfg.batch_size,
+                            fast=cfg.fast, fast_paths=fast_paths)
     return vol, (recons[item.name].prediction.numpy() * peak).astype(np.float32)
 
 
@@ -175,6 +180,9 @@ def predict(checkpoint: str | Path, inputs: list[str | Path], out: str | Path,
     if cfg.batch_size < 1:
         raise MrdistillError(f"batch size must be at least 1, got {cfg.batch_size}")
     model = model_from_checkpoint(ckpt, checkpoint, cfg.device)
+    if cfg.zero_filled and _is_lowres(model):
+        raise MrdistillError(f"{checkpoint} holds a super-resolution model: --zero-filled is the "
+                             f"baseline of k-space reconstruction models")
     result = PredictResult(Path(out), cfg=cfg, mask_source=source, notes=notes)
     items: list[InputItem] = []
     for p in inputs:

@@ -10,7 +10,8 @@ from torch import nn
 
 from mrdistill.config import RunConfig, StageConfig, load_yaml, save_config, to_dict
 from mrdistill.data.datasets import MixedDataset, SliceDataset
-from mrdistill.data.superres import check_model_data, make_task_datasets
+from mrdistill.data.build import make_task_datasets
+from mrdistill.data.superres import check_model_data
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.teacher_correction import TeacherCorrectionObjective
 from mrdistill.distill.init import init_from_teacher

@@ -3,7 +3,7 @@
 - `selfsup_train`: K self-supervised teachers (an "ensemble" checkpoint), or one self-supervised model;
 - `adaptive_distill`: a student distilled from a teacher ensemble with adaptive or plain weights.
 
-Training sets carry no targets (`target_free`); every training batch has `target=None`. Targets are
+Training sets carry no targets (`data.build.without_targets`); every training batch has `target=None`. Targets are
 read by evaluation only: the test report and the per-epoch validation score that `fit` logs. That
 score also picks best.pt; with `checkpoint: last` (the default) the run keeps its last weights, so
 nothing the run keeps depends on a target.
@@ -16,6 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from mrdistill.config import AdaptiveConfig, RunConfig
+from mrdistill.data.build import without_targets
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.distill import DistillObjective
 from mrdistill.distill.adaptive import (AdaptiveDistillation, MemoTeacher, check_clip,
@@ -28,13 +29,6 @@ from mrdistill.train.checkpoint import data_meta, load_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
 from mrdistill.train.state import RunState
-
-
-def target_free(data: dict[str, SliceDataset]) -> SliceDataset:
-    """Every training slice (labelled or not) as a training set whose samples carry no target."""
-    base = data["train"]
-    records = list(base.records) + (list(data["unlabeled"].records) if "unlabeled" in data else [])
-    return SliceDataset(records, base.cfg, "train", base.seed, with_target=False)
 
 
 def keep_checkpoint(model: nn.Module, run_dir: Path, choice: str) -> None:
@@ -67,7 +61,7 @@ def selfsup_train(cfg: RunConfig, run: RunState,
         name, kwargs = cfg.model.name, dict(cfg.model.kwargs)
     model = build_model(name, seed=cfg.seed, **kwargs)
     objective = SelfSupervisedObjective(sc, seed=cfg.seed)
-    result = fit(model, objective, target_free(data), data["val"], cfg.optim, run_dir,
+    result = fit(model, objective, without_targets(data), data["val"], cfg.optim, run_dir,
                  model_name=name, model_kwargs=kwargs, seed=cfg.seed, val_metric=cfg.val_metric,
                  device=cfg.device, stage=f"selfsup-{sc.method}", progress=cfg.progress,
                  meta=data_meta(cfg.data), run=run)
@@ -101,6 +95,7 @@ def adaptive_distill(cfg: RunConfig, run: RunState, data: dict[str, SliceDataset
     ac = cfg.distill.adaptive
     run_dir = run.run_dir
     train = target_free(data)
+    train = without_targets(data)
     # Memoising is exact only when every epoch shows the same masked k-space.
     source = MemoTeacher(teacher) if ac.cache_teacher and not cfg.data.mask.fresh_train_masks else teacher
     source.eval()

@@ -34,6 +34,7 @@ def test_teacher_and_student_on_every_cpu_backend(tmp_path, capsys):
             assert row["max_rel_error_vs_eager"] < 1e-4  # every backend computes the same image
             assert row["memory"]["peak_mib"] > 0
     assert set(report["speedup_vs_reference"][student]) == {"eager", "fast", "torchscript", "onnxruntime"}
+    assert set(report["speedup_vs_eager"]["teacher"]) == {"fast", "torchscript", "onnxruntime"}
     assert "| teacher | onnxruntime |" in out and "Speed-up of" in out
 
 

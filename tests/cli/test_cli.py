@@ -32,12 +32,14 @@ def test_demo_smoke(tmp_path, capsys):
 
 
 def test_train_distill_evaluate(tmp_path, capsys):
-    out = ["--set", f"out_dir={tmp_path}"]
-    code, _, _ = run_cli(["train", "--config", CONFIGS / "kdmri_teacher.yaml", *TINY, *out,
-                          "--set", "model.kwargs.cascades=2"], capsys)
+    # --out names the run folder itself (train and distill, as every command that writes)
+    code, _, _ = run_cli(["train", "--config", CONFIGS / "kdmri_teacher.yaml", *TINY,
+                          "--out", tmp_path / "runs" / "t1", "--set", "model.kwargs.cascades=2"], capsys)
     assert code == 0
-    teacher = tmp_path / "kdmri_teacher" / "checkpoints" / "best.pt"
-    code, _, _ = run_cli(["distill", "--config", CONFIGS / "kdmri_kd.yaml", *SMALL, *out,
+    teacher = tmp_path / "runs" / "t1" / "checkpoints" / "best.pt"
+    assert teacher.is_file() and not (tmp_path / "runs" / "kdmri_teacher").exists()
+    code, _, _ = run_cli(["distill", "--config", CONFIGS / "kdmri_kd.yaml", *SMALL,
+                          "--set", f"out_dir={tmp_path}",
                           "--set", "model.kwargs.cascades=2", "--set", f"distill.teacher={teacher}",
                           "--set", "distill.stages=" +
                           "[{epochs: 1, kd: [{name: imitation}]}]"], capsys)

@@ -10,6 +10,7 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from format_fixtures import (write_dicom_series, write_fastmri_folder,  # noqa: E402
@@ -20,6 +21,8 @@ from mrdistill.eval.metrics import psnr, ssim  # noqa: E402
 from mrdistill.models import build_model, list_models  # noqa: E402
 from mrdistill.models.fast_inference import optimise_for_inference  # noqa: E402
 from mrdistill.config import DataConfig, MaskConfig  # noqa: E402
+from mrdistill.physics.fft import fft2c, ifft2c  # noqa: E402
+from mrdistill.physics.masks import make_mask, stable_seed  # noqa: E402
 from mrdistill.train.checkpoint import (data_meta, load_checkpoint, model_payload,  # noqa: E402
                                         save_checkpoint)
 
@@ -69,6 +72,14 @@ def test_predict_uses_the_training_mask_by_default(tmp_path, capsys):
     # --acceleration alone modifies the training mask (kdmri), it does not fall back to another kind
     assert cli([*args, tmp_path / "x8", "--acceleration", 8], capsys)[0] == 0
     assert json.loads((tmp_path / "x8" / "predict.json").read_text())["options"]["mask"]["kind"] == "kdmri"
+    # --zero-filled: the baseline with exactly the model's masks (kdmri, seeded by the volume name)
+    assert cli([*args, tmp_path / "zf", "--zero-filled"], capsys)[0] == 0
+    vol = np.load(tmp_path / "in" / "vol.npy")
+    mask = make_mask("kdmri", (32, 32), 4.0, seed=stable_seed("vol"))
+    kspace = fft2c(torch.from_numpy(vol / vol.max()).to(torch.complex64)) * mask
+    expected = ifft2c(kspace).real.abs().numpy() * vol.max()  # real-image model: Re(), as it sees it
+    np.testing.assert_allclose(np.load(tmp_path / "zf" / "vol.npy"), expected, rtol=1e-5, atol=1e-6)
+    assert json.loads((tmp_path / "zf" / "predict.json").read_text())["options"]["zero_filled"] is True
     # a checkpoint without a record gets the fallback, and says so
     code, out, _ = cli([*args[:3], checkpoint(tmp_path, cascades=1, convs=2, channels=4, in_channels=1),
                         "--no-progress", "--out", tmp_path / "old"], capsys)
@@ -97,6 +108,33 @@ def test_predict_then_evaluate_like_fastmri(tmp_path, capsys):
     metrics = json.loads((ev / "metrics.json").read_text())
     assert set(metrics["models"]["pred"]) == {"nmse", "psnr", "ssim", "hfen", "vif"}
     assert metrics["meta"]["volumes"] == 2
+
+
+
+def test_evaluate_several_prediction_folders_in_one_table(tmp_path, capsys):
+    val = write_fastmri_folder(tmp_path / "singlecoil_val", 2, slices=3, **BIG)
+    ckpt = checkpoint(tmp_path, data=DataConfig(mode="complex", mask=MaskConfig(kind="random")))
+    common = ["predict", val, "--checkpoint", ckpt, "--no-progress", "--out"]
+    assert cli([*common, tmp_path / "model"], capsys)[0] == 0
+    assert cli([*common, tmp_path / "zero_filled", "--zero-filled"], capsys)[0] == 0
+    args = ["evaluate", "--target-path", val, "--predictions-path", tmp_path / "zero_filled",
+            tmp_path / "model", "--no-progress"]
+    code, _, err = cli(args, capsys)
+    assert code == 2 and "give --out" in err
+    code, out, _ = cli([*args, "--out", tmp_path / "ev"], capsys)
+    assert code == 0 and "zero_filled: 2 volumes" in out and "model: 2 volumes" in out
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert list(metrics["models"]) == ["zero_filled", "model"]
+    # each folder's row is what scoring that folder alone gives
+    assert cli(["evaluate", "--target-path", val, "--predictions-path", tmp_path / "model",
+                "--no-progress"], capsys)[0] == 0
+    alone = json.loads((tmp_path / "model" / "evaluation" / "metrics.json").read_text())["models"]["model"]
+    assert metrics["models"]["model"] == alone
+    rows = (tmp_path / "ev" / "per_volume.csv").read_text().splitlines()
+    assert rows[0].startswith("predictions,volume,") and len(rows) == 5
+    figures = sorted(p.name for p in (tmp_path / "ev" / "figures").iterdir())
+    assert figures == ["file1000_slice0.png", "file1000_slice1.png", "file1000_slice2.png"]
+    assert "figure: file1000_slice1.png" in (tmp_path / "ev" / "report.md").read_text()
 
 
 def test_predict_test_files_and_multicoil(tmp_path, capsys):

@@ -17,7 +17,7 @@ class Interrupt(Exception):
 
 
 def test_smoke_study_runs_resumes_and_reuses(tmp_path, capsys):
-    out = ["--set", f"out_dir={tmp_path}"]
+    out = ["--out", str(tmp_path / "study_sft")]  # the CLI's --out is <out_dir>/<name>
     cfg = load_study_config(None, "smoke", [f"out_dir={tmp_path}", "progress=false"])
     seen = []
 

@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from mrdistill.config import DataConfig, MaskConfig
-from mrdistill.data.datasets import SliceDataset, assign_slabs, build_splits, make_datasets
+from mrdistill.data.build import make_datasets
+from mrdistill.data.datasets import SliceDataset, build_splits
+from mrdistill.data.splits import assign_slabs
 from mrdistill.data.sample import collate_samples
 from mrdistill.data.simulate import simulate_kspace, smooth_phase, square_resize
 from mrdistill.data.sources import SOURCES, load_source

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from mrdistill.config import DataConfig, FastMRIConfig, MaskConfig
 from mrdistill.data import fastmri_index
 from mrdistill.data.coils import combine_coils, estimate_smaps, rss, simulate_coil_maps
 from mrdistill.data.crop import center_crop
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets
 from mrdistill.data.fastmri import FastMRISliceDataset, make_file_datasets
 from mrdistill.data.fastmri_index import index_folder
 from mrdistill.data.fastmri_io import inspect_file, ismrmrd_header_xml, parse_ismrmrd_header
@@ -21,7 +23,7 @@ from mrdistill.distill.objective import task_loss
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
 from mrdistill.physics.fft import fft2c, ifft2c
-from mrdistill.physics.masks import make_mask, stable_seed
+from mrdistill.physics.masks import fastmri_seed, make_mask
 from mrdistill.train.inference import reconstruct
 
 RANDOM4 = MaskConfig(kind="random", acceleration=4.0)
@@ -84,12 +86,45 @@ def test_validation_masks_seeded_per_file_and_padding_never_sampled(tmp_path):
     masks = [ds[i].mask for i in range(len(ds))]
     assert torch.equal(masks[0], masks[1]) and torch.equal(masks[0], masks[2])
     assert not torch.equal(masks[0], masks[3])
-    expected = make_mask("random", (32, 24), 4.0, seed=stable_seed("file1000"))
+    expected = make_mask("random", (32, 24), 4.0, seed=fastmri_seed("file1000.h5"))
     expected[..., :3] = 0
     expected[..., 21:] = 0
     assert torch.equal(masks[0], expected)
     s = ds[0]
     assert torch.equal(s.kspace, s.kspace * s.mask)  # unsampled columns hold exactly 0
+
+
+def _fastmri_data():
+    """fastMRI 0.3.0's own data modules, or a skip saying why they cannot be imported."""
+    try:
+        from fastmri.data import subsample  # noqa: PLC0415 - optional, for parity only
+        from fastmri.data.mri_data import SliceDataset  # noqa: PLC0415
+        from fastmri.data.transforms import VarNetDataTransform  # noqa: PLC0415
+    except ImportError as exc:  # fastmri (or pandas/requests, which its data module imports)
+        pytest.skip(f"fastMRI's package is not importable ({exc}); pip install --no-deps fastmri==0.3.0")
+    return subsample, SliceDataset, VarNetDataTransform
+
+
+@pytest.mark.parametrize("kind,func,acc,cf", [("random", "RandomMaskFunc", 4, 0.08),
+                                               ("equispaced_fraction", "EquispacedMaskFractionFunc", 8, 0.04)])
+def test_validation_masks_are_fastmris_own(tmp_path, kind, func, acc, cf):
+    subsample, SliceDataset, VarNetDataTransform = _fastmri_data()
+    folder = tmp_path / "singlecoil_val"
+    for name, width, padding in (("file1000002.h5", 72, (4, 68)), ("file1001763.h5", 72, None),
+                                 ("file_brain_AXT2_200_2000019.h5", 96, (2, 90))):
+        write_fastmri_volume(folder / name, slices=2, width=width, padding=padding)
+    theirs = SliceDataset(folder, challenge="singlecoil", use_dataset_cache=False,
+                          transform=VarNetDataTransform(getattr(subsample, func)([cf], [acc]), use_seed=True))
+    cfg = DataConfig(mode="complex", mask=MaskConfig(kind=kind, acceleration=acc, center_fraction=cf),
+                     fastmri=FastMRIConfig(cache_dir=""))
+    ours = FastMRISliceDataset(index_folder(folder, None).volumes, cfg, "val")
+    names = [Path(v.path).name for v in ours.volumes]
+    for i in range(len(theirs)):
+        sample = theirs[i]
+        j = [k for k in range(len(ours)) if names[int(ours.vol_ids[k])] == sample.fname
+             and int(ours.slice_ids[k]) == sample.slice_num]
+        assert len(j) == 1
+        assert torch.equal(ours[j[0]].mask.flatten(), sample.mask.flatten().float())
 
 
 def test_training_masks_per_slice_and_fresh_per_epoch(tmp_path):

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from mrdistill.config import DataConfig, SuperResConfig
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets, make_task_datasets
 from mrdistill.data.superres import (area_downsample, central_block_mask, check_model_data,
-                                     crop_kspace, fourier_upsample, kspace_downsample,
-                                     make_task_datasets, pad_kspace, upsample)
+                                     crop_kspace, fourier_upsample, kspace_downsample, pad_kspace,
+                                     upsample)
 from mrdistill.errors import MrdistillError
 from mrdistill.models import build_model
 from mrdistill.models.base import run_model

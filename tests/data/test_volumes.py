@@ -14,7 +14,7 @@ from PIL import Image
 
 from mrdistill.config import DataConfig, FastMRIConfig, PrepareConfig
 from mrdistill.data.coils import rss
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets
 from mrdistill.data.fastmri_io import inspect_file, read_volume_array
 from mrdistill.data.prepared import prepare_volumes, read_manifest
 from mrdistill.data.volume_io import write_like

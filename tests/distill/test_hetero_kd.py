@@ -7,7 +7,7 @@ import torch
 
 from mrdistill.config import DataConfig, OptimConfig, SuperResConfig
 from mrdistill.data.sample import collate_samples
-from mrdistill.data.superres import make_task_datasets
+from mrdistill.data.build import make_task_datasets
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.hetero import as_image, check_alignable, resize_to
 from mrdistill.errors import MrdistillError

@@ -8,7 +8,7 @@ import torch
 
 from conftest import synthetic_batch
 from mrdistill.config import OptimConfig
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets
 from mrdistill.distill import DistillObjective, build_kd, list_kd
 from mrdistill.distill.attention import default_pairs
 from mrdistill.distill.registry import _KD

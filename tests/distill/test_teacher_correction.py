@@ -5,7 +5,7 @@ import torch
 
 from conftest import synthetic_batch
 from mrdistill.config import OptimConfig, TeacherCorrectionConfig
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets
 from mrdistill.distill import build_kd
 from mrdistill.distill.teacher_correction import (TeacherCorrectionObjective, edge_loss, log_kernel,
                                                   log_response, sobel_gradients)

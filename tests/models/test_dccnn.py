@@ -37,16 +37,30 @@ def test_feature_keys_are_stable():
     assert out.features["cascade1.conv2"].shape[1] == 32
 
 
+def _mirror_symmetric(mask):
+    """Also sample -k for every sampled column k (centred layout, even W: j <-> (W - j) % W)."""
+    w = mask.shape[-1]
+    return torch.maximum(mask, mask[..., torch.tensor([(w - j) % w for j in range(w)])])
+
+
+@pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("complex_input", [False, True])
-def test_output_is_data_consistent(complex_input):
+def test_output_is_data_consistent(complex_input, residual):
     batch = synthetic_batch(complex_input=complex_input)
-    # Symmetric handling in real mode only keeps k0 on mirror-symmetric samples: test complex exactly.
-    model = build_model("dccnn", in_channels=2 if complex_input else 1, cascades=2, seed=1)
-    out = model(batch.kspace, batch.mask)
+    mask, kspace = batch.mask, batch.kspace
+    if not complex_input:
+        # Real mode keeps Re(image), which keeps the acquired k0 of a real image exactly where the
+        # mask samples k and -k together (Hermitian symmetry): test it on such a mask.
+        mask = _mirror_symmetric(mask)
+        kspace = fft2c(batch.target.to(torch.complex64)) * mask + 0.0
+    model = build_model("dccnn", in_channels=2 if complex_input else 1, cascades=2, residual=residual,
+                        seed=1)
+    out = model(kspace, mask)
     k = fft2c(network_to_image(out.image, complex_input))
-    sampled = batch.mask.expand_as(k).bool()
-    if complex_input:
-        torch.testing.assert_close(k[sampled], batch.kspace[sampled], atol=1e-5, rtol=1e-5)
+    sampled = mask.expand_as(k).bool()
+    assert bool(sampled.any()) and not bool(sampled.all())
+    torch.testing.assert_close(k[sampled], kspace[sampled], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(k[~sampled], torch.zeros_like(k[~sampled]))  # the CNN filled the rest
 
 
 def test_soft_dc_has_learnable_lambda():

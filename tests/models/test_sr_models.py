@@ -5,13 +5,15 @@ import torch
 import torch.nn.functional as F
 
 from conftest import synthetic_batch
+from mrdistill.config import DataConfig, SuperResConfig
+from mrdistill.data.superres import fourier_upsample, make_sr_datasets
 from mrdistill.errors import MrdistillError
 from mrdistill.models import build_model, count_parameters
 from mrdistill.models.base import run_model
 from mrdistill.models.swinir import (relative_position_index, shifted_window_mask, window_merge,
                                      window_partition)
 from mrdistill.models.vdsr import Bicubic
-from mrdistill.physics.fft import fft2c
+from mrdistill.physics.fft import fft2c, ifft2c
 
 SR_MODELS = {"vdsr": {"layers": 5, "channels": 8},
              "swinir": {"embed_dim": 16, "groups": 1, "depth": 2, "heads": 2, "window": 4},
@@ -62,6 +64,28 @@ def test_kspace_mode_keeps_sampled_kspace(name):
     k = fft2c(torch.complex(image[:, :1], image[:, 1:]))
     m = batch.mask.bool().expand_as(k)
     torch.testing.assert_close(k[m], batch.kspace[m], atol=1e-5, rtol=1e-5)
+
+
+def test_vdsr_offers_kdmris_input_magnitude_after_zero_padded_upsampling():
+    cfg = DataConfig(image_size=32, max_train_slices=2, max_eval_slices=2, slab=8,
+                     superres=SuperResConfig(scale=4))
+    sample = make_sr_datasets(cfg)["test"][0]
+    # KD-MRI: keep the central (H/4, W/4) block of the centred k-space of the high-res image,
+    # zero-pad it back to (H, W), inverse FFT, magnitude.
+    k = fft2c(sample.target.to(torch.complex64))
+    block = torch.zeros(32, 32)
+    block[12:20, 12:20] = 1
+    kdmri_input = ifft2c(k * block).abs()
+    model = build_model("vdsr", layers=3, channels=4, kspace_input="magnitude", dc=False, seed=0)
+    batch = sample._replace(kspace=sample.kspace[None], mask=sample.mask[None],
+                            zero_filled=sample.zero_filled[None], target=sample.target[None])
+    out = run_model(model, batch, return_features=True)
+    torch.testing.assert_close(out.features["input"][0], kdmri_input, atol=1e-5, rtol=1e-5)
+    # ours by default: the low-res magnitude, then zero-padded (Fourier) upsampling: not the same
+    before = fourier_upsample(sample.zero_filled[None], 4)[0]
+    assert (before - kdmri_input).abs().max() > 1e-3
+    with pytest.raises(MrdistillError, match="kspace_input"):
+        build_model("vdsr", scale=4, kspace_input="magnitude")
 
 
 def test_window_partition_round_trip_and_bias_index():

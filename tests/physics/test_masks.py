@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mrdistill.errors import MrdistillError
-from mrdistill.physics.masks import MASK_KINDS, kdmri_line_density, make_mask, stable_seed
+from mrdistill.physics.masks import (MASK_KINDS, fastmri_seed, kdmri_line_density, make_mask,
+                                     stable_seed)
 
 # Golden sampled-column indices produced by fastMRI 0.3.0's own implementation
 # (`pip download --no-deps fastmri`, fastmri/data/subsample.py imported alone in a throwaway script):
@@ -173,6 +174,16 @@ def test_stable_seed_is_stable_and_32_bit() -> None:
     assert all(0 <= stable_seed(f"vol{i}") < 2**32 for i in range(20))
 
 
+def test_fastmri_seed_is_the_file_names_code_points() -> None:
+    assert fastmri_seed("file1000.h5") == (102, 105, 108, 101, 49, 48, 48, 48, 46, 104, 53)
+    # an array seed reaches numpy as fastMRI passes it: RandomState(tuple) in the random sampler
+    a = make_mask("random", (8, 100), 4, seed=fastmri_seed("file1000.h5"))
+    b = make_mask("random", (8, 100), 4, seed=fastmri_seed("file1001.h5"))
+    assert not torch.equal(a, b)
+    with pytest.raises(MrdistillError, match="non-empty"):
+        fastmri_seed("")
+
+
 def test_fixed_masks_load_1d_and_2d(tmp_path: Path) -> None:
     line = np.zeros(16, dtype=bool)
     line[[1, 8, 9]] = True
@@ -213,6 +224,8 @@ def test_fixed_mask_errors(tmp_path: Path) -> None:
         (dict(center_fraction=0.1, center_lines=4), "not both"),
         (dict(center_lines=40), "exceed"),
         (dict(seed=-1), "seed"),
+        (dict(seed=()), "seed"),
+        (dict(seed=(102, -1)), "seed"),
         (dict(shape=(0, 32)), "shape"),
         (dict(kind="gaussian2d", center_lines=40), "center_lines"),
         (dict(kind="equispaced_fraction", center_lines=16), "fewer"),

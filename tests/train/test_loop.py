@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mrdistill.config import OptimConfig, RunConfig, from_dict
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets
 from mrdistill.distill import DistillObjective
 from mrdistill.errors import MrdistillError
 from mrdistill.models import build_model

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from mrdistill.config import RunConfig, StageConfig, from_dict
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
 from mrdistill.physics.fft import ifft2c

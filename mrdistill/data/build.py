@@ -1,0 +1,60 @@
+"""The one module that builds data sets by kind, so the format modules never import each other.
+
+Layering (each line imports only from the lines above it):
+    splits, sample, simulate, coils, crop, fastmri_io, volumes ...    (leaves)
+    datasets (embedded corpus), prepared (`prepare`), fastmri (HDF5 folders, also prepared ones)
+    superres (super-resolution slices over the embedded corpus)
+    build (this module): by `DataConfig.dataset` and by task
+
+Every builder returns {"train", "val", "test"} (and "unlabeled" with `labeled_train_slices`).
+"""
+
+from __future__ import annotations
+
+from torch.utils.data import Dataset
+
+from mrdistill.config import DataConfig
+from mrdistill.data.datasets import SliceDataset, make_embedded_datasets
+from mrdistill.data.fastmri import FastMRISliceDataset, make_file_datasets
+from mrdistill.data.superres import SRDataset, make_sr_datasets
+from mrdistill.errors import MrdistillError, check_choice
+
+DATASET_KINDS = ("embedded", "fastmri", "prepared")
+
+ReconDataset = SliceDataset | FastMRISliceDataset
+
+
+def make_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, ReconDataset]:
+    """Reconstruction data sets of kind `cfg.dataset`: the embedded corpus (`data.datasets`) or
+    fastMRI-layout HDF5 folders, downloaded or written by `prepare` (`data.fastmri`)."""
+    check_choice("data.dataset", cfg.dataset, DATASET_KINDS)
+    if cfg.dataset == "embedded":
+        return dict(make_embedded_datasets(cfg, seed))
+    return dict(make_file_datasets(cfg, seed))
+
+
+def make_task_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, ReconDataset | SRDataset]:
+    """Super-resolution data sets when `cfg.superres` is set, reconstruction ones otherwise."""
+    if cfg.superres is not None:
+        return dict(make_sr_datasets(cfg, seed))
+    return dict(make_datasets(cfg, seed))
+
+
+def without_targets(data: dict[str, Dataset]) -> ReconDataset:
+    """Every training slice (labelled and undersampled-only) as one training set whose samples
+    carry no target: what self-supervised training and distillation without targets see."""
+    base, extra = data["train"], data.get("unlabeled")
+    if isinstance(base, SliceDataset):
+        records = list(base.records) + (list(extra.records) if isinstance(extra, SliceDataset) else [])
+        return SliceDataset(records, base.cfg, "train", base.seed, with_target=False)
+    if isinstance(base, FastMRISliceDataset):
+        items = base.items()
+        if isinstance(extra, FastMRISliceDataset):
+            if extra.volumes is not base.volumes:
+                raise MrdistillError("the labelled and undersampled-only training sets must come "
+                                     "from the same files")
+            items += extra.items()
+        return FastMRISliceDataset(base.volumes, base.cfg, "train", base.seed, with_target=False,
+                                   items=items)
+    raise MrdistillError(f"training without targets is not available for {type(base).__name__} "
+                         f"data (reconstruction data only)")
