@@ -94,7 +94,6 @@ def adaptive_distill(cfg: RunConfig, run: RunState, data: dict[str, SliceDataset
     assert cfg.distill is not None and cfg.distill.adaptive is not None
     ac = cfg.distill.adaptive
     run_dir = run.run_dir
-    train = target_free(data)
     train = without_targets(data)
     # Memoising is exact only when every epoch shows the same masked k-space.
     source = MemoTeacher(teacher) if ac.cache_teacher and not cfg.data.mask.fresh_train_masks else teacher

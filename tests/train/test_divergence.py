@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mrdistill.config import OptimConfig
-from mrdistill.data.datasets import make_datasets
+from mrdistill.data.build import make_datasets
 from mrdistill.distill import DistillObjective
 from mrdistill.eval.metrics import psnr
 from mrdistill.models import build_model
