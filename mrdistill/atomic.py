@@ -1,16 +1,41 @@
 """Atomic file writes: write to a temporary file in the target's folder, then `os.replace`.
 
 A crash or an error never leaves a half-written file behind, and never clobbers the previous
-version of the target before the new one is complete.
+version of the target before the new one is complete. Files get the permissions the user's umask
+gives a new file (0644 under umask 022), not the 0600 of `tempfile.mkstemp`.
+
+Temporary names are `.<target name>.<pid>.<random>.tmp`: a process killed mid-write leaves one
+behind, and `remove_stale_temporaries` (called by the next run in that folder) deletes exactly
+those whose writer process no longer exists, never a write in progress.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+_TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _temp_name(target: Path) -> Path:
+    return target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def _new_temp_file(target: Path) -> Path:
+    """Create an empty temporary file next to `target`, mode 0666 minus the umask (the kernel
+    applies the umask to `os.open`'s mode, exactly as for any new file the user creates)."""
+    while True:
+        tmp = _temp_name(target)
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:  # a random-name collision: draw again
+            continue
 
 
 @contextmanager
@@ -19,14 +44,38 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     is removed. Parent folders are created. Write the file yourself (torch.save, h5py, ...)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _new_temp_file(target)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temporary folder next to `path`; on success it replaces `path` (an existing
+    folder there is moved aside first and removed after the rename), on any error it is removed.
+    For outputs that are folders of files (a PNG series): readers see all of it or none."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(target)
+    tmp.mkdir(mode=0o777)  # the umask applies, as for any folder the user creates
+    old: Path | None = None
+    try:
+        yield tmp
+        if target.exists():
+            old = _temp_name(target)
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not target.exists():
+            os.replace(old, target)  # put the previous version back
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -40,3 +89,36 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write UTF-8 `text` to `path` atomically (see `atomic_write_bytes`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Delete the temporary files and folders that killed atomic writes left in `folder` (and its
+    subfolders): only names of the form this module writes whose writer process is gone.
+    Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in list(folder.iterdir()):
+        match = _TEMP_PATTERN.match(entry.name)
+        if match and not _alive(int(match.group(1))):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+        elif recursive and entry.is_dir() and not entry.is_symlink():
+            removed += remove_stale_temporaries(entry, recursive=True)
+    return removed

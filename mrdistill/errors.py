@@ -9,3 +9,14 @@ def check_choice(kind: str, value: str, choices: list[str] | tuple[str, ...]) ->
     """Raise a `MrdistillError` naming the valid choices if `value` is not one of them."""
     if value not in choices:
         raise MrdistillError(f"unknown {kind} {value!r}; valid: {', '.join(sorted(choices))}")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """The reason of an exception in words: its first message line (shortened), or its class name
+    with a hint when the message is empty."""
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    if isinstance(exc, EOFError):
+        return "the file ends early (truncated?)" + (f": {text}" if text else "")
+    if isinstance(exc, MemoryError):
+        return "its contents claim more memory than is available (damaged sizes?)"
+    return text or f"unexpected {type(exc).__name__} while reading"

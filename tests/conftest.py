@@ -39,6 +39,18 @@ def synthetic_batch(n: int = 2, size: int = 32, complex_input: bool = False, see
     return Sample(k, mask, zf, img, torch.ones(n), [f"v{i}" for i in range(n)], list(range(n)))
 
 
+def multicoil_batch(coils: int = 3, size: int = 32) -> Sample:
+    """Two smooth images seen by `coils` random coils, 1-D mask with 6 central lines; complex."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.nn.functional.avg_pool2d(torch.rand(2, 1, size, size, generator=g), 5, 1, 2)
+    maps = torch.randn(1, coils, size, size, dtype=torch.complex64, generator=g) * 0.1 + 1
+    mask = torch.zeros(2, 1, 1, size)
+    mask[..., ::3] = 1
+    mask[..., size // 2 - 3:size // 2 + 3] = 1
+    k = fft2c(maps * image) * mask
+    return Sample(k, mask, image_to_network(ifft2c(k), True), image, torch.ones(2), ["a", "b"], [0, 1])
+
+
 @pytest.fixture
 def batch() -> Sample:
     return synthetic_batch()

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
                      skip_bad=args.skip_bad, overwrite=args.overwrite, progress=not args.no_progress)
     for note in result.notes:
         print(f"note: {note}")
-    print(f"wrote {len(result.written)} volume(s) to {result.out}")
+    print(f"wrote {len(result.written)} volume(s) to {result.out}"
+          + (f" ({len(result.resumed)} already complete from an earlier run)" if result.resumed else ""))
     if result.bad:
         print(f"skipped {len(result.bad)} bad input(s):")
         for path, problem in result.bad:

@@ -30,12 +30,13 @@ from mrdistill.config.parse import (apply_overrides, from_dict, load_run_config,
 from mrdistill.config.run import (AdaptiveConfig, DistillConfig, KDTermConfig, LoggingConfig,
                                   ModelConfig,
                                   OptimConfig, RunConfig, SelfSupConfig, SFTConfig, StageConfig,
-                                  TeacherCorrectionConfig)
+                                  TeacherConfig, TeacherCorrectionConfig)
 
 __all__ = [
     "AdaptiveConfig", "Check", "DataConfig", "DistillConfig", "FastMRIConfig", "KDTermConfig", "LoggingConfig",
     "MaskConfig",
     "ModelConfig", "OptimConfig", "PredictConfig", "PrepareConfig", "RunConfig", "SFTConfig",
-    "SelfSupConfig", "StageConfig", "SuperResConfig", "TeacherCorrectionConfig", "apply_overrides",
+    "SelfSupConfig", "StageConfig", "SuperResConfig", "TeacherConfig", "TeacherCorrectionConfig",
+    "apply_overrides",
     "check_fields", "checked", "from_dict", "load_run_config", "load_yaml", "parse_yaml", "save_config", "to_dict",
 ]

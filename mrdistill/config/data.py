@@ -51,6 +51,9 @@ class FastMRIConfig:
     normalize: bool = True  # divide k-space and targets by the volume max (outputs are scaled back)
     skip_bad: bool = False  # leave out unreadable files instead of stopping
     cache_dir: str | None = None  # metadata cache (None: ~/.cache/mrdistill; "" switches it off)
+    # Seconds one file's metadata may take to read (in a worker process); a file over it is
+    # unreadable (a damaged HDF5 file can keep the HDF5 library busy for minutes).
+    metadata_time_limit: float = checked(30.0, number(gt=0))
 
 
 @dataclass
@@ -101,6 +104,8 @@ class DataConfig:
     sources: list[str] = checked(factory=lambda: ["mni"], check=each(NAME, min_length=1))
     image_size: int = checked(128, integer(ge=8))
     mode: str = checked("real", one_of("real", "complex"))  # "real" (1-channel real image, KD-MRI) or "complex" (synthetic phase, 2 channels)
+    # > 1: simulated receive coils (mode complex): multi-coil k-space (C, H, W), RSS targets.
+    coils: int = checked(1, COUNT)
     noise_std: float = checked(0.0, NON_NEGATIVE)  # complex Gaussian noise std in k-space, relative to an image max of 1
     min_foreground: float = checked(0.15, FRACTION)  # drop slices whose foreground fraction is below this
     slab: int = checked(8, COUNT)  # slices per slab when splitting a volume into train/val/test slabs

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from mrdistill.atomic import atomic_write_text
 from mrdistill.config.checks import check_value, fail, field_check
 from mrdistill.config.run import RunConfig
 from mrdistill.errors import MrdistillError
@@ -97,6 +98,16 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # e.g. `str | TeacherConfig`: a mapping builds it
+        options = typing.get_args(tp)
+        for option in options:
+            if dataclasses.is_dataclass(option) and isinstance(value, dict):
+                return from_dict(option, value, where)
+        if not any(isinstance(value, o) for o in options if isinstance(o, type)):
+            names = " or ".join("a mapping" if dataclasses.is_dataclass(o) else o.__name__
+                                for o in options if o is not type(None))
+            raise fail(where, names, value)
+        return value
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -225,5 +236,4 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML next to the run."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -148,10 +148,25 @@ class AdaptiveConfig:
 
 
 @dataclass
-class DistillConfig:
-    """Distil the teacher checkpoint into the model of `RunConfig.model`, stage by stage."""
+class TeacherConfig:
+    """A teacher mrdistill did not train (`distill.teacher` as a mapping; see docs/teachers.md):
+    the registered `model` built with `kwargs`, its weights read from `weights` with
+    `torch.load(weights_only=True)` and checked against the model's keys and shapes."""
 
-    teacher: str = ""
+    model: str = ""
+    kwargs: dict[str, Any] = checked(factory=dict)
+    weights: str = ""
+    # "fastmri": a plain state_dict (fastMRI's released *_state_dict.pt, any module's state_dict(),
+    # or a Lightning checkpoint's "state_dict"); "mrdistill": an mrdistill checkpoint's "model".
+    format: str = checked("fastmri", one_of("fastmri", "mrdistill"))
+
+
+@dataclass
+class DistillConfig:
+    """Distil the teacher into the model of `RunConfig.model`, stage by stage. `teacher` is an
+    mrdistill checkpoint path or a `TeacherConfig` mapping (a foreign teacher)."""
+
+    teacher: str | TeacherConfig = ""
     init: str | None = None  # optional student checkpoint to start from
     # Start the student from selected teacher layers (`distill/init.py`): "teacher_layers" or None.
     init_from_teacher: str | None = checked(None, one_of("teacher_layers"))
@@ -194,6 +209,8 @@ class RunConfig:
     selfsup: SelfSupConfig | None = None  # self-supervised training (no targets) when set
     sft: SFTConfig | None = None  # train a student-friendly teacher (with student branches) when set
     logging: LoggingConfig = checked(factory=LoggingConfig)
+    # Python modules imported before models are built: where user models register (docs/teachers.md).
+    plugins: list[str] = checked(factory=list)
 
     @property
     def run_dir(self) -> Path:

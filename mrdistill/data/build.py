@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch.utils.data import Dataset
 
 from mrdistill.config import DataConfig
-from mrdistill.data.datasets import SliceDataset, make_embedded_datasets
+from mrdistill.data.datasets import SliceDataset, check_coils, make_embedded_datasets
 from mrdistill.data.fastmri import FastMRISliceDataset, make_file_datasets
 from mrdistill.data.superres import SRDataset, make_sr_datasets
 from mrdistill.errors import MrdistillError, check_choice
@@ -28,6 +28,7 @@ def make_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, ReconDataset]:
     """Reconstruction data sets of kind `cfg.dataset`: the embedded corpus (`data.datasets`) or
     fastMRI-layout HDF5 folders, downloaded or written by `prepare` (`data.fastmri`)."""
     check_choice("data.dataset", cfg.dataset, DATASET_KINDS)
+    check_coils(cfg)
     if cfg.dataset == "embedded":
         return dict(make_embedded_datasets(cfg, seed))
     return dict(make_file_datasets(cfg, seed))

@@ -112,7 +112,7 @@ class SliceDataset(Dataset):
             rec = self.records[i]
             image = torch.from_numpy(rec.image)
             cached = simulate_kspace(image, self.cfg.mode, stable_seed(f"{rec.volume}:{rec.slice_index}"),
-                                     self.cfg.noise_std)
+                                     self.cfg.noise_std, self.cfg.coils)
             self._full[i] = cached
         return cached
 
@@ -153,12 +153,24 @@ class MixedDataset(Dataset):
         return [list(range(n)), list(range(n, len(self)))]
 
 
+def check_coils(cfg: DataConfig) -> None:
+    """`data.coils` simulates coils on the embedded corpus only, and coil maps need complex images."""
+    if cfg.coils < 1:
+        raise MrdistillError(f"data.coils must be at least 1, got {cfg.coils}")
+    if cfg.coils > 1 and cfg.dataset != "embedded":
+        raise MrdistillError(f"data.coils simulates coils on the embedded corpus; {cfg.dataset} data "
+                             f"bring their own coils (leave data.coils at 1)")
+    if cfg.coils > 1 and cfg.mode != "complex":
+        raise MrdistillError("data.coils > 1 needs data.mode: complex (coil maps are complex)")
+
+
 def make_embedded_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDataset]:
     """train/val/test `SliceDataset`s over the embedded corpus described by `cfg`.
 
     With `cfg.labeled_train_slices`, "train" holds only the labelled slices and "unlabeled" the
     undersampled-only rest (target None). Data sets of every kind: `data.build.make_datasets`.
     """
+    check_coils(cfg)
     records = build_splits(cfg)
     out = {split: SliceDataset(records[split], cfg, split, seed) for split in SPLITS}
     n = cfg.labeled_train_slices

@@ -40,7 +40,7 @@ from mrdistill.data.fastmri_io import TARGET_KEYS, VolumeInfo, open_h5
 from mrdistill.data.prepared import read_manifest
 from mrdistill.data.sample import Sample
 from mrdistill.data.splits import SPLITS, evenly_subsample
-from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.errors import MrdistillError, check_choice, describe_exception
 from mrdistill.physics.fft import fft2c, ifft2c, image_to_network
 from mrdistill.physics.masks import MaskSeed, fastmri_seed, make_mask, stable_seed
 
@@ -148,14 +148,21 @@ class FastMRISliceDataset(Dataset):
         with open_h5(info.path) as f:
             try:
                 k = np.asarray(f["kspace"][s])
-                stored = np.asarray(f["mask"][()]) if info.has_mask else None
+                stored = np.asarray(f["mask"][()], dtype=np.float32) if info.has_mask else None
                 target = np.asarray(f[key][s], dtype=np.float32) if key is not None else None
-            except (OSError, KeyError) as exc:
+            except Exception as exc:  # noqa: BLE001 - HDF5 raises many types on damaged files
                 raise MrdistillError(f"{info.path}: cannot read slice {s} "
-                                     f"({str(exc).splitlines()[0]})") from None
+                                     f"({describe_exception(exc)})") from None
         # numpy's check on the float view is ~8x faster than torch's on a 15-coil slice
-        if not np.isfinite(k.view(k.real.dtype) if np.iscomplexobj(k) else k).all():
+        values = k.view(k.real.dtype) if np.iscomplexobj(k) else k
+        if not np.isfinite(values).all():
             raise MrdistillError(f"{info.path}: k-space slice {s} contains NaN or Inf values")
+        if not values.any():  # measured k-space always holds noise: zeros mean a broken file
+            raise MrdistillError(f"{info.path}: k-space slice {s} is all zero (no signal)")
+        if target is not None and not np.isfinite(target).all():
+            raise MrdistillError(f"{info.path}: target slice {s} contains NaN or Inf values")
+        if stored is not None and not (np.isfinite(stored).all() and stored.any()):
+            raise MrdistillError(f"{info.path}: its stored 'mask' samples no column (or holds NaN)")
         kspace = torch.from_numpy(k).to(torch.complex64)
         return (kspace[None] if kspace.ndim == 2 else kspace), stored, target
 
@@ -199,6 +206,9 @@ class FastMRISliceDataset(Dataset):
                 kspace, smaps = fft2c(combine_coils(ifft2c(kspace), smaps)), None
         kspace = kspace * mask + 0.0
         zero_filled = image_to_network(ifft2c(kspace)[None], self.cfg.mode == "complex")[0]
+        if not (torch.isfinite(zero_filled).all() and torch.isfinite(kspace).all()):
+            raise MrdistillError(f"{info.path}: k-space slice {s} overflows float32 when "
+                                 f"processed (values far outside any MRI scale: a damaged file?)")
         tgt = None if target is None else torch.from_numpy(target / scale)[None]
         return Sample(kspace, mask, zero_filled, tgt, torch.tensor(self.max_value(v), dtype=torch.float32),
                       info.name, s, smaps)
@@ -229,7 +239,8 @@ def file_splits(cfg: DataConfig) -> tuple[dict[str, list[VolumeInfo]], str]:
     cache = fm.cache_dir
 
     def index(folder: Path) -> list[VolumeInfo]:
-        return _every_nth(index_folder(folder, cache, skip_bad=fm.skip_bad).volumes, fm.volume_fraction)
+        found = index_folder(folder, cache, skip_bad=fm.skip_bad, time_limit=fm.metadata_time_limit)
+        return _every_nth(found.volumes, fm.volume_fraction)
 
     if cfg.dataset == "prepared":
         manifest = read_manifest(root)

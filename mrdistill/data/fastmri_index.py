@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from mrdistill.atomic import atomic_write_text
 from mrdistill.cache import default_cache_dir
-from mrdistill.data.fastmri_io import VolumeInfo, inspect_file
+from mrdistill.config import FastMRIConfig
+from mrdistill.data.fastmri_io import VolumeInfo, inspect_files
 from mrdistill.errors import MrdistillError
 
 INDEX_FORMAT = "mrdistill.fastmri-index/1"
@@ -57,7 +58,7 @@ def _read_cache(path: Path, folder: Path) -> dict[str, Any]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    if doc.get("format") != INDEX_FORMAT or doc.get("folder") != str(folder.resolve()):
+    if not isinstance(doc, dict) or doc.get("format") != INDEX_FORMAT or doc.get("folder") != str(folder.resolve()):
         return {}
     files = doc.get("files")
     return files if isinstance(files, dict) else {}
@@ -73,42 +74,60 @@ def _write_cache(path: Path, folder: Path, entries: dict[str, Any]) -> None:
         pass
 
 
+def _cached_info(hit: Any, stamp: list[int], path: Path) -> VolumeInfo | None:
+    """The cached description of `path` if the cache entry is for this very file version and
+    well-formed (a damaged cache entry is a miss, never an error)."""
+    if not isinstance(hit, dict) or hit.get("stamp") != stamp:
+        return None
+    try:
+        return VolumeInfo.from_json({**hit["info"], "path": str(path)})
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def index_folder(folder: str | Path, cache_dir: str | Path | None = None, *,
-                 skip_bad: bool = False, progress: bool = False) -> FolderIndex:
+                 skip_bad: bool = False, progress: bool = False,
+                 time_limit: float = FastMRIConfig.metadata_time_limit) -> FolderIndex:
     """Describe every fastMRI file of `folder` (metadata only), using and refreshing the cache.
 
-    cache_dir: None -> `default_cache_dir()`; "" -> no cache. A bad file raises `MrdistillError`
-    naming it, or with `skip_bad` is listed in `FolderIndex.bad` (bad files are never cached, so
-    a fixed file is picked up next time).
+    cache_dir: None -> `default_cache_dir()`; "" -> no cache. Files not in the cache are read in
+    a worker process, at most `time_limit` seconds each (`fastmri_io.inspect_files`). A bad file
+    (or one over the limit) raises `MrdistillError` naming it, or with `skip_bad` is listed in
+    `FolderIndex.bad` (bad files are never cached, so a fixed file is picked up next time).
     """
     folder = Path(folder)
     files = list_h5_files(folder)
     use_cache = cache_dir != ""
     cache_path = _cache_file(folder, Path(cache_dir) if cache_dir else default_cache_dir())
     cached = _read_cache(cache_path, folder) if use_cache else {}
+    stamps = {}
+    found: dict[Path, VolumeInfo | MrdistillError] = {}
+    for path in files:
+        stat = path.stat()
+        stamps[path] = [stat.st_size, stat.st_mtime_ns]
+        info = _cached_info(cached.get(path.name), stamps[path], path)
+        if info is not None:
+            found[path] = info
+    misses = [p for p in files if p not in found]
+    worker = inspect_files(misses, time_limit)
+    try:
+        for path, result in zip(misses, tqdm(worker, total=len(misses), desc=f"index {folder.name}",
+                                             disable=not progress, leave=False)):
+            if isinstance(result, MrdistillError) and not skip_bad:
+                raise result  # the first bad file, in name order
+            found[path] = result
+    finally:
+        worker.close()  # stops the worker process now, not when garbage is collected
     entries: dict[str, Any] = {}
     volumes, bad = [], []
-    changed = set(cached) != {p.name for p in files}
-    for path in tqdm(files, desc=f"index {folder.name}", disable=not progress, leave=False):
-        stat = path.stat()
-        stamp = [stat.st_size, stat.st_mtime_ns]
-        hit = cached.get(path.name)
-        if hit is not None and hit.get("stamp") == stamp:
-            info = VolumeInfo.from_json(hit["info"])
-            if info.path != str(path):  # same folder reached by another path spelling
-                info = VolumeInfo.from_json({**hit["info"], "path": str(path)})
-        else:
-            changed = True
-            try:
-                info = inspect_file(path)
-            except MrdistillError as exc:
-                if not skip_bad:
-                    raise
-                bad.append((str(path), str(exc)))
-                continue
-        entries[path.name] = {"stamp": stamp, "info": info.to_json()}
-        volumes.append(info)
-    if use_cache and changed:
+    for path in files:
+        result = found[path]
+        if isinstance(result, MrdistillError):
+            bad.append((str(path), str(result)))
+            continue
+        entries[path.name] = {"stamp": stamps[path], "info": result.to_json()}
+        volumes.append(result)
+    if use_cache and (misses or set(cached) != set(entries)):
         _write_cache(cache_path, folder, entries)
     if not volumes:
         raise MrdistillError(f"{folder}: none of its {len(files)} .h5 files could be read "

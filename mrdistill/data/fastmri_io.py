@@ -12,7 +12,7 @@ Every problem with a file raises `MrdistillError` with one line that names the f
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +22,9 @@ import h5py
 import numpy as np
 
 from mrdistill.atomic import atomic_path
-from mrdistill.errors import MrdistillError
+from mrdistill.config import FastMRIConfig
+from mrdistill.errors import MrdistillError, describe_exception
+from mrdistill.timelimit import iter_time_limited
 
 TARGET_KEYS = {"singlecoil": "reconstruction_esc", "multicoil": "reconstruction_rss"}
 PREDICTION_KEY = "reconstruction"
@@ -137,14 +139,14 @@ def open_h5(path: str | Path) -> Iterator[h5py.File]:
         raise MrdistillError(f"{path}: file not found")
     try:
         handle = h5py.File(path, "r")
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - OSError mostly; damaged files also raise others
         text = str(exc).lower()
         if "truncated" in text:
             why = "truncated HDF5 file (incomplete download or copy?)"
         elif "signature" in text:
             why = "not an HDF5 file"
         else:
-            why = f"cannot open as HDF5 ({str(exc).splitlines()[0]})"
+            why = f"cannot open as HDF5 ({describe_exception(exc)})"
         raise MrdistillError(f"{path}: {why}") from None
     try:
         yield handle
@@ -163,56 +165,121 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def inspect_file(path: str | Path) -> VolumeInfo:
-    """Check one fastMRI file and describe it (shapes, targets, header, attributes).
+def _number_attr(path: Path, key: str, value: Any) -> Any:
+    """`max`/`norm`/`acceleration` must be finite numbers (they scale data); others pass."""
+    if key in ("max", "norm", "acceleration"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise MrdistillError(f"{path}: attribute '{key}' must be a finite number, got {value!r}")
+    return value
 
-    Reads metadata only (no k-space values). Problems raise `MrdistillError` naming the file.
-    """
-    path = Path(path)
-    with open_h5(path) as f:
-        if "kspace" not in f:
-            raise MrdistillError(f"{path}: no 'kspace' dataset (has: {', '.join(sorted(f.keys())) or 'nothing'})")
-        ks = f["kspace"]
-        if not isinstance(ks, h5py.Dataset) or not np.issubdtype(ks.dtype, np.complexfloating):
-            raise MrdistillError(f"{path}: 'kspace' must be a complex dataset, got {getattr(ks, 'dtype', 'a group')}")
-        if ks.ndim not in (3, 4) or ks.shape[0] == 0:
-            raise MrdistillError(f"{path}: 'kspace' must be (slices, H, W) or (slices, coils, H, W) with "
-                                 f"at least one slice, got shape {ks.shape}")
-        slices, height, width = ks.shape[0], ks.shape[-2], ks.shape[-1]
-        coils = ks.shape[1] if ks.ndim == 4 else 0
-        targets = {}
-        for key in TARGET_KEYS.values():
-            if key in f:
-                shape = f[key].shape
-                if len(shape) != 3 or shape[0] != slices:
-                    raise MrdistillError(f"{path}: '{key}' must be ({slices}, h, w), got {shape}")
-                targets[key] = (int(shape[1]), int(shape[2]))
-        has_mask = "mask" in f
-        if has_mask and f["mask"].shape != (width,):
-            raise MrdistillError(f"{path}: 'mask' must have shape ({width},), got {f['mask'].shape}")
-        if "ismrmrd_header" in f:
-            try:
-                encoding = parse_ismrmrd_header(f["ismrmrd_header"][()])
-            except (ET.ParseError, KeyError, ValueError, TypeError) as exc:
-                raise MrdistillError(f"{path}: unreadable ismrmrd_header ({type(exc).__name__}: {exc})") from None
-        else:  # no header: recon size from the target (or k-space), no padding
-            recon = next(iter(targets.values()), (height, width))
-            encoding = EncodingInfo((height, width), recon, 0, width)
-        attrs = {k: _plain(f.attrs[k]) for k in _ATTR_KEYS if k in f.attrs}
+
+def _describe(path: Path, f: h5py.File) -> VolumeInfo:
+    """The body of `inspect_file` on an open file (HDF5 errors are turned into words by the caller)."""
+    if "kspace" not in f:
+        raise MrdistillError(f"{path}: no 'kspace' dataset (has: {', '.join(sorted(f.keys())) or 'nothing'})")
+    ks = f["kspace"]
+    if not isinstance(ks, h5py.Dataset) or not np.issubdtype(ks.dtype, np.complexfloating):
+        raise MrdistillError(f"{path}: 'kspace' must be a complex dataset, got {getattr(ks, 'dtype', 'a group')}")
+    if ks.ndim not in (3, 4) or min(ks.shape) == 0:
+        raise MrdistillError(f"{path}: 'kspace' must be (slices, H, W) or (slices, coils, H, W) with "
+                             f"no empty axis, got shape {ks.shape}")
+    slices, height, width = ks.shape[0], ks.shape[-2], ks.shape[-1]
+    coils = ks.shape[1] if ks.ndim == 4 else 0
+    targets = {}
+    for key in TARGET_KEYS.values():
+        if key in f:
+            shape = getattr(f[key], "shape", None)
+            if shape is None or len(shape) != 3 or shape[0] != slices or min(shape) == 0:
+                raise MrdistillError(f"{path}: '{key}' must be ({slices}, h, w), got {shape or 'a group'}")
+            targets[key] = (int(shape[1]), int(shape[2]))
+    has_mask = "mask" in f
+    if has_mask and getattr(f["mask"], "shape", None) != (width,):
+        raise MrdistillError(f"{path}: 'mask' must have shape ({width},), got {getattr(f['mask'], 'shape', 'a group')}")
+    if "ismrmrd_header" in f:
+        try:
+            encoding = parse_ismrmrd_header(f["ismrmrd_header"][()])
+        except (ET.ParseError, KeyError, ValueError, TypeError, OverflowError) as exc:
+            raise MrdistillError(f"{path}: unreadable ismrmrd_header ({describe_exception(exc)})") from None
+        if min(encoding.encoded_size + encoding.recon_size) < 1:
+            raise MrdistillError(f"{path}: ismrmrd_header gives a matrix size below 1: "
+                                 f"encoded {encoding.encoded_size}, recon {encoding.recon_size}")
+    else:  # no header: recon size from the target (or k-space), no padding
+        recon = next(iter(targets.values()), (height, width))
+        encoding = EncodingInfo((height, width), recon, 0, width)
+    attrs = {k: _number_attr(path, k, _plain(f.attrs[k])) for k in _ATTR_KEYS if k in f.attrs}
+    if targets and attrs.get("max") == 0:
+        raise MrdistillError(f"{path}: no signal (its 'max' attribute is 0: an all-zero volume)")
     return VolumeInfo(str(path), path.name[:-3] if path.name.endswith(".h5") else path.stem,
                       int(slices), int(coils), int(height), int(width), targets, has_mask,
                       encoding, attrs)
 
 
+def inspect_file(path: str | Path) -> VolumeInfo:
+    """Check one fastMRI file and describe it (shapes, targets, header, attributes).
+
+    Reads metadata only (no k-space values). Problems raise `MrdistillError` naming the file. No
+    time limit: for files from users use `inspect_files`, which runs this in a worker process.
+    """
+    path = Path(path)
+    with open_h5(path) as f:
+        try:
+            return _describe(path, f)
+        except MrdistillError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - HDF5 raises OSError/KeyError/RuntimeError/... on damage
+            raise MrdistillError(f"{path}: damaged HDF5 file ({describe_exception(exc)})") from None
+
+
+def _inspect_json(path: str) -> dict[str, Any]:
+    return inspect_file(path).to_json()
+
+
+def inspect_files(paths: Sequence[str | Path], time_limit: float = FastMRIConfig.metadata_time_limit
+                  ) -> Iterator[VolumeInfo | MrdistillError]:
+    """`inspect_file` of each path (in order, as each is ready) in a worker process, at most
+    `time_limit` seconds per file; a bad file or one over the limit gives its `MrdistillError`."""
+    if not (time_limit > 0 and np.isfinite(time_limit)):
+        raise MrdistillError(f"fastmri.metadata_time_limit must be a positive number of seconds, got {time_limit}")
+    for result in iter_time_limited(_inspect_json, [str(p) for p in paths], time_limit):
+        yield result if isinstance(result, MrdistillError) else VolumeInfo.from_json(result)
+
+
+def _datasets_and_attrs(path: str) -> dict[str, Any]:
+    """{"datasets": {name: rank}, "attrs": the plain attributes fastMRI files carry} of one file."""
+    with open_h5(path) as f:
+        try:
+            return {"datasets": {k: int(getattr(f[k], "ndim", -1)) for k in f.keys()},
+                    "attrs": {k: _plain(f.attrs[k]) for k in _ATTR_KEYS if k in f.attrs}}
+        except Exception as exc:  # noqa: BLE001 - HDF5 raises many types on damaged files
+            raise MrdistillError(f"{path}: damaged HDF5 file ({describe_exception(exc)})") from None
+
+
+def read_headers(paths: Sequence[str | Path], time_limit: float = FastMRIConfig.metadata_time_limit
+                 ) -> Iterator[dict[str, Any] | MrdistillError]:
+    """Dataset ranks and attributes of each file (any HDF5 file, e.g. targets without k-space),
+    at most `time_limit` seconds per file in a worker process, as `inspect_files` does."""
+    yield from iter_time_limited(_datasets_and_attrs, [str(p) for p in paths], time_limit)
+
+
+def inspect_file_limited(path: str | Path, time_limit: float = FastMRIConfig.metadata_time_limit) -> VolumeInfo:
+    """`inspect_file` under a time limit (see `inspect_files`); raises its `MrdistillError`."""
+    (result,) = list(inspect_files([path], time_limit))
+    if isinstance(result, MrdistillError):
+        raise result
+    return result
+
+
 def read_volume_array(path: str | Path, key: str) -> np.ndarray:
     """A whole dataset (e.g. a target or a prediction volume) as a numpy array; clear errors."""
     with open_h5(path) as f:
-        if key not in f:
-            raise MrdistillError(f"{path}: no '{key}' dataset (has: {', '.join(sorted(f.keys()))})")
         try:
+            if key not in f:
+                raise MrdistillError(f"{path}: no '{key}' dataset (has: {', '.join(sorted(f.keys()))})")
             return np.asarray(f[key][()])
-        except OSError as exc:
-            raise MrdistillError(f"{path}: cannot read '{key}' ({str(exc).splitlines()[0]})") from None
+        except MrdistillError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - HDF5 raises many types on damaged files
+            raise MrdistillError(f"{path}: cannot read '{key}' ({describe_exception(exc)})") from None
 
 
 # ---------------------------------------------------------------- writing

@@ -37,7 +37,7 @@ from mrdistill.data.splits import assign_slabs
 from mrdistill.data.fastmri_io import write_fastmri_file
 from mrdistill.data.simulate import foreground_fraction, smooth_phase, square_resize
 from mrdistill.data.volumes import InputItem, read_volume
-from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.errors import MrdistillError, check_choice, describe_exception
 from mrdistill.physics.fft import fft2c
 from mrdistill.physics.masks import stable_seed
 
@@ -211,7 +211,13 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise MrdistillError(f"{path}: unreadable ({type(exc).__name__})") from None
-    if doc.get("format") != MANIFEST_FORMAT:
-        raise MrdistillError(f"{path}: not a {MANIFEST_FORMAT} manifest (format {doc.get('format')!r})")
+        raise MrdistillError(f"{path}: unreadable ({describe_exception(exc)})") from None
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise MrdistillError(f"{path}: not a {MANIFEST_FORMAT} manifest (format {found!r})")
+    if doc.get("mode") not in ("real", "complex"):
+        raise MrdistillError(f"{path}: 'mode' must be real or complex, got {doc.get('mode')!r}")
+    coils = doc.get("coils")
+    if isinstance(coils, bool) or not isinstance(coils, int) or coils < 1:
+        raise MrdistillError(f"{path}: 'coils' must be a whole number >= 1, got {coils!r}")
     return doc

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mrdistill.data.coils import simulate_coil_maps
 from mrdistill.physics.fft import fft2c
 
 
@@ -41,16 +42,20 @@ def smooth_phase(shape: tuple[int, int], seed: int, max_radians: float = np.pi) 
     return torch.from_numpy(phase.astype(np.float32))
 
 
-def simulate_kspace(image: Tensor, mode: str, seed: int, noise_std: float = 0.0) -> tuple[Tensor, Tensor]:
-    """Real image float32 (H, W) -> (full k-space complex64 (1, H, W), complex image (1, H, W)).
+def simulate_kspace(image: Tensor, mode: str, seed: int, noise_std: float = 0.0,
+                    coils: int = 1) -> tuple[Tensor, Tensor]:
+    """Real image float32 (H, W) -> (full k-space complex64 (C, H, W), complex image (1, H, W)).
 
-    mode "real": the image itself (KD-MRI); "complex": times a smooth synthetic phase. Optional
-    complex Gaussian noise of std `noise_std` per real/imag component is added in k-space.
+    mode "real": the image itself (KD-MRI); "complex": times a smooth synthetic phase. coils > 1:
+    C coil images S_c x with `coils.simulate_coil_maps` (sum_c |S_c|^2 = 1, so the RSS of the coil
+    images is |x|). Optional complex Gaussian noise of std `noise_std` per real/imag component is
+    added in k-space.
     """
     img = image.to(torch.complex64)
     if mode == "complex":
         img = img * torch.polar(torch.ones_like(image), smooth_phase(tuple(image.shape), seed))
-    kspace = fft2c(img)[None]
+    coil_images = simulate_coil_maps(coils, tuple(image.shape)) * img if coils > 1 else img[None]
+    kspace = fft2c(coil_images)
     if noise_std > 0:
         gen = torch.Generator().manual_seed(seed + 1)
         noise = torch.randn((2, *kspace.shape), generator=gen) * noise_std

@@ -14,13 +14,14 @@ name order (img2 before img10). Every problem raises `MrdistillError` naming the
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mrdistill.errors import MrdistillError
+from mrdistill.errors import MrdistillError, describe_exception
 
 H5_SUFFIXES = (".h5", ".hdf5")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -168,19 +169,52 @@ def _check_values(data: np.ndarray, where: Path) -> np.ndarray:
         raise MrdistillError(f"{where}: contains NaN or Inf values")
     if not np.any(data):
         raise MrdistillError(f"{where}: every value is zero (no image)")
+    if not data.max() > 0:  # volumes are scaled by their max
+        raise MrdistillError(f"{where}: no positive intensity (max {float(data.max()):g})")
     return np.ascontiguousarray(data, dtype=np.float32)
+
+
+# gzip cannot compress by more than about 1032:1, so a .nii.gz header that promises more data
+# than this many times the file size is damaged: refuse it before allocating.
+_MAX_GZIP_RATIO = 1100
+
+
+def _nifti_size_check(path: Path, img: Any) -> None:
+    """Refuse a header whose data size cannot be in the file (before any allocation)."""
+    shape = [int(n) for n in img.header.get_data_shape()]
+    if not shape or min(shape) < 1:
+        raise MrdistillError(f"{path}: the NIfTI header gives an empty data shape {tuple(shape)}")
+    need = int(np.prod(shape, dtype=object)) * np.dtype(img.get_data_dtype()).itemsize
+    size = path.stat().st_size
+    if path.name.lower().endswith(".gz"):
+        if need > _MAX_GZIP_RATIO * size:
+            raise MrdistillError(f"{path}: the NIfTI header promises {need} bytes of data, more than "
+                                 f"a {size}-byte compressed file can hold (damaged header)")
+    elif need + int(img.header.get("vox_offset", 0)) > size:
+        raise MrdistillError(f"{path}: the NIfTI header promises {need} bytes of data but the file "
+                             f"holds {size} bytes (truncated or damaged)")
 
 
 def _read_nifti(item: InputItem, slice_axis: int) -> ImageVolume:
     import nibabel as nib
 
+    if slice_axis not in (0, 1, 2):
+        raise MrdistillError(f"slice axis must be 0, 1 or 2, got {slice_axis}")
     try:
         img = nib.load(str(item.path))
+        _nifti_size_check(item.path, img)
         raw = np.asanyarray(img.dataobj)
+        affine = np.asarray(img.affine, dtype=float)
+    except MrdistillError:
+        raise
     except Exception as exc:  # noqa: BLE001 - nibabel, gzip and zlib raise many types
-        raise MrdistillError(f"{item.path}: not a readable NIfTI file ({type(exc).__name__})") from None
+        raise MrdistillError(f"{item.path}: not a readable NIfTI file ({describe_exception(exc)})") from None
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise MrdistillError(f"{item.path}: the NIfTI header's affine is not a finite 4x4 matrix")
     if np.iscomplexobj(raw):
         raw = np.abs(raw)
+    if not np.issubdtype(raw.dtype, np.number):
+        raise MrdistillError(f"{item.path}: NIfTI data of type {raw.dtype} are not image intensities")
     data = raw.astype(np.float32)
     ndim = data.ndim
     if ndim < 2:
@@ -188,9 +222,7 @@ def _read_nifti(item: InputItem, slice_axis: int) -> ImageVolume:
     data = data[..., None] if ndim == 2 else data
     while data.ndim > 3:  # 4-D (time/volumes): the first one
         data = data[..., 0]
-    if slice_axis not in (0, 1, 2):
-        raise MrdistillError(f"slice axis must be 0, 1 or 2, got {slice_axis}")
-    meta = {"affine": img.affine, "header": img.header, "slice_axis": slice_axis, "ndim": ndim}
+    meta = {"affine": affine, "header": img.header, "slice_axis": slice_axis, "ndim": ndim}
     return ImageVolume(item.name, "nifti", item.path, _check_values(np.moveaxis(data, slice_axis, 0), item.path), meta)
 
 
@@ -198,84 +230,130 @@ def _read_npy(item: InputItem) -> ImageVolume:
     try:
         data = np.load(item.path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - numpy raises ValueError/OSError/EOFError/...
-        raise MrdistillError(f"{item.path}: not a readable .npy array ({type(exc).__name__})") from None
+        raise MrdistillError(f"{item.path}: not a readable .npy array ({describe_exception(exc)})") from None
+    if not isinstance(data, np.ndarray):
+        raise MrdistillError(f"{item.path}: not a .npy array file (an .npz archive?)")
     if np.iscomplexobj(data):
         data = np.abs(data)
-    if data.ndim not in (2, 3) or not np.issubdtype(data.dtype, np.number):
+    if data.ndim not in (2, 3) or not np.issubdtype(data.dtype, np.number) or min(data.shape) == 0:
         raise MrdistillError(f"{item.path}: expected a numeric (H, W) or (S, H, W) array, got "
                              f"{data.dtype} {data.shape}")
     meta = {"ndim": data.ndim}
     return ImageVolume(item.name, "npy", item.path, _check_values(data if data.ndim == 3 else data[None], item.path), meta)
 
 
-def _dicom_affine(datasets: list[Any]) -> np.ndarray:
+@dataclass
+class _DicomFile:
+    """What one DICOM file contributes, its numbers already checked."""
+
+    path: Path
+    frames: list[np.ndarray]  # float32 (rows, columns) each, rescaled
+    spacing: list[float]  # PixelSpacing (row, column) in mm
+    orientation: list[float] | None  # ImageOrientationPatient: row then column direction cosines
+    position: list[float] | None  # ImagePositionPatient (LPS, mm)
+    thickness: float
+    instance: int | None
+
+
+def _dicom_numbers(ds: Any, tag: str, count: int, path: Path) -> list[float] | None:
+    """A numeric tag as `count` finite floats; None when absent; malformed -> `MrdistillError`."""
+    if tag not in ds:
+        return None
+    try:
+        raw = ds[tag].value
+        values = [float(raw)] if isinstance(raw, (str, bytes, int, float)) else [float(v) for v in raw]
+    except Exception as exc:  # noqa: BLE001 - pydicom values can be anything in a damaged file
+        raise MrdistillError(f"{path}: DICOM tag {tag} is not numeric ({describe_exception(exc)})") from None
+    if len(values) != count or not np.isfinite(values).all():
+        raise MrdistillError(f"{path}: DICOM tag {tag} must hold {count} finite number(s), got {values}")
+    return values
+
+
+def _read_dicom_file(path: Path) -> _DicomFile:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path)
+        pix = np.asarray(ds.pixel_array)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types
+        raise MrdistillError(f"{path}: not a readable DICOM image ({describe_exception(exc)})") from None
+    if samples != 1 or pix.ndim not in (2, 3) or min(pix.shape) == 0 or not np.issubdtype(pix.dtype, np.number):
+        raise MrdistillError(f"{path}: expected a grayscale DICOM image, got {samples} sample(s) per "
+                             f"pixel and pixel data {pix.dtype} {pix.shape}")
+    slope = (_dicom_numbers(ds, "RescaleSlope", 1, path) or [1.0])[0]
+    intercept = (_dicom_numbers(ds, "RescaleIntercept", 1, path) or [0.0])[0]
+    pix = pix.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    orientation = _dicom_numbers(ds, "ImageOrientationPatient", 6, path)
+    if orientation is not None and not np.linalg.norm(np.cross(orientation[:3], orientation[3:])) > 1e-3:
+        raise MrdistillError(f"{path}: DICOM tag ImageOrientationPatient holds parallel or zero "
+                             f"directions {orientation}")
+    instance = _dicom_numbers(ds, "InstanceNumber", 1, path)
+    return _DicomFile(path, list(pix) if pix.ndim == 3 else [pix],  # multi-frame: frames are slices
+                      _dicom_numbers(ds, "PixelSpacing", 2, path) or [1.0, 1.0], orientation,
+                      _dicom_numbers(ds, "ImagePositionPatient", 3, path),
+                      (_dicom_numbers(ds, "SliceThickness", 1, path) or [1.0])[0],
+                      None if instance is None else int(instance[0]))
+
+
+def _dicom_affine(files: list[_DicomFile]) -> np.ndarray:
     """4x4 RAS affine of the (row, column, slice) array, from DICOM (LPS) geometry; scaled
     identity when the geometry tags are missing."""
-    first = datasets[0]
-    spacing = [float(v) for v in first.get("PixelSpacing", [1.0, 1.0])]
+    first = files[0]
+    spacing = first.spacing
     affine = np.diag([spacing[0], spacing[1], 1.0, 1.0])
-    if "ImageOrientationPatient" not in first or "ImagePositionPatient" not in first:
+    if first.orientation is None or first.position is None:
         return affine
-    cos = np.asarray([float(v) for v in first.ImageOrientationPatient])
+    cos = np.asarray(first.orientation)
     row_dir, col_dir = cos[:3], cos[3:]  # directions of increasing column / row index
-    pos = np.asarray([float(v) for v in first.ImagePositionPatient])
-    if len(datasets) > 1 and "ImagePositionPatient" in datasets[1]:
-        step = np.asarray([float(v) for v in datasets[1].ImagePositionPatient]) - pos
+    pos = np.asarray(first.position)
+    if len(files) > 1 and files[1].position is not None:
+        step = np.asarray(files[1].position) - pos
     else:
-        step = np.cross(row_dir, col_dir) * float(first.get("SliceThickness", 1.0))
+        step = np.cross(row_dir, col_dir) * first.thickness
     affine[:3, 0], affine[:3, 1], affine[:3, 2], affine[:3, 3] = col_dir * spacing[0], row_dir * spacing[1], step, pos
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # LPS -> RAS
 
 
 def _read_dicom(item: InputItem) -> ImageVolume:
-    import pydicom
-
-    datasets = []
-    for f in item.files:
-        try:
-            ds = pydicom.dcmread(f)
-            ds.pixel_array  # noqa: B018 - decode now, so a bad file is named here
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many types
-            raise MrdistillError(f"{f}: not a readable DICOM image ({type(exc).__name__})") from None
-        datasets.append((f, ds))
-    sizes = {(int(ds.Rows), int(ds.Columns)) for _, ds in datasets}
+    files = [_read_dicom_file(f) for f in item.files]
+    sizes = {}
+    for d in files:
+        sizes.setdefault(d.frames[0].shape, d.path.name)
     if len(sizes) > 1:
-        examples = {}
-        for f, ds in datasets:
-            examples.setdefault((int(ds.Rows), int(ds.Columns)), f.name)
-        desc = ", ".join(f"{r}x{c} ({name})" for (r, c), name in sorted(examples.items()))
+        desc = ", ".join(f"{r}x{c} ({name})" for (r, c), name in sorted(sizes.items()))
         raise MrdistillError(f"{item.path}: DICOM series {item.name!r} mixes image sizes: {desc}")
 
-    def position(ds: Any) -> float:
-        cos = np.asarray([float(v) for v in ds.ImageOrientationPatient])
-        return float(np.dot(np.asarray([float(v) for v in ds.ImagePositionPatient]), np.cross(cos[:3], cos[3:])))
+    def position(d: _DicomFile) -> float:
+        cos = np.asarray(d.orientation)
+        return float(np.dot(np.asarray(d.position), np.cross(cos[:3], cos[3:])))
 
-    if all("ImagePositionPatient" in ds and "ImageOrientationPatient" in ds for _, ds in datasets):
-        datasets.sort(key=lambda fd: position(fd[1]))
-    elif all("InstanceNumber" in ds for _, ds in datasets):
-        datasets.sort(key=lambda fd: int(fd[1].InstanceNumber))
-    slices = []
-    for _, ds in datasets:
-        pix = ds.pixel_array.astype(np.float32)
-        pix = pix * float(ds.get("RescaleSlope", 1.0)) + float(ds.get("RescaleIntercept", 0.0))
-        slices.extend(pix if pix.ndim == 3 else [pix])  # multi-frame files: frames are slices
-    meta = {"affine": _dicom_affine([ds for _, ds in datasets]), "files": [f.name for f, _ in datasets]}
+    if all(d.position is not None and d.orientation is not None for d in files):
+        files.sort(key=position)
+    elif all(d.instance is not None for d in files):
+        files.sort(key=lambda d: d.instance)
+    slices = [frame for d in files for frame in d.frames]
+    meta = {"affine": _dicom_affine(files), "files": [d.path.name for d in files]}
     return ImageVolume(item.name, "dicom", item.path, _check_values(np.stack(slices), item.path), meta)
 
 
 def _read_image_file(path: Path) -> tuple[np.ndarray, int]:
     """One PNG/JPG as a 2-D array and its bit depth (8 or 16); colour becomes grayscale."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings(), Image.open(path) as img:
+            # a huge image is refused, not just warned about: it would be held as float32
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
             if img.mode.startswith("I;16") or img.mode in ("I", "F"):
                 arr, bits = np.asarray(img), 16
             else:
                 arr, bits = np.asarray(img.convert("L")), 8
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise MrdistillError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, DecompressionBombError, ...
+        raise MrdistillError(f"{path}: not a readable image ({describe_exception(exc)})") from None
+    if arr.ndim != 2 or min(arr.shape) == 0:
+        raise MrdistillError(f"{path}: expected a 2-D image, got shape {arr.shape}")
     return arr.astype(np.float32), bits
 
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from mrdistill.data.crop import crop_like
 from mrdistill.data.sample import Sample
+from mrdistill.distill.hooks import FeatureHooks, attach_for_pairs, run_hooked
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput, run_model
 from mrdistill.physics.fft import magnitude
@@ -45,6 +46,8 @@ class DistillObjective(nn.Module):
         self.weights = {name: float(w) for name, (_, w) in terms.items()}
         self.task_weight = float(task_weight)
         self._teacher = [teacher] if teacher is not None else []  # a list keeps it unregistered
+        # Forward hooks for pair keys that are module paths (`distill.hooks`), made by `setup`.
+        self._hooks: tuple[FeatureHooks | None, FeatureHooks | None] = (None, None)
         if teacher is not None:
             teacher.eval().requires_grad_(False)
 
@@ -70,14 +73,32 @@ class DistillObjective(nn.Module):
         feats = self.needs_features
         student_out = run_model(model, sample, feats)
         teacher_out = run_model(teacher, sample, feats)
+        if feats:
+            for hooks in self._hooks:
+                if hooks is not None:
+                    hooks.remove()
+            self._hooks = attach_for_pairs(model, teacher, self.kd, student_out, teacher_out)
+            student_out = self.run_student(model, sample)
+            teacher_out = self.run_teacher(sample)
         for module in self.kd.values():
             if hasattr(module, "setup"):
                 module.setup(student_out, teacher_out, sample)
             module(student_out, teacher_out, sample)  # every term, once: bad keys/shapes fail now
 
-    def forward(self, model: nn.Module, sample: Sample) -> dict[str, Tensor]:
+    def run_student(self, model: nn.Module, sample: Sample) -> ReconOutput:
+        """The student's output, with the hooked module outputs among its features."""
         feats = self.needs_features
-        student = run_model(model, sample, feats)
+        return run_hooked(lambda: run_model(model, sample, feats), self._hooks[0])
+
+    def run_teacher(self, sample: Sample) -> ReconOutput:
+        """The teacher's output (no gradients), with the hooked module outputs among its features."""
+        teacher, feats = self.teacher, self.needs_features
+        assert teacher is not None
+        with torch.no_grad():
+            return run_hooked(lambda: run_model(teacher, sample, feats), self._hooks[1])
+
+    def forward(self, model: nn.Module, sample: Sample) -> dict[str, Tensor]:
+        student = self.run_student(model, sample)
         out: dict[str, Tensor] = {}
         total = student.image.new_zeros(())
         # A batch of undersampled-only slices (target None) learns from the teacher alone.
@@ -88,10 +109,7 @@ class DistillObjective(nn.Module):
             out["task"] = task_loss(student, sample.target)
             total = total + self.task_weight * out["task"]
         if self.kd:
-            teacher = self.teacher
-            assert teacher is not None
-            with torch.no_grad():
-                teacher_out = run_model(teacher, sample, feats)
+            teacher_out = self.run_teacher(sample)
             for name, module in self.kd.items():
                 out[f"kd/{name}"] = module(student, teacher_out, sample)
                 total = total + self.weights[name] * out[f"kd/{name}"]

@@ -10,12 +10,13 @@ from torch import nn
 
 from mrdistill.errors import MrdistillError, check_choice
 
-_MODELS: dict[str, type[nn.Module]] = {}
-M = TypeVar("M", bound=type[nn.Module])
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+M = TypeVar("M", bound=Callable[..., nn.Module])
 
 
 def register_model(name: str) -> Callable[[M], M]:
-    """Class decorator adding a model to the registry under `name`."""
+    """Decorator adding a model to the registry under `name`: a model class, or a builder function
+    `(**kwargs) -> nn.Module` for a module that is not mrdistill's (docs/teachers.md)."""
 
     def wrap(cls: M) -> M:
         if name in _MODELS:
@@ -39,7 +40,7 @@ def build_model(name: str, seed: int | None = None, **kwargs: Any) -> nn.Module:
     """
     check_choice("model", name, list(_MODELS))
     cls = _MODELS[name]
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls.__init__ if isinstance(cls, type) else cls).parameters
     valid = [p for p in params if p != "self"]
     for key in kwargs:
         if key not in valid:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.errors import MrdistillError, check_choice, describe_exception
 
 # An integer seed, or an array seed (a tuple of 32-bit words) as fastMRI seeds validation masks.
 MaskSeed = int | tuple[int, ...]
@@ -299,8 +299,10 @@ def _load_fixed(path: str | None, height: int, width: int) -> np.ndarray:
         raise MrdistillError("mask kind 'fixed' needs path= pointing to a .npy file")
     try:
         data = np.load(Path(path), allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise MrdistillError(f"cannot read fixed mask {path!r}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - numpy raises OSError/ValueError/EOFError/...
+        raise MrdistillError(f"cannot read fixed mask {path!r}: {describe_exception(exc)}") from None
+    if not isinstance(data, np.ndarray):
+        raise MrdistillError(f"fixed mask {path!r} must be a .npy array, not an .npz archive")
     if data.dtype != np.bool_ and not np.issubdtype(data.dtype, np.number):
         raise MrdistillError(f"fixed mask {path!r} must be bool or numeric, got dtype {data.dtype}")
     if data.shape not in ((width,), (height, width)):
@@ -310,4 +312,6 @@ def _load_fixed(path: str | None, height: int, width: int) -> np.ndarray:
     values = data.astype(np.float32)
     if not np.all((values == 0) | (values == 1)):
         raise MrdistillError(f"fixed mask {path!r} must contain only 0/1 (or bool) values")
+    if not values.any():
+        raise MrdistillError(f"fixed mask {path!r} samples nothing (every value is 0)")
     return values

@@ -17,6 +17,7 @@ import yaml
 
 from mrdistill.config import (DataConfig, KDTermConfig, ModelConfig, OptimConfig, SFTConfig,
                               StageConfig, apply_overrides, from_dict, load_yaml, to_dict)
+from mrdistill.atomic import atomic_write_text
 from mrdistill.config.run import STAGE_SELECTIONS
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import METRICS
@@ -180,5 +181,4 @@ def validate(cfg: StudyConfig) -> None:
 
 
 def save_study_config(cfg: StudyConfig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically (temp file + rename), read with `weights_only=True`.
+"""Checkpoints: written atomically (temp file + rename), read with `weights_only=True`, checked
+before use (tensor hash, finite weights, bounded model arguments: `checkpoint_integrity`).
 
 A checkpoint is a plain dict: {"model_name", "model_kwargs", "model": state_dict,
 "extra": state_dict of student-side training modules (KD adapters) or {}, "epoch", "metric", "config",
@@ -17,8 +18,9 @@ from torch import nn
 
 from mrdistill.atomic import atomic_path
 from mrdistill.config import DataConfig, from_dict, to_dict
-from mrdistill.errors import MrdistillError
+from mrdistill.errors import MrdistillError, describe_exception
 from mrdistill.models import build_model
+from mrdistill.train.checkpoint_integrity import check_finite_weights, check_model_kwargs, seal, verify_hash
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -44,7 +46,7 @@ def remove_stale_temps(folder: Path) -> None:
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """torch.save to a temporary file in the same folder, then atomically rename over `path`."""
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        torch.save(seal(payload), tmp)  # records the tensors' SHA-256
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -55,9 +57,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise MrdistillError(f"cannot read checkpoint {path}: {type(exc).__name__}") from None
+        raise MrdistillError(f"cannot read checkpoint {path}: {describe_exception(exc)}") from None
     if not isinstance(ckpt, dict) or "model_name" not in ckpt or "model" not in ckpt:
         raise MrdistillError(f"{path} is not an mrdistill checkpoint")
+    verify_hash(ckpt, path)
+    check_finite_weights(ckpt, path)
     return ckpt
 
 
@@ -95,6 +99,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path,
     """`load_model` for a checkpoint already read by `load_checkpoint` (path: for messages)."""
     # Seeded (inside a forked RNG) only so that building never consumes global RNG state; every
     # initial weight is overwritten by the checkpoint's.
+    check_model_kwargs(ckpt["model_name"], ckpt["model_kwargs"], path)  # before any allocation
     model = build_model(ckpt["model_name"], seed=0, **ckpt["model_kwargs"])
     try:
         model.load_state_dict(ckpt["model"])

@@ -19,7 +19,6 @@ scaling as the model's predictions, so the two can be scored side by side (`eval
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -29,18 +28,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mrdistill.atomic import remove_stale_temporaries
 from mrdistill.config import DataConfig, FastMRIConfig, MaskConfig, PredictConfig
 from mrdistill.data.coils import rss
 from mrdistill.data.crop import center_crop
 from mrdistill.data.datasets import SliceDataset, SliceRecord
 from mrdistill.data.fastmri import COIL_MODES, FastMRISliceDataset
-from mrdistill.data.fastmri_io import inspect_file, write_reconstruction
-from mrdistill.data.volume_io import write_like
+from mrdistill.data.fastmri_io import inspect_file_limited, write_reconstruction
+from mrdistill.data.volume_io import output_path, write_like
 from mrdistill.data.volumes import InputItem, find_inputs, read_volume
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.physics.fft import ifft2c
 from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint, recorded_data
 from mrdistill.train.inference import FastPaths, reconstruct
+from mrdistill.train.predict_record import PredictRecord, run_identity, unfinished_record
 
 
 @dataclass
@@ -51,6 +52,7 @@ class PredictResult:
 
     out: Path
     written: list[Path] = field(default_factory=list)
+    resumed: list[Path] = field(default_factory=list)  # complete from an earlier, killed run
     bad: list[tuple[str, str]] = field(default_factory=list)
     cfg: PredictConfig | None = None
     mask_source: str = ""
@@ -128,7 +130,7 @@ def predict_fastmri(model: nn.Module, path: Path, cfg: PredictConfig,
                     fast_paths: FastPaths | None = None) -> np.ndarray:
     """Reconstruction float32 (S, h, w) of one fastMRI file, in the file's units (fast_paths: as
     `reconstruct`'s, shared over the files of one run)."""
-    info = inspect_file(path)
+    info = inspect_file_limited(path)
     data_cfg = DataConfig(mode=_mode(model), mask=cfg.mask,
                           fastmri=FastMRIConfig(coil_mode=cfg.coil_mode, normalize=cfg.normalize))
     ds = FastMRISliceDataset([info], data_cfg, "test", challenge=None)
@@ -192,40 +194,43 @@ def predict(checkpoint: str | Path, inputs: list[str | Path], out: str | Path,
             if not skip_bad:
                 raise
             result.bad.append((str(p), str(exc)))
-    _claim_output(result.out, overwrite)
+    identity = run_identity(checkpoint, asdict(cfg), [str(p) for p in inputs], torch.__version__)
+    record = None if overwrite else unfinished_record(result.out, identity)
+    if record is None:  # a new run (an unfinished one of the same predict is continued instead)
+        _claim_output(result.out, overwrite)
+        record = PredictRecord(result.out, identity)
+        record.begin()
+    record.details = {"mask_source": source, "notes": notes}
+    remove_stale_temporaries(result.out)  # what killed writes left behind
     names: dict[str, int] = {}
     fast_paths: FastPaths = {}  # one fast module per slice shape for the whole run
     for item in tqdm(items, desc="predict", disable=not progress):
         names[item.name] = names.get(item.name, 0) + 1
         name = item.name if names[item.name] == 1 else f"{item.name}-{names[item.name]}"
+        # fastMRI: the input's own file name, which is what fastMRI's evaluation looks up
+        target = (result.out / (item.path.name if name == item.name else f"{name}.h5")
+                  if item.kind == "fastmri" else output_path(item.kind, name, result.out))
+        if record.is_complete(target):
+            result.written.append(target)
+            result.resumed.append(target)
+            continue
         try:
             if item.kind == "fastmri":
                 recon = predict_fastmri(model, item.path, cfg, fast_paths)
-                # the input's own file name, which is what fastMRI's evaluation looks up
-                target = result.out / (item.path.name if name == item.name else f"{name}.h5")
                 write_reconstruction(target, recon, {"checkpoint": str(checkpoint), "source": str(item.path)})
             else:
                 vol, recon = predict_image_volume(model, item, cfg, fast_paths)
                 vol.name = name
-                target = write_like(vol, recon, result.out)
+                write_like(vol, recon, result.out)
         except MrdistillError as exc:
             if not skip_bad:
                 raise
             result.bad.append((str(item.path), str(exc)))
             continue
+        record.mark_complete(target, item.path)
         result.written.append(target)
     if not result.written:
         first = result.bad[0][1] if result.bad else "no inputs"
         raise MrdistillError(f"nothing was written: none of the inputs could be read (first problem: {first})")
-    _write_log(result, checkpoint)
+    record.finish(result.bad)
     return result
-
-
-def _write_log(result: PredictResult, checkpoint: str | Path) -> None:
-    """predict.json: what was run on what, so every output file can be traced."""
-    assert result.cfg is not None
-    doc = {"checkpoint": str(checkpoint), "options": asdict(result.cfg),
-           "mask_source": result.mask_source, "notes": result.notes, "torch": torch.__version__,
-           "written": [str(p) for p in result.written],
-           "skipped": [{"path": p, "problem": m} for p, m in result.bad]}
-    (result.out / "predict.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

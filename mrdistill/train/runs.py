@@ -18,14 +18,15 @@ from mrdistill.distill.init import init_from_teacher
 from mrdistill.device import resolve_device
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
+from mrdistill.models.foreign import import_plugins
 from mrdistill.models.vdsr import Bicubic
-from mrdistill.train.checkpoint import (data_meta, load_checkpoint, load_model, model_payload,
-                                        save_checkpoint)
+from mrdistill.train.checkpoint import data_meta, load_checkpoint, model_payload, save_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.logging import check_tensorboard
 from mrdistill.train.loop import FitResult, fit
 from mrdistill.train.state import RunState
 from mrdistill.train.sft_run import sft_train
+from mrdistill.train.teachers import load_teacher, teacher_identity
 from mrdistill.train.unsupervised import (adaptive_distill, check_adaptive, check_selfsup,
                                          selfsup_train)
 
@@ -134,11 +135,11 @@ def _test_report(cfg: RunConfig, run_dir: Path, model: nn.Module, test: SliceDat
 def _save_corrected_teacher(cfg: RunConfig, run_dir: Path, teacher: nn.Module | None,
                             stage: int) -> None:
     """`checkpoints/teacher_corrected.pt`: the teacher as teacher correction left it (last step)."""
-    if teacher is None or not cfg.distill or not Path(cfg.distill.teacher).is_file():
+    identity = teacher_identity(cfg.distill.teacher) if cfg.distill else None
+    if teacher is None or identity is None:
         return  # an in-memory teacher has no checkpoint to take its name and arguments from
-    ckpt = load_checkpoint(cfg.distill.teacher)
     save_checkpoint(run_dir / "checkpoints" / "teacher_corrected.pt",
-                    model_payload(teacher, ckpt["model_name"], ckpt["model_kwargs"], stage=stage,
+                    model_payload(teacher, identity[0], identity[1], stage=stage,
                                   **data_meta(cfg.data)))
 
 
@@ -147,6 +148,7 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
     """Supervised training of `cfg.model` (a teacher or a plain student); self-supervised (no
     targets, see `train.unsupervised`) when the config has a `selfsup` section. `resume`
     continues an interrupted run from its `last.pt` (a fresh start when there is none)."""
+    import_plugins(cfg.plugins)
     if cfg.selfsup is not None:
         check_selfsup(cfg.selfsup, cfg.data)
     cfg, run = start_run(cfg, overwrite, resume)
@@ -183,11 +185,10 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
         raise MrdistillError("distill needs a 'distill' section with at least one stage")
     if adaptive is not None and cfg.distill.stages:
         raise MrdistillError("distill.adaptive replaces distill.stages; remove one of them")
+    import_plugins(cfg.plugins)
     device = resolve_device(cfg.device)  # before anything is loaded or written
     if teacher is None:
-        if not cfg.distill.teacher:
-            raise MrdistillError("distill.teacher: no teacher checkpoint given")
-        teacher = load_model(cfg.distill.teacher, device)
+        teacher = load_teacher(cfg.distill.teacher, str(device))
     if adaptive is not None:
         check_adaptive(adaptive, teacher, cfg.data.mode)
     cfg, run = start_run(cfg, overwrite, resume)

@@ -35,6 +35,8 @@ def command(doc: dict[str, Any]) -> str:
 def teacher_of(doc: dict[str, Any]) -> tuple[str, Path] | None:
     """(stem of the config that trains the teacher, checkpoint path below the output folder)."""
     path = (doc.get("distill") or {}).get("teacher")
+    if isinstance(path, dict):  # a foreign-teacher mapping: its weights file
+        path = path.get("weights")
     if not isinstance(path, str) or not path.startswith("runs/"):
         return None
     parts = Path(path).parts
@@ -63,7 +65,8 @@ def smoke(stem: str, out: Path, fastmri: Path, capsys) -> str:
     if teacher is not None:
         if teacher[0] not in _DONE:
             smoke(teacher[0], out, fastmri, capsys)
-        args += ["--set", f"distill.teacher={_DONE[teacher[0]] / teacher[1]}"]
+        key = "distill.teacher.weights" if isinstance(doc["distill"]["teacher"], dict) else "distill.teacher"
+        args += ["--set", f"{key}={_DONE[teacher[0]] / teacher[1]}"]
     if command(doc) == "study":
         first_acc = (doc.get("accelerations") or [4])[0]
         args += ["--set", f"only=[{doc['methods'][0]['label']}]", "--set", f"accelerations=[{first_acc}]"]

@@ -104,3 +104,17 @@ def test_labeled_subset_and_undersampled_only_rest(tiny_data):
     assert all(ds["unlabeled"][i].target is None for i in range(len(ds["unlabeled"])))
     seen = {(r.volume, r.slice_index) for r in ds["train"].records}
     assert not seen & {(r.volume, r.slice_index) for r in ds["unlabeled"].records}
+
+
+def test_simulated_coils_on_the_embedded_corpus(tiny_data):
+    img = torch.rand(16, 16)
+    k, x = simulate_kspace(img, "complex", seed=0, coils=4)
+    assert k.shape == (4, 16, 16)
+    torch.testing.assert_close(ifft2c(k).abs().square().sum(0).sqrt(), img, atol=1e-5, rtol=0)  # RSS = |x|
+    tiny_data.mode, tiny_data.coils = "complex", 3
+    s = make_datasets(tiny_data)["train"][0]
+    assert s.kspace.shape[0] == 3 and s.zero_filled.shape[0] == 6 and s.target.shape[0] == 1
+    with pytest.raises(MrdistillError, match="data.coils > 1 needs data.mode: complex"):
+        make_datasets(DataConfig(coils=2))
+    with pytest.raises(MrdistillError, match="data.coils"):
+        make_datasets(DataConfig(coils=0))

@@ -62,8 +62,8 @@ def test_metadata_cache_reused_until_a_file_changes(tmp_path, monkeypatch):
     folder = write_fastmri_folder(tmp_path / "f", 3, slices=2)
     first = index_folder(folder, tmp_path / "cache").volumes
     calls = []
-    real = fastmri_index.inspect_file
-    monkeypatch.setattr(fastmri_index, "inspect_file", lambda p: calls.append(p) or real(p))
+    real = fastmri_index.inspect_files
+    monkeypatch.setattr(fastmri_index, "inspect_files", lambda paths, limit: calls.extend(paths) or real(paths, limit))
     assert index_folder(folder, tmp_path / "cache").volumes == first and calls == []
     write_fastmri_volume(folder / "file1001.h5", slices=4, seed=9)  # replaced: size/mtime change
     again = index_folder(folder, tmp_path / "cache").volumes
