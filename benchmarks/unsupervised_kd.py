@@ -35,7 +35,8 @@ from mrdistill.eval.report import summarise
 from mrdistill.models import build_model, count_parameters
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.inference import reconstruct
-from mrdistill.train.runs import claim_dir, distill_run, train_run
+from mrdistill.rundir import open_output
+from mrdistill.train.runs import distill_run, train_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -96,7 +97,9 @@ def main() -> None:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    out = claim_dir(Path(args.out), overwrite=True)
+    out = open_output(Path(args.out), overwrite=True, command="unsupervised_kd")
+    out.commit()
+    out = out.path
     p = PRESETS[args.preset]
     common = p["data"] + args.extra
     progress = not args.no_progress

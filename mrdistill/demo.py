@@ -16,9 +16,11 @@ from typing import Any
 from mrdistill.config import DataConfig, RunConfig, from_dict, save_config, to_dict
 from mrdistill.data.build import make_datasets
 from mrdistill.device import resolve_device
+from mrdistill.config.checks import SEED, check_value
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
-from mrdistill.train.runs import claim_dir, distill_run, train_run
+from mrdistill.rundir import open_output
+from mrdistill.train.runs import check_mask, distill_run, train_run
 
 def dccnn(convs: int, residual: bool) -> dict[str, Any]:
     """KD-MRI's DC-CNN in real 1-channel mode: convs=5 is the teacher (D5C5), convs=3 the student."""
@@ -156,11 +158,17 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
     out = Path(out)
     data_cfg = demo_data(preset, acceleration)
     device = str(resolve_device(device))
+    check_value(SEED, seed, "--seed")
+    check_mask(data_cfg.mask, data_cfg.image_size, "--acceleration")
     if resume and overwrite:
         raise MrdistillError("--resume continues a run and --overwrite replaces it; pass only one")
-    if not (resume and out.is_dir()):
-        claim_dir(out, overwrite)
-    data = make_datasets(data_cfg, seed)
+    folder = open_output(out, overwrite=overwrite, resume=resume, resumable=True, command="demo")
+    try:
+        data = make_datasets(data_cfg, seed)
+    except BaseException:
+        folder.abort()  # the folder it replaced (if any) comes back
+        raise
+    folder.commit()
     labeled, unlabeled = len(data["train"]), len(data.get("unlabeled", []))
     cfgs = demo_configs(preset, out, data_cfg, seed, device, progress, labeled, labeled + unlabeled)
     for name, cfg in cfgs.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mrdistill.cli.common import add_config_args, config_from_args
+from mrdistill.train.distributed import is_main
 from mrdistill.train.runs import distill_run
 
 
@@ -17,6 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     result = distill_run(config_from_args(args), overwrite=args.overwrite, resume=args.resume)
-    print(result.table)
-    print(f"\nrun: {result.run_dir}")
+    if is_main():  # under torchrun one report, from rank 0
+        print(result.table)
+        print(f"\nrun: {result.run_dir}")
     return 0

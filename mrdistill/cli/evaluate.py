@@ -20,6 +20,7 @@ from mrdistill.train.checkpoint import load_model
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.file_evaluation import comparison_figures, evaluate_prediction_files
 from mrdistill.train.runs import baseline_for
+from mrdistill.rundir import check_output_path, claim, open_output
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -67,14 +68,16 @@ def _run_mode(args: argparse.Namespace) -> int:
         raise MrdistillError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = load_run_config(run_dir / "config.yaml")
     cfg.device = str(resolve_device(args.device or cfg.device))
-    model = load_model(run_dir / "checkpoints" / args.checkpoint, cfg.device)
-    test = make_task_datasets(cfg.data, cfg.seed)["test"]  # SR data for SR runs
-    baseline, base_model = baseline_for(cfg)
-    ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
     out = Path(args.out) if args.out else run_dir / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
-    print(write_evaluation(out, ev, f"{cfg.name}: evaluation", [f"checkpoint: {args.checkpoint}"],
-                          zero_filled=baseline))
+    # An earlier evaluation in `out` is updated; a folder mrdistill did not create is refused.
+    with claim(out, resume=True, inputs=[run_dir / "config.yaml", run_dir / "checkpoints"],
+               command="evaluate"):
+        model = load_model(run_dir / "checkpoints" / args.checkpoint, cfg.device)
+        test = make_task_datasets(cfg.data, cfg.seed)["test"]  # SR data for SR runs
+        baseline, base_model = baseline_for(cfg)
+        ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
+        print(write_evaluation(out, ev, f"{cfg.name}: evaluation", [f"checkpoint: {args.checkpoint}"],
+                              zero_filled=baseline))
     print(f"\nwritten: {out}")
     return 0
 
@@ -92,6 +95,9 @@ def _file_mode(args: argparse.Namespace) -> int:
     paths = list(args.predictions_path)
     if len(paths) > 1 and not args.out:
         raise MrdistillError("several --predictions-path folders: give --out for the common table")
+    out = Path(args.out) if args.out else Path(paths[0]) / "evaluation"
+    inputs = [args.target_path, *paths]
+    check_output_path(out, inputs)
     labels = _labels(paths)
     evs = {label: evaluate_prediction_files(args.target_path, path, challenge=args.challenge,
                                             acceleration=args.acceleration,
@@ -99,7 +105,7 @@ def _file_mode(args: argparse.Namespace) -> int:
                                             progress=not args.no_progress)
            for label, path in zip(labels, paths)}
     summary = summarise({label: ev.metric_rows(metrics) for label, ev in evs.items()})
-    out = Path(args.out) if args.out else Path(paths[0]) / "evaluation"
+    open_output(out, resume=True, inputs=inputs, command="evaluate").commit()
     first = next(iter(evs.values()))
     meta = {"target_path": str(args.target_path),
             "predictions_path": paths[0] if len(paths) == 1 else dict(zip(labels, paths)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 # Idle OpenMP threads sleep instead of spinning. Set before torch loads; a user's own setting wins.
 # On a busy or small machine spinning threads starve the working ones (measured: a demo epoch took
@@ -15,12 +16,20 @@ from mrdistill.cli import demo, distill, evaluate, listing, train
 from mrdistill.cli import study
 from mrdistill.cli import benchmark, export, predict, prepare
 from mrdistill.errors import MrdistillError
+from mrdistill.train.distributed import shutdown
 
 COMMANDS = (demo, train, distill, evaluate, listing, study, predict, prepare, export, benchmark)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as `MrdistillError`: one line, exit code 2, like every bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        raise MrdistillError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mrdistill", description="Knowledge distillation for accelerated MRI reconstruction.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     for module in COMMANDS:
@@ -29,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except MrdistillError as exc:
         print(f"mrdistill: error: {exc}", file=sys.stderr)
@@ -38,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mrdistill: interrupted", file=sys.stderr)
         return 130
+    finally:
+        shutdown()  # leave torchrun's process group, if this run joined one
 
 
 if __name__ == "__main__":

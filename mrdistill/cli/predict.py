@@ -8,7 +8,7 @@ import argparse
 from dataclasses import replace
 
 from mrdistill.cli.common import add_device_arg
-from mrdistill.config import PredictConfig
+from mrdistill.config import PredictConfig, check_fields
 from mrdistill.device import resolve_device
 from mrdistill.physics.masks import MASK_KINDS
 from mrdistill.train.predict import predict, training_mask
@@ -47,6 +47,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# PredictConfig fields -> the options that set them (for messages)
+FLAGS = {"mask.kind": "--mask", "mask.acceleration": "--acceleration", "mask.center_fraction":
+         "--center-fraction", "mask.path": "--mask-path", "coil_mode": "--coil-mode",
+         "slice_axis": "--slice-axis", "batch_size": "--batch-size", "device": "--device"}
+
+
 def config_from_args(args: argparse.Namespace) -> PredictConfig:
     """`PredictConfig` defaults, replaced by the options given; mask options modify the
     checkpoint's training mask (no mask option: predict uses that mask as it is)."""
@@ -59,6 +65,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
                                            "zero_filled")
              if getattr(args, k) is not None}
     cfg = replace(cfg, mask=mask, **given)
+    check_fields(cfg, rename=FLAGS)
     return replace(cfg, device=str(resolve_device(cfg.device)))
 
 

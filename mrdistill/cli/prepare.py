@@ -8,7 +8,7 @@ import argparse
 import shlex
 from dataclasses import replace
 
-from mrdistill.config import PrepareConfig
+from mrdistill.config import PrepareConfig, check_fields
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +44,9 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     """`PrepareConfig` defaults, replaced by the options given."""
     fields = ("mode", "coils", "noise_std", "size", "split_by", "slab", "split_fractions",
               "min_foreground", "slice_axis", "seed")
-    return replace(PrepareConfig(), **{k: getattr(args, k) for k in fields if getattr(args, k) is not None})
+    cfg = replace(PrepareConfig(), **{k: getattr(args, k) for k in fields if getattr(args, k) is not None})
+    check_fields(cfg, rename={k: "--" + k.replace("_", "-") for k in fields})
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:

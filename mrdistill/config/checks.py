@@ -64,9 +64,9 @@ def one_of(*choices: Any) -> Check:
 
 def each(check: Check, *, length: int | None = None, min_length: int = 0) -> Check:
     """A list whose every item passes `check` (with exactly `length` or at least `min_length` items)."""
-    size = (f"{length} " if length is not None else
-            f"at least {min_length} " if min_length else "")
-    return Check(f"a list of {size}items, each {check.expected}",
+    size = (f"a list of {length} items" if length is not None else "a non-empty list" if min_length == 1
+            else f"a list of at least {min_length} items" if min_length else "a list")
+    return Check(f"{size}, each {check.expected}",
                  lambda v: isinstance(v, list) and (len(v) == length if length is not None
                                                     else len(v) >= min_length)
                  and all(check.ok(x) for x in v))

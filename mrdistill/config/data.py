@@ -123,3 +123,8 @@ class DataConfig:
     path: str | None = None
     fastmri: FastMRIConfig = checked(factory=FastMRIConfig)
     superres: SuperResConfig | None = None  # super-resolution instead of reconstruction when set
+    # Training-batch loading processes (0: in the training process). Results do not depend on it:
+    # every sample is seeded by itself, and workers are seeded from the run seed.
+    num_workers: int = checked(0, NON_NEGATIVE_INT)
+    persistent_workers: bool = True  # keep the workers alive between epochs (num_workers > 0)
+    pin_memory: bool = True  # page-locked batches when training on CUDA (ignored elsewhere)

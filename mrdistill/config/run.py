@@ -13,6 +13,7 @@ from mrdistill.config.data import DataConfig
 
 NON_EMPTY = Check("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip()))
 CHECKPOINT_CHOICE = one_of("last", "best")
+PRECISIONS = ("fp32", "bf16", "fp16")  # optim.precision (train/precision.py)
 STAGE_SELECTIONS = ("val_metric", "val_objective", "last")  # see StageConfig.select
 
 
@@ -42,6 +43,9 @@ class OptimConfig:
     patience: int = checked(10, NON_NEGATIVE_INT)  # "plateau": epochs without gain before a drop
     warmup_epochs: int = checked(0, NON_NEGATIVE_INT)  # linear warm-up: epoch e < W at lr (e + 1) / W
     grad_clip: float | None = checked(None, POSITIVE)  # max gradient norm; None: no clipping
+    # "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast + GradScaler; CUDA only). FFTs and
+    # data consistency run in float32 whatever is chosen (train/precision.py).
+    precision: str = checked("fp32", one_of(*PRECISIONS))
     # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
     # of work (0: off); always at each epoch end.
     checkpoint_every: int | None = checked(None, COUNT)
@@ -171,6 +175,9 @@ class DistillConfig:
     # Start the student from selected teacher layers (`distill/init.py`): "teacher_layers" or None.
     init_from_teacher: str | None = checked(None, one_of("teacher_layers"))
     stages: list[StageConfig] = checked(factory=list)
+    # Remember the frozen teacher's outputs per training slice (exact only with fixed training
+    # masks and no augmentation; refused otherwise). Stages whose teacher learns never use it.
+    cache_teacher: bool = False
     # Unsupervised mode: distil an "ensemble" teacher without targets (replaces `stages`).
     adaptive: AdaptiveConfig | None = None
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from mrdistill.data.volumes import InputItem, read_volume
 from mrdistill.errors import MrdistillError, check_choice, describe_exception
 from mrdistill.physics.fft import fft2c
 from mrdistill.physics.masks import stable_seed
+from mrdistill.rundir import claim
 
 MANIFEST = "prepare.json"
 MANIFEST_FORMAT = "mrdistill.prepared/1"
@@ -103,14 +103,6 @@ def _units(name: str, kept: list[int], cfg: PrepareConfig) -> list[tuple[str, li
     return [(f"{name}-slab{k:03d}", idx) for k, idx in sorted(slabs.items())]
 
 
-def _claim(out: Path, overwrite: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite:
-            raise MrdistillError(f"{out} already exists and is not empty; pass --overwrite or choose another folder")
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def _volume_images(item: InputItem, cfg: PrepareConfig) -> tuple[np.ndarray, list[int]]:
     """Normalised (optionally resized) slices float32 (S, H, W) and the indices kept."""
     vol = read_volume(item, cfg.slice_axis)
@@ -139,7 +131,14 @@ def prepare_volumes(items: list[InputItem], out: str | Path, cfg: PrepareConfig,
             raise MrdistillError(f"{it.path}: already holds k-space (fastMRI HDF5); read it with "
                                  f"data.dataset: fastmri instead of preparing it")
     out = Path(out)
-    _claim(out, overwrite)
+    # Written into a fresh folder; an old data set it replaces is removed only once this one is
+    # complete, and comes back if anything fails.
+    with claim(out, overwrite=overwrite, inputs=[it.path for it in items], command="prepare"):
+        return _write_dataset(items, out, cfg, skip_bad, progress, command)
+
+
+def _write_dataset(items: list[InputItem], out: Path, cfg: PrepareConfig, skip_bad: bool,
+                   progress: bool, command: str | None) -> PrepareResult:
     volume_splits = assign_slabs(len(items), cfg.split_fractions) if cfg.split_by == "volume" else []
     files: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     inputs, bad = [], []

@@ -32,9 +32,10 @@ class Sample(NamedTuple):
     slice_index: int
     smaps: Tensor | None = None
 
-    def to(self, device: torch.device | str) -> "Sample":
-        """Move every tensor field to `device`."""
-        moved = [f.to(device) if isinstance(f, Tensor) else f for f in self]
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Sample":
+        """Move every tensor field to `device` (asynchronously from pinned memory with
+        `non_blocking`)."""
+        moved = [f.to(device, non_blocking=non_blocking) if isinstance(f, Tensor) else f for f in self]
         return Sample(*moved)
 
 

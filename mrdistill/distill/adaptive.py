@@ -16,7 +16,6 @@ feature), so it is reached through the `distill.adaptive` config section instead
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from mrdistill.data.sample import Sample, collate_samples
 from mrdistill.distill.registry import get_feature
+from mrdistill.distill.teacher_cache import input_key
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models.base import ReconOutput, run_model
 from mrdistill.physics.fft import magnitude
@@ -114,15 +114,6 @@ class AdaptiveDistillation(nn.Module):
         return weighted_mse(s, t, w)
 
 
-def _key(kspace: Tensor, mask: Tensor, smaps: Tensor | None) -> str:
-    """A content hash of one item's input (its k-space, mask and coil maps if any)."""
-    h = hashlib.sha1(kspace.detach().cpu().numpy().tobytes())
-    h.update(mask.detach().cpu().float().numpy().tobytes())
-    if smaps is not None:
-        h.update(smaps.detach().cpu().numpy().tobytes())
-    return h.hexdigest()
-
-
 class MemoTeacher(nn.Module):
     """A frozen teacher whose outputs are remembered per input (content hash of k-space and mask).
 
@@ -144,7 +135,7 @@ class MemoTeacher(nn.Module):
     def forward(self, kspace: Tensor, mask: Tensor, *, smaps: Tensor | None = None,
                 return_features: bool = False) -> ReconOutput:
         mask = mask.expand(kspace.shape[0], *mask.shape[1:])
-        keys = [_key(kspace[i], mask[i], None if smaps is None else smaps[i])
+        keys = [input_key(kspace[i], mask[i], None if smaps is None else smaps[i])
                 for i in range(kspace.shape[0])]
         missing = [i for i, k in enumerate(keys) if k not in self.memo]
         if missing:

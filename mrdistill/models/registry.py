@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from typing import Any, Callable, TypeVar
 
 import torch
 from torch import nn
 
+from mrdistill.config.checks import COUNT, FINITE, fail
 from mrdistill.errors import MrdistillError, check_choice
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -33,18 +36,59 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def _check_argument(tp: Any, value: Any, where: str) -> None:
+    """One constructor argument against its annotation: ints are counts (>= 1), floats finite."""
+    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    if value is None:
+        if type(None) not in options:
+            raise fail(where, "a value", value)
+        return
+    for option in options:
+        base = typing.get_origin(option) or option
+        if base is bool and isinstance(value, bool):
+            return
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            if not COUNT.ok(value):
+                raise fail(where, COUNT.expected, value)
+            return
+        if base is float and FINITE.ok(value):
+            return
+        if base in (str, dict, list) and isinstance(value, base):
+            return
+        if base is Any:
+            return
+    words = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
+             dict: "a mapping", list: "a list", type(None): "null"}
+    raise fail(where, " or ".join(words.get(typing.get_origin(o) or o, str(o)) for o in options), value)
+
+
+def check_model_kwargs(name: str, kwargs: Any, where: str = "model.kwargs") -> None:
+    """Check `kwargs` against the signature of model `name` before anything is built: unknown
+    arguments, wrong types (a list or string for a count), non-positive counts and non-finite
+    numbers raise `MrdistillError` naming `where.<argument>`."""
+    check_choice("model", name, list(_MODELS))
+    if not isinstance(kwargs, dict):
+        raise fail(where, "a mapping of constructor arguments", kwargs)
+    cls = _MODELS[name]
+    init = cls.__init__ if isinstance(cls, type) else cls  # a class or a registered builder function
+    params = {p: v for p, v in inspect.signature(init).parameters.items() if p != "self"}
+    hints = typing.get_type_hints(init)
+    for key, value in kwargs.items():
+        if key not in params:
+            raise MrdistillError(f"{where}: model {name!r} has no argument {key!r}; "
+                                 f"valid: {', '.join(params)}")
+        if key in hints:
+            _check_argument(hints[key], value, f"{where}.{key}")
+
+
 def build_model(name: str, seed: int | None = None, **kwargs: Any) -> nn.Module:
-    """Instantiate a registered model; unknown names or arguments raise `MrdistillError`.
+    """Instantiate a registered model; unknown names or bad arguments raise `MrdistillError`
+    (see `check_model_kwargs`).
 
     With `seed`, parameters are initialised from that seed without changing global RNG state.
     """
-    check_choice("model", name, list(_MODELS))
+    check_model_kwargs(name, kwargs, f"{name} model")
     cls = _MODELS[name]
-    params = inspect.signature(cls.__init__ if isinstance(cls, type) else cls).parameters
-    valid = [p for p in params if p != "self"]
-    for key in kwargs:
-        if key not in valid:
-            raise MrdistillError(f"model {name!r} has no argument {key!r}; valid: {', '.join(valid)}")
     if seed is None:
         return cls(**kwargs)
     with torch.random.fork_rng(devices=[]):

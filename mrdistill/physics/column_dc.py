@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mrdistill.physics.fft import float32_region
+
 
 def fft1c_rows(x: Tensor) -> Tensor:
     """Centred orthonormal FFT along the last axis (1-D analogue of `fft2c`)."""
@@ -52,14 +54,16 @@ def column_dc(x: Tensor, op: Tensor, b: Tensor, complex_input: bool) -> Tensor:
 
     x: float (n, C_net, H, W), C_net = 1 (real mode; `op` real) or 2 (re, im; `op` complex);
     op: (1|n, W, W) from `column_dc_operators`; b: a * ifft2c(m k0), (n, 1, H, W): its real part
-    float32 in real mode, complex64 in complex mode. Returns float32 (n, C_net, H, W).
+    float32 in real mode, complex64 in complex mode. Returns float32 (n, C_net, H, W), also under
+    autocast (the matmul is the DC step: it stays in float32).
     """
     n, c, h, w = x.shape
-    if complex_input:
-        z = torch.complex(x[:, 0].float(), x[:, 1].float())
-        z = _rows_matmul(z, op, b.view(n, h, w))
-        return torch.stack([z.real, z.imag], dim=1)
-    return _rows_matmul(x.reshape(n, h, w), op, b.reshape(n, h, w)).view(n, c, h, w)
+    with float32_region(x.device):
+        if complex_input:
+            z = torch.complex(x[:, 0].float(), x[:, 1].float())
+            z = _rows_matmul(z, op, b.view(n, h, w))
+            return torch.stack([z.real, z.imag], dim=1)
+        return _rows_matmul(x.reshape(n, h, w).float(), op, b.reshape(n, h, w)).view(n, c, h, w)
 
 
 def _rows_matmul(z: Tensor, op: Tensor, b: Tensor) -> Tensor:

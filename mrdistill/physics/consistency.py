@@ -10,17 +10,12 @@ Shapes: k-space complex64 (N, C, H, W); masks float/bool broadcastable to it ((N
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor
 
-from mrdistill.physics.fft import fft2c, ifft2c, image_to_network, network_to_image
-
-
-def _fp32(device: torch.device) -> AbstractContextManager:
-    """Context in which autocast is off for `device`, so ops run in the inputs' (fp32) dtype."""
-    return torch.autocast(device_type=device.type, enabled=False)
+from mrdistill.physics.fft import (fft2c, float32_region, ifft2c, image_to_network,
+                                   network_to_image)
 
 
 def hard_dc(k_pred: Tensor, k0: Tensor, mask: Tensor) -> Tensor:
@@ -29,7 +24,7 @@ def hard_dc(k_pred: Tensor, k0: Tensor, mask: Tensor) -> Tensor:
     k_pred, k0: complex (N, C, H, W); mask: broadcastable float/bool. Returns complex64 (N, C, H, W).
     With a 0/1 mask the sampled entries equal k0 exactly.
     """
-    with _fp32(k_pred.device):
+    with float32_region(k_pred.device):
         m = mask.to(torch.float32)
         return (1.0 - m) * k_pred.to(torch.complex64) + m * k0.to(torch.complex64)
 
@@ -40,7 +35,7 @@ def soft_dc(k_pred: Tensor, k0: Tensor, mask: Tensor, lam: Tensor) -> Tensor:
     lam: non-negative real scalar tensor (typically a learnable parameter); lam=0 keeps the
     prediction, lam -> infinity tends to `hard_dc`. Returns complex64 (N, C, H, W).
     """
-    with _fp32(k_pred.device):
+    with float32_region(k_pred.device):
         m = mask.to(torch.float32)
         lam = lam.to(torch.float32)
         k_pred = k_pred.to(torch.complex64)
@@ -63,7 +58,7 @@ def dc_network_image(
     sampled k-space is reproduced exactly only where the mask is mirror-symmetric (k and -k both
     sampled); elsewhere the result mixes k0 with the prediction's Hermitian partner.
     """
-    with _fp32(x.device):
+    with float32_region(x.device):
         k_pred = fft2c(network_to_image(x, complex_input))
         k_dc = hard_dc(k_pred, k0, mask) if lam is None else soft_dc(k_pred, k0, mask, lam)
         return image_to_network(ifft2c(k_dc), complex_input)
@@ -101,7 +96,7 @@ def conjugate_gradient(
     Differentiable through all iterations (plain torch ops). Returns x shaped like `rhs`.
     Low-precision inputs are promoted to float32/complex64.
     """
-    with _fp32(rhs.device):
+    with float32_region(rhs.device):
         if rhs.dtype in (torch.float16, torch.bfloat16):
             rhs = rhs.float()
         elif rhs.dtype == torch.complex32:

@@ -7,8 +7,16 @@ real-image mode. FFTs always run in float32/complex64, even under autocast.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import torch
 from torch import Tensor
+
+
+def float32_region(device: torch.device) -> AbstractContextManager:
+    """A region in which autocast is off for `device`: FFTs and data consistency run there, on
+    inputs cast up to float32/complex64, whatever precision the network trains in."""
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def fft2c(image: Tensor) -> Tensor:

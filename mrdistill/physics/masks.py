@@ -107,6 +107,10 @@ def make_mask(
             n_low = _num_low(width, acceleration, center_fraction, center_lines, 0)
             sampler = _random_mask if kind == "random" else _equispaced_fraction_mask
             mask = sampler(width, acceleration, seed, n_low)
+    if not mask.any():  # nothing sampled: every reconstruction would be zero
+        raise MrdistillError(f"fixed mask {path!r} samples no line (all zeros)" if kind == "fixed" else
+                             f"acceleration {acceleration:g} leaves no sampled line of {width} "
+                             f"(the largest useful value is {width})")
     if not centred:
         mask = np.fft.ifftshift(mask)
     out = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))

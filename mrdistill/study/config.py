@@ -18,6 +18,7 @@ import yaml
 from mrdistill.config import (DataConfig, KDTermConfig, ModelConfig, OptimConfig, SFTConfig,
                               StageConfig, apply_overrides, from_dict, load_yaml, to_dict)
 from mrdistill.atomic import atomic_write_text
+from mrdistill.config.checks import ACCELERATION, COUNT, NAME, SEED, checked, each
 from mrdistill.config.run import STAGE_SELECTIONS
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import METRICS
@@ -51,16 +52,16 @@ def paper_methods() -> list[StudyMethod]:
 class StudyConfig:
     """Everything `mrdistill study` needs; see docs/study.md."""
 
-    name: str = "study_sft"
+    name: str = checked("study_sft", NAME)
     out_dir: str = "runs"
     # Trained runs ("cells"), each in a folder named by the hash of its config: reused when found,
     # so an interrupted study resumes and studies sharing a cache share their teachers.
     cache_dir: str | None = None  # None: <out_dir>/<name>/cells
-    seed: int = 42  # data, teachers
-    seeds: list[int] = field(default_factory=lambda: [42])  # one student run per seed (spread)
+    seed: int = checked(42, SEED)  # data, teachers
+    seeds: list[int] = checked(factory=lambda: [42], check=each(SEED, min_length=1))  # one student run per seed (spread)
     device: str = "cpu"
     val_metric: str = "psnr"
-    accelerations: list[float] = field(default_factory=lambda: [4.0, 5.0])
+    accelerations: list[float] = checked(factory=lambda: [4.0, 5.0], check=each(ACCELERATION, min_length=1))
     data: DataConfig = field(default_factory=lambda: DataConfig(image_size=128, slab=4))
     teacher: ModelConfig = field(default_factory=lambda: ModelConfig("dccnn", dict(TEACHER_KWARGS)))
     student: ModelConfig = field(default_factory=lambda: ModelConfig("dccnn", dict(STUDENT_KWARGS)))
@@ -68,14 +69,14 @@ class StudyConfig:
         lr=1e-3, epochs=150, batch_size=4, step_size=40, gamma=0.1))
     # Epochs of both teachers (ordinary and SFT); None: optim.epochs. A teacher is trained once and
     # usually to convergence, so it may get a longer budget than the students.
-    teacher_epochs: int | None = None
+    teacher_epochs: int | None = checked(None, COUNT)
     # SFT loss weights and branches; its `student` is always replaced by the study's `student`.
     sft: SFTConfig = field(default_factory=SFTConfig)
     # Start SFT-KD students from the SFT run's student branches (the paper: "all the blocks of the
     # student learn initial weights" during SFT); false: from scratch, like Std-KD students.
     sft_student_init: bool = True
-    feature_epochs: int = 150
-    task_epochs: int = 150
+    feature_epochs: int = checked(150, COUNT)
+    task_epochs: int = checked(150, COUNT)
     # The epoch a feature stage keeps (`StageConfig.select`); None: its default, the lowest
     # validation value of its own loss. "val_metric" reproduces studies recorded before issue 18.
     feature_select: str | None = None

@@ -20,6 +20,7 @@ from mrdistill.eval.figures import save_panel
 from mrdistill.eval.report import summarise, write_per_slice_csv
 from mrdistill.machine import cpu_model as machine
 from mrdistill.models import build_model
+from mrdistill.rundir import is_ours, mark, open_output
 from mrdistill.study.cells import Cell, assign_dirs, ensure, method_stages, plan_cells
 from mrdistill.study.config import StudyConfig, save_study_config, validate
 from mrdistill.study.table import acceleration_table, gap_table, spread_table, write_csv
@@ -73,7 +74,9 @@ def run_study(cfg: StudyConfig, on_cell: Callable[[Cell, bool], None] | None = N
     start = time.perf_counter()
     validate(cfg)
     out = cfg.out
-    out.mkdir(parents=True, exist_ok=True)
+    if (out / "study.yaml").is_file() and not is_ours(out):
+        mark(out, "study")  # a study folder from before markers existed
+    open_output(out, resume=True, command="study").commit()  # a study resumes in its folder
     save_study_config(cfg, out / "study.yaml")
     result = StudyResult(out, "")
     labels = [m.label for m in cfg.active_methods()]

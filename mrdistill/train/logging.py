@@ -21,6 +21,7 @@ import torch
 
 from mrdistill.atomic import atomic_write_text
 from mrdistill.errors import MrdistillError
+from mrdistill.train import distributed
 
 LOG_NAME = "log.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -60,6 +61,7 @@ class RunLog:
         self.rows: list[dict[str, Any]] = []
         self.header: list[str] = []
         self.tensorboard = tensorboard
+        self.writes = distributed.is_main()  # under torchrun only rank 0 writes (rows kept by all)
         self._writer: Any = None
         if tensorboard:
             check_tensorboard()
@@ -69,6 +71,8 @@ class RunLog:
         TensorBoard events after `step` (written after that checkpoint) are dropped."""
         self.rows = [dict(r) for r in rows]
         self.header = _header(self.rows)
+        if not self.writes:
+            return
         if self.rows:
             atomic_write_text(self.path, _csv_text(self.header, self.rows))
         else:
@@ -79,6 +83,8 @@ class RunLog:
     def append(self, row: dict[str, Any]) -> None:
         """Add one row; rewrites the file (atomically) when the row brings a new key."""
         self.rows.append(dict(row))
+        if not self.writes:
+            return
         if self.path.exists() and set(row) <= set(self.header):
             with self.path.open("a", newline="") as f:
                 csv.DictWriter(f, fieldnames=self.header, lineterminator="\n").writerow(row)
@@ -95,7 +101,7 @@ class RunLog:
 
     def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:
         """TensorBoard scalars `<prefix>/<key>` at the run's global step (no-op without TensorBoard)."""
-        if not self.tensorboard:
+        if not (self.tensorboard and self.writes):
             return
         writer = self._open_writer()
         for key, value in values.items():
@@ -103,7 +109,7 @@ class RunLog:
 
     def image(self, step: int, tag: str, panel: torch.Tensor) -> None:
         """A TensorBoard image, `panel`: float (H, W) in [0, 1] (no-op without TensorBoard)."""
-        if self.tensorboard:
+        if self.tensorboard and self.writes:
             self._open_writer().add_image(tag, panel[None].clamp(0, 1), step, dataformats="CHW")
 
     def close(self) -> None:

@@ -15,89 +15,36 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from mrdistill.config import OptimConfig, check_fields
+from mrdistill.config import DataConfig, OptimConfig, check_fields
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import volume_metrics
+from mrdistill.train import distributed
+from mrdistill.train.batches import loader_options, make_loader
 from mrdistill.train.checkpoint import all_finite, model_payload, save_checkpoint, state_to_cpu
 from mrdistill.train.inference import VolumeRecon, reconstruct
+from mrdistill.train.precision import Precision
 from mrdistill.train.schedule import EpochScheduler
 from mrdistill.train.selection import (LOWER_IS_BETTER, SELECTIONS, selection_score,
                                        validation_objective)
 from mrdistill.train.state import (RESUME_KEY, FitResult, RunState, StagePosition, apply_hooks,
                                    describe, position_from)
 
-__all__ = ["DivergenceError", "FitResult", "GroupedBatchSampler", "LOWER_IS_BETTER", "fit",
-           "make_loader", "validation_score"]
+__all__ = ["DivergenceError", "FitResult", "LOWER_IS_BETTER", "fit", "validation_score"]
 
 
 class DivergenceError(MrdistillError):
     """Training produced a non-finite loss, gradient, weight or validation score."""
-
-
-class GroupedBatchSampler(Sampler[list[int]]):
-    """Shuffled batches drawn within index groups (so a batch never mixes groups); the batch order
-    is shuffled too. Uses its own generator: global RNG state is never touched."""
-
-    def __init__(self, groups: list[list[int]], batch_size: int, generator: torch.Generator) -> None:
-        self.groups, self.batch_size, self.generator = groups, batch_size, generator
-
-    def _batches(self) -> list[list[int]]:
-        out = []
-        for group in self.groups:
-            order = torch.randperm(len(group), generator=self.generator).tolist()
-            out += [[group[i] for i in order[k:k + self.batch_size]]
-                    for k in range(0, len(group), self.batch_size)]
-        return [out[i] for i in torch.randperm(len(out), generator=self.generator).tolist()]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
-
-    def __len__(self) -> int:
-        return sum(math.ceil(len(g) / self.batch_size) for g in self.groups)
-
-
-class ResumableBatches(Sampler[list[int]]):
-    """A batch sampler whose next pass starts `skip` batches in (a stage resumed mid-epoch): the
-    epoch's order is drawn as usual and the batches already trained on are passed over as index
-    lists, without loading them. Later passes are whole."""
-
-    def __init__(self, inner: Sampler[list[int]]) -> None:
-        self.inner, self.skip = inner, 0
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batches = iter(self.inner)
-        skip, self.skip = self.skip, 0
-        for _ in range(skip):
-            next(batches, None)
-        yield from batches
-
-    def __len__(self) -> int:
-        return len(self.inner)  # type: ignore[arg-type]
-
-
-def make_loader(train_set: Dataset, batch_size: int, seed: int) -> DataLoader:
-    """Shuffled training batches; grouped when the data set has `groups()` (labelled/unlabelled).
-
-    The loader's `generator` decides the data order; its `batch_sampler` is `ResumableBatches`.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    if hasattr(train_set, "groups"):
-        inner: Sampler[list[int]] = GroupedBatchSampler(train_set.groups(), batch_size, gen)
-    else:  # what DataLoader(shuffle=True) builds, so seeds give the orders they always gave
-        inner = BatchSampler(RandomSampler(train_set, generator=gen), batch_size, drop_last=False)
-    return DataLoader(train_set, batch_sampler=ResumableBatches(inner), generator=gen,
-                      collate_fn=collate_samples)
 
 
 def validate(model: nn.Module, val_set: SliceDataset, metric: str,
@@ -144,9 +91,10 @@ class _Stage:
     def __init__(self, model: nn.Module, objective: nn.Module, train_set: Dataset, optim: OptimConfig,
                  run: RunState, *, stage: str, seed: int, lr: float, device: str | torch.device,
                  epochs: int, val_metric: str, select: str,
-                 model_name: str, model_kwargs: dict[str, Any], meta: dict[str, Any]) -> None:
+                 model_name: str, model_kwargs: dict[str, Any], meta: dict[str, Any],
+                 data: DataConfig | None, ctx: distributed.DistContext, amp: Precision) -> None:
         self.model, self.objective, self.optim, self.run, self.stage = model, objective, optim, run, stage
-        self.select = select
+        self.select, self.ctx, self.amp = select, ctx, amp
         self.device, self.model_name, self.model_kwargs, self.meta = device, model_name, model_kwargs, meta
         params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
         groups: list[dict[str, Any]] = [{"params": params}]
@@ -157,9 +105,13 @@ class _Stage:
             groups += extra_groups(lr)
             params = params + [p for g in groups[1:] for p in g["params"]]
         self.params = params
+        # Trained parameters DDP does not see (a teacher that learns while teaching).
+        self.unwrapped = params[len(groups[0]["params"]):]
         self.opt = torch.optim.Adam(groups, lr=lr, weight_decay=optim.weight_decay)
         self.sched = EpochScheduler(self.opt, optim, epochs, val_metric)
-        self.loader = make_loader(train_set, optim.batch_size, seed)
+        self.step_fn = distributed.wrap(model, objective, ctx, torch.device(device))
+        self.loader = make_loader(train_set, optim.batch_size, seed,
+                                  **loader_options(data, torch.device(device), ctx.rank, ctx.world_size))
         self.pos = StagePosition()
         self.best_model: dict[str, torch.Tensor] | None = None
         self.last_save = time.monotonic()
@@ -174,33 +126,37 @@ class _Stage:
         apply_hooks(self.objective, section["objective"])
         self.opt.load_state_dict(section["optimizer"])
         self.sched.load_state_dict(section["scheduler"])
+        self.amp.load_state_dict(section.get("scaler") or {})
         self.pos = position_from(section)
         self.best_model = section["best_model"]
 
-    def start_epoch(self, epoch: int, train_set: Dataset) -> None:
+    def start_epoch(self, epoch: int) -> None:
         """Seek the data order to where the stage stands (the middle of an epoch when resumed)."""
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
+        sampler = self.loader.batch_sampler
+        sampler.set_epoch(epoch)
         self.slices = 0
-        gen = self.loader.generator
+        gen = sampler.generator
         if self.pos.loader_rng is None:  # a fresh stage
             self.pos.loader_rng = gen.get_state()
         else:  # the epoch's order again; resumed mid-epoch, minus the batches already taken
             gen.set_state(self.pos.loader_rng)
-            self.loader.batch_sampler.skip = self.pos.batch
+            sampler.skip = self.pos.batch
 
     # -- one step -----------------------------------------------------------------------------------
     def step(self, batch: Any) -> None:
         """One optimizer step on `batch`; a non-finite loss or gradient is skipped (counted) while
-        `optim.skip_nonfinite` allows, else the run stops."""
-        losses = self.objective(self.model, batch.to(self.device))
+        `optim.skip_nonfinite` allows, else the run stops. With float16 an overflowing gradient is
+        the GradScaler's business (it skips the step and lowers the scale), not divergence."""
+        with self.amp.autocast():
+            losses = self.step_fn(batch.to(self.device, non_blocking=True))
         self.slices += len(batch.volume)
         self.opt.zero_grad(set_to_none=True)
         loss = losses["loss"]
         bad = None if torch.isfinite(loss) else "loss"
         if bad is None:
-            loss.backward()
-            if not torch.isfinite(_grad_norm(self.params, self.optim.grad_clip)):
+            self.amp.backward(loss)
+            distributed.average_gradients(self.unwrapped, self.ctx)
+            if self.amp.scaler is None and not torch.isfinite(_grad_norm(self.params, self.optim.grad_clip)):
                 bad = "gradient"
         self.pos.batch += 1
         self.pos.step += 1
@@ -208,7 +164,10 @@ class _Stage:
             self.opt.zero_grad(set_to_none=True)
             self.nonfinite(bad)
             return
-        self.opt.step()
+        if self.amp.scaler is None:
+            self.opt.step()  # gradients already clipped by _grad_norm
+        else:
+            self.amp.step(self.opt, self.params, self.optim.grad_clip)
         for k, v in losses.items():
             self.pos.sums[k] = self.pos.sums.get(k, 0.0) + float(v.detach())
         self.pos.good += 1
@@ -248,11 +207,12 @@ class _Stage:
         payload = model_payload(self.model, self.model_name, self.model_kwargs, extra=self.objective,
                                 epoch=self.pos.epoch, metric=metric, stage=self.stage, **self.meta)
         ckpt_dir = self.run.ckpt_dir
-        if best:
-            save_checkpoint(ckpt_dir / "best.pt", payload)
         section = self.run.section(self.stage, self.pos, self.best_model, self.opt, self.sched,
-                                   self.objective)
-        save_checkpoint(ckpt_dir / "last.pt", {**payload, RESUME_KEY: section})
+                                   self.objective, self.amp.state_dict())
+        if self.ctx.is_main:  # under torchrun only rank 0 writes
+            if best:
+                save_checkpoint(ckpt_dir / "best.pt", payload)
+            save_checkpoint(ckpt_dir / "last.pt", {**payload, RESUME_KEY: section})
         self.run.last_good = describe(ckpt_dir / "last.pt", section)
         self.last_save = time.monotonic()
 
@@ -261,19 +221,25 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
         optim: OptimConfig, run_dir: Path, *, model_name: str, model_kwargs: dict[str, Any],
         seed: int = 0, val_metric: str = "psnr", device: str | torch.device = "cpu",
         epochs: int | None = None, lr: float | None = None, max_steps: int | None = None,
-        stage: str = "train", select: str = "val_metric", progress: bool = True,
-        meta: dict[str, Any] | None = None, run: RunState | None = None) -> FitResult:
+        stage: str = "train", select: str = "val_metric", data: DataConfig | None = None,
+        progress: bool = True, meta: dict[str, Any] | None = None,
+        run: RunState | None = None) -> FitResult:
     """Train `model` with `objective`; validate every epoch; keep `last.pt` and `best.pt`.
 
     `best.pt` holds the epoch that `select` keeps (`train.selection`: the best `val_metric` on
     `val_set`, the lowest objective on `val_set`, or the last epoch); its weights are loaded back
-    into `model`. `epochs`/`lr`/`max_steps` override the optimiser config for this stage. `run`
-    follows a multi-stage run (and resumes it); None: a fresh one-stage run in `run_dir`.
+    into `model`. `epochs`/`lr`/`max_steps` override the optimiser config for this stage; `data`
+    gives the loading options (workers). `run` follows a multi-stage run (and resumes it); None:
+    a fresh one-stage run in `run_dir`. Under torchrun the ranks train data-parallel
+    (`train.distributed`); only rank 0 writes.
     """
     check_choice("epoch selection", select, SELECTIONS)
     check_fields(optim, "optim")  # configs built in code are checked too
     run = run or RunState(run_dir)
     epochs = optim.epochs if epochs is None else epochs
+    ctx = distributed.context(device)
+    device = distributed.local_device(device, ctx)
+    amp = Precision(optim.precision, device)
     model.to(device)
     objective.to(device)
     setup = getattr(objective, "setup", None)
@@ -286,15 +252,16 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
     st = _Stage(model, objective, train_set, optim, run, stage=stage, seed=seed,
                 lr=optim.lr if lr is None else lr, device=device, epochs=epochs,
                 val_metric=val_metric, select=select, model_name=model_name,
-                model_kwargs=model_kwargs, meta=meta or {})
+                model_kwargs=model_kwargs, meta=meta or {}, data=data, ctx=ctx, amp=amp)
     checkpoint = run.begin(stage)
     if checkpoint is not None:
         st.restore(checkpoint)
     max_steps = optim.max_steps if max_steps is None else max_steps
     total_steps = epochs * len(st.loader) if max_steps is None else min(epochs * len(st.loader), max_steps)
-    bar = tqdm(total=total_steps, initial=st.pos.step, desc=stage, disable=not progress, leave=False)
+    bar = tqdm(total=total_steps, initial=st.pos.step, desc=stage,
+               disable=not (progress and ctx.is_main), leave=False)
     while st.pos.epoch < epochs and st.pos.step < total_steps:
-        st.start_epoch(st.pos.epoch, train_set)
+        st.start_epoch(st.pos.epoch)
         model.train()
         start = time.perf_counter()
         for batch in st.loader:
@@ -306,6 +273,7 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
                 st.save({})
         _end_epoch(st, model, val_set, val_metric, time.perf_counter() - start, bar)
     bar.close()
+    distributed.barrier(ctx)  # the other ranks may read what rank 0 has just written
     result = st.pos.result(select)
     run.end(result)
     if st.best_model is not None:
@@ -318,19 +286,22 @@ def _end_epoch(st: _Stage, model: nn.Module, val_set: SliceDataset, val_metric: 
     """Close an epoch: validation, LR schedule, log row, checkpoints (best.pt when the selection
     rule keeps this epoch)."""
     pos = st.pos
+    # Every rank validates the whole set; rank 0's numbers decide, so all keep the same epoch.
     value, recons = validate(model, val_set, val_metric, st.device)
+    value = distributed.from_main(value, st.ctx, torch.device(st.device))
     if not math.isfinite(value):
         st.diverged(f"non-finite validation {val_metric} ({value})")
     st.sched.step(value)
     metric = {val_metric: value}
     if st.select == "val_objective":
-        metric["objective"] = validation_objective(model, st.objective, val_set,
-                                                   st.optim.batch_size, st.device)
+        metric["objective"] = distributed.from_main(validation_objective(
+            model, st.objective, val_set, st.optim.batch_size, st.device), st.ctx, torch.device(st.device))
         if not math.isfinite(metric["objective"]):
             st.diverged(f"non-finite validation objective ({metric['objective']})")
     pos.epoch += 1
+    sums = distributed.mean_over_ranks(pos.sums, st.ctx, torch.device(st.device))
     row = {"stage": st.stage, "epoch": pos.epoch, "step": pos.step,
-           **{k: v / max(pos.good, 1) for k, v in pos.sums.items()},
+           **{k: v / max(pos.good, 1) for k, v in sums.items()},
            **{f"val_{k}": v for k, v in metric.items()}, "lr": st.opt.param_groups[0]["lr"],
            "skipped_nonfinite": pos.epoch_skipped, "seconds": round(seconds, 3)}
     pos.history.append(row)
@@ -342,7 +313,7 @@ def _end_epoch(st: _Stage, model: nn.Module, val_set: SliceDataset, val_metric: 
         st.run.log.image(st.global_step, f"val/{st.stage}", _panel(recons))
     bar.set_postfix(loss=f"{row.get('loss', math.nan):.4g}", val=f"{value:.4g}")
     pos.batch, pos.good, pos.sums, pos.epoch_skipped = 0, 0, {}, 0
-    pos.loader_rng = st.loader.generator.get_state()  # where the next epoch's order starts
+    pos.loader_rng = st.loader.batch_sampler.generator.get_state()  # where the next epoch's order starts
     score = selection_score(st.select, pos.epoch, val_metric, value, metric.get("objective"))
     improved = score > pos.best_score
     if improved:

@@ -39,6 +39,7 @@ from mrdistill.data.volume_io import output_path, write_like
 from mrdistill.data.volumes import InputItem, find_inputs, read_volume
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.physics.fft import ifft2c
+from mrdistill.rundir import open_output
 from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint, recorded_data
 from mrdistill.train.inference import FastPaths, reconstruct
 from mrdistill.train.predict_record import PredictRecord, run_identity, unfinished_record
@@ -161,12 +162,6 @@ def predict_image_volume(model: nn.Module, item: InputItem, cfg: PredictConfig,
     return vol, (recons[item.name].prediction.numpy() * peak).astype(np.float32)
 
 
-def _claim_output(out: Path, overwrite: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise MrdistillError(f"{out} already exists and is not empty; pass --overwrite to write into it")
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def predict(checkpoint: str | Path, inputs: list[str | Path], out: str | Path,
             cfg: PredictConfig | None = None, *, skip_bad: bool = False, overwrite: bool = False,
             progress: bool = True) -> PredictResult:
@@ -197,7 +192,9 @@ def predict(checkpoint: str | Path, inputs: list[str | Path], out: str | Path,
     identity = run_identity(checkpoint, asdict(cfg), [str(p) for p in inputs], torch.__version__)
     record = None if overwrite else unfinished_record(result.out, identity)
     if record is None:  # a new run (an unfinished one of the same predict is continued instead)
-        _claim_output(result.out, overwrite)
+        # Everything is checked and loaded: a predictions folder this replaces is removed now.
+        open_output(result.out, overwrite=overwrite, inputs=[*inputs, checkpoint],
+                    command="predict").commit()
         record = PredictRecord(result.out, identity)
         record.begin()
     record.details = {"mask_source": source, "notes": notes}

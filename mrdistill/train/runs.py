@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
-from mrdistill.config import RunConfig, StageConfig, load_yaml, save_config, to_dict
+from mrdistill.config import MaskConfig, RunConfig, StageConfig, load_yaml, save_config, to_dict
 from mrdistill.data.datasets import MixedDataset, SliceDataset
 from mrdistill.data.build import make_task_datasets
 from mrdistill.data.superres import check_model_data
@@ -16,14 +18,21 @@ from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.teacher_correction import TeacherCorrectionObjective
 from mrdistill.distill.init import init_from_teacher
 from mrdistill.device import resolve_device
+from mrdistill.distill.teacher_cache import CachedTeacher, check_cacheable
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.foreign import import_plugins
+from mrdistill.models.registry import check_model_kwargs
 from mrdistill.models.vdsr import Bicubic
-from mrdistill.train.checkpoint import data_meta, load_checkpoint, model_payload, save_checkpoint
+from mrdistill.physics.masks import make_mask
+from mrdistill.rundir import OutputDir, open_output
+from mrdistill.train import distributed
+from mrdistill.train.checkpoint import (data_meta, load_checkpoint, load_model, model_payload,
+                                        save_checkpoint)
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.logging import check_tensorboard
 from mrdistill.train.loop import FitResult, fit
+from mrdistill.train.precision import check_precision
 from mrdistill.train.state import RunState
 from mrdistill.train.sft_run import sft_train
 from mrdistill.train.teachers import load_teacher, teacher_identity
@@ -45,23 +54,86 @@ RESUME_FREE_KEYS = ("device", "progress", "optim.checkpoint_every", "optim.check
                     "optim.skip_nonfinite", "logging.tensorboard")
 
 
-def claim_dir(path: Path, overwrite: bool) -> Path:
-    """Create `path`; a non-empty existing folder is only replaced with `overwrite`."""
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise MrdistillError(f"{path} already holds results; pass --resume to continue an "
-                                 f"interrupted run, --overwrite to start again, or choose another "
-                                 f"name/output folder")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def validate_run(cfg: RunConfig) -> None:
+    """Checks that need no data, run before the run folder is claimed: every model's arguments
+    against its constructor's signature."""
+    check_model_kwargs(cfg.model.name, cfg.model.kwargs, "model.kwargs")
+    if cfg.sft is not None:
+        check_model_kwargs(cfg.sft.student.name, cfg.sft.student.kwargs, "sft.student.kwargs")
+    if cfg.data.dataset == "embedded" and cfg.data.superres is None:
+        check_mask(cfg.data.mask, cfg.data.image_size)
+    for i, stage in enumerate(cfg.distill.stages if cfg.distill is not None else []):
+        for j, term in enumerate(stage.kd):
+            try:
+                build_kd(term.name, **term.kwargs)
+            except (MrdistillError, TypeError) as exc:
+                raise MrdistillError(f"distill.stages[{i}].kd[{j}]: {exc}") from None
 
 
-def prepare_run_dir(cfg: RunConfig, overwrite: bool) -> Path:
-    """Claim the run directory and save the resolved config in it."""
-    run_dir = claim_dir(cfg.run_dir, overwrite)
-    save_config(cfg, run_dir / "config.yaml")
-    return run_dir
+def check_mask(mask: MaskConfig, size: int, where: str = "data.mask") -> None:
+    """Draw the configured mask once for a size x size image: a mask that samples nothing (an
+    acceleration above the width, an all-zero file) or cannot be drawn fails here, key named."""
+    try:
+        make_mask(mask.kind, (size, size), mask.acceleration, seed=0, path=mask.path,
+                  center_fraction=mask.center_fraction, center_lines=mask.center_lines)
+    except MrdistillError as exc:
+        raise MrdistillError(f"{where}: {exc}") from None
+
+
+def run_inputs(cfg: RunConfig) -> list[str]:
+    """Files and folders a run reads (an `--overwrite` never replaces a folder holding one)."""
+    paths = [cfg.data.path] if cfg.data.dataset != "embedded" else []
+    if cfg.distill is not None:
+        teacher = cfg.distill.teacher
+        paths += [teacher if isinstance(teacher, str) else teacher.weights, cfg.distill.init]
+    return [p for p in paths if p]
+
+
+@contextmanager
+def claim_run(cfg: RunConfig, overwrite: bool, command: str,
+              resume: bool = False) -> Iterator[OutputDir]:
+    """Claim the run directory (`rundir.open_output`: the old one is restored if the run fails
+    before `commit`) and save the resolved config in it; with `resume` an interrupted run's folder
+    is reused and its saved config must match (`check_same_config`). Under torchrun rank 0 claims
+    while the other ranks wait (its error is raised on every rank); they write nothing, and their
+    handle's commit/abort do nothing."""
+    check_precision(cfg.optim.precision, cfg.device)
+
+    def open_run() -> OutputDir:
+        out = open_output(cfg.run_dir, overwrite=overwrite, resume=resume, resumable=True,
+                          inputs=run_inputs(cfg), command=command)
+        try:
+            saved = out.path / "config.yaml"
+            if resume and saved.is_file():
+                check_same_config(cfg, saved)
+            else:
+                save_config(cfg, saved)
+        except BaseException:
+            out.abort()
+            raise
+        return out
+
+    out = distributed.on_main(open_run, distributed.context(cfg.device))
+    if out is None:  # not rank 0
+        out = OutputDir(cfg.run_dir, None, created=False, reused=True)
+    try:
+        yield out
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()
+
+
+def load_init(cfg: RunConfig) -> dict[str, Any] | None:
+    """The weights of `distill.init` (a checkpoint of the student's own architecture), or None."""
+    if cfg.distill is None or not cfg.distill.init:
+        return None
+    path = cfg.distill.init
+    ckpt = load_checkpoint(path)
+    if ckpt["model_name"] != cfg.model.name or ckpt["model_kwargs"] != cfg.model.kwargs:
+        raise MrdistillError(f"distill.init: {path} holds {ckpt['model_name']} {ckpt['model_kwargs']}, "
+                             f"not the student {cfg.model.name} {cfg.model.kwargs}")
+    return ckpt["model"]
 
 
 def check_same_config(cfg: RunConfig, saved: Path) -> None:
@@ -89,20 +161,32 @@ def _first_difference(a: object, b: object, where: str = "") -> str:
     return where or "config"
 
 
-def start_run(cfg: RunConfig, overwrite: bool = False, resume: bool = False) -> tuple[RunConfig, RunState]:
-    """Check what can be checked before anything is written (device, options), then claim the run
-    directory, or reopen it with `resume` -> (config with the resolved device, run state)."""
+def prepare_run(cfg: RunConfig, overwrite: bool, resume: bool) -> RunConfig:
+    """Checks that need nothing written (options, device, TensorBoard, plugins, models), then join
+    torchrun's job -> the config with the device resolved (a bare "cuda" stays bare: under
+    torchrun each rank takes its own GPU)."""
     if resume and overwrite:
         raise MrdistillError("--resume continues a run and --overwrite replaces it; pass only one")
-    cfg = replace(cfg, device=str(resolve_device(cfg.device)))
+    device = resolve_device(cfg.device)
+    bare = device.type == "cuda" and cfg.device in ("auto", "cuda")
+    cfg = replace(cfg, device="cuda" if bare else str(device))
     if cfg.logging.tensorboard:
         check_tensorboard()
-    saved = cfg.run_dir / "config.yaml"
-    if resume and saved.is_file():
-        check_same_config(cfg, saved)
-    else:
-        prepare_run_dir(cfg, overwrite)
-    return cfg, RunState.open(cfg.run_dir, resume, cfg.logging.tensorboard)
+    distributed.context(cfg.device)  # under torchrun: join the job (and pick this rank's GPU) first
+    import_plugins(cfg.plugins)  # plugin models must be registered before checks
+    validate_run(cfg)
+    return cfg
+
+
+@contextmanager
+def run_state(cfg: RunConfig, out: OutputDir, resume: bool) -> Iterator[RunState]:
+    """The run's state in its claimed folder (from `last.pt` with `resume`); the log is closed at
+    the end."""
+    run = RunState.open(out.path, resume, cfg.logging.tensorboard)
+    try:
+        yield run
+    finally:
+        run.log.close()
 
 
 def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObjective:
@@ -126,6 +210,8 @@ def baseline_for(cfg: RunConfig) -> tuple[str, nn.Module | None]:
 
 def _test_report(cfg: RunConfig, run_dir: Path, model: nn.Module, test: SliceDataset,
                  title: str) -> str:
+    if not distributed.is_main():
+        return ""  # under torchrun rank 0 evaluates and writes
     baseline, base_model = baseline_for(cfg)
     ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
     return write_evaluation(run_dir, ev, title, [f"config: {run_dir / 'config.yaml'}"],
@@ -136,7 +222,7 @@ def _save_corrected_teacher(cfg: RunConfig, run_dir: Path, teacher: nn.Module | 
                             stage: int) -> None:
     """`checkpoints/teacher_corrected.pt`: the teacher as teacher correction left it (last step)."""
     identity = teacher_identity(cfg.distill.teacher) if cfg.distill else None
-    if teacher is None or identity is None:
+    if teacher is None or identity is None or not distributed.is_main():
         return  # an in-memory teacher has no checkpoint to take its name and arguments from
     save_checkpoint(run_dir / "checkpoints" / "teacher_corrected.pt",
                     model_payload(teacher, identity[0], identity[1], stage=stage,
@@ -148,29 +234,34 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
     """Supervised training of `cfg.model` (a teacher or a plain student); self-supervised (no
     targets, see `train.unsupervised`) when the config has a `selfsup` section. `resume`
     continues an interrupted run from its `last.pt` (a fresh start when there is none)."""
-    import_plugins(cfg.plugins)
+    cfg = prepare_run(cfg, overwrite, resume)
     if cfg.selfsup is not None:
         check_selfsup(cfg.selfsup, cfg.data)
-    cfg, run = start_run(cfg, overwrite, resume)
-    run_dir = run.run_dir
+    with claim_run(cfg, overwrite, "train", resume) as out, run_state(cfg, out, resume) as run:
+        return _train(cfg, out, run, datasets)
+
+
+def _train(cfg: RunConfig, out: OutputDir, run: RunState,
+           datasets: dict[str, SliceDataset] | None) -> RunResult:
+    run_dir = out.path
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
-    try:
-        if cfg.selfsup is not None:
-            model, fits, table = selfsup_train(cfg, run, data)
-            return RunResult(run_dir, model, fits, table)
-        if cfg.sft is not None:  # a student-friendly teacher, trained with student branches
-            model, fits, table = sft_train(cfg, run, data)
-            return RunResult(run_dir, model, fits, table)
-        model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
-        check_model_data(model, cfg.data)
-        result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
-                     model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
-                     val_metric=cfg.val_metric, device=cfg.device, stage="train",
-                     progress=cfg.progress, meta=data_meta(cfg.data), run=run)
-        table = _test_report(cfg, run_dir, model, data["test"], f"{cfg.name}: test set")
-        return RunResult(run_dir, model, [result], table)
-    finally:
-        run.log.close()
+    if cfg.selfsup is not None:
+        out.commit()
+        model, fits, table = selfsup_train(cfg, run, data)
+        return RunResult(run_dir, model, fits, table)
+    if cfg.sft is not None:  # a student-friendly teacher, trained with student branches
+        out.commit()
+        model, fits, table = sft_train(cfg, run, data)
+        return RunResult(run_dir, model, fits, table)
+    model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
+    check_model_data(model, cfg.data)
+    out.commit()  # the new run has started: a replaced run folder is removed now
+    result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
+                 model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
+                 val_metric=cfg.val_metric, device=cfg.device, stage="train",
+                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data), run=run)
+    table = _test_report(cfg, run_dir, model, data["test"], f"{cfg.name}: test set")
+    return RunResult(run_dir, model, [result], table)
 
 
 def distill_run(cfg: RunConfig, overwrite: bool = False,
@@ -179,45 +270,48 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
     """Distil `cfg.distill.teacher` into `cfg.model`, stage by stage (each stage restores the epoch
     its `select` rule keeps: by default the best validation metric with a task term, else the lowest
     validation value of the stage's own objective);
-    without targets from a teacher ensemble when the config has `distill.adaptive`."""
+    without targets from a teacher ensemble when the config has `distill.adaptive`. `resume`
+    continues an interrupted run inside the stage it was in."""
     adaptive = cfg.distill.adaptive if cfg.distill is not None else None
     if cfg.distill is None or not (cfg.distill.stages or adaptive):
         raise MrdistillError("distill needs a 'distill' section with at least one stage")
     if adaptive is not None and cfg.distill.stages:
         raise MrdistillError("distill.adaptive replaces distill.stages; remove one of them")
-    import_plugins(cfg.plugins)
-    device = resolve_device(cfg.device)  # before anything is loaded or written
+    cfg = prepare_run(cfg, overwrite, resume)
     if teacher is None:
-        teacher = load_teacher(cfg.distill.teacher, str(device))
+        teacher = load_teacher(cfg.distill.teacher, cfg.device)
     if adaptive is not None:
         check_adaptive(adaptive, teacher, cfg.data.mode)
-    cfg, run = start_run(cfg, overwrite, resume)
-    try:
-        return _distill(cfg, run, datasets, teacher)
-    finally:
-        run.log.close()
+    if cfg.distill.cache_teacher:
+        check_cacheable(cfg.data)
+    init = load_init(cfg)
+    with claim_run(cfg, overwrite, "distill", resume) as out, run_state(cfg, out, resume) as run:
+        return _distill(cfg, out, run, datasets, teacher, init)
 
 
-def _distill(cfg: RunConfig, run: RunState, datasets: dict[str, SliceDataset] | None,
-             teacher: nn.Module) -> RunResult:
+def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, SliceDataset] | None,
+             teacher: nn.Module, init: dict[str, Any] | None) -> RunResult:
     """The stages of `distill_run` (finished ones are skipped when the run resumes)."""
     assert cfg.distill is not None
-    run_dir = run.run_dir
+    run_dir, adaptive = out.path, cfg.distill.adaptive
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
-    if cfg.distill.adaptive is not None:
+    if adaptive is not None:
+        out.commit()
         student, fits, table = adaptive_distill(cfg, run, data, teacher)
         return RunResult(run_dir, student, fits, table)
     student = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
-    if cfg.distill.init:
-        student.load_state_dict(load_checkpoint(cfg.distill.init)["model"])
+    if init is not None:
+        student.load_state_dict(init)
     if cfg.distill.init_from_teacher is not None:
         check_choice("student initialisation", cfg.distill.init_from_teacher, ("teacher_layers",))
         init_from_teacher(student, teacher)
     check_model_data(student, cfg.data, "student")
     check_model_data(teacher, cfg.data, "teacher")
+    out.commit()  # the new run has started: a replaced run folder is removed now
     # Undersampled-only slices (if any) are labelled by the teacher: the student sees them too.
     train_set = MixedDataset(data["train"], data["unlabeled"]) if "unlabeled" in data else data["train"]
     fits = []
+    cached: CachedTeacher | None = None
     for k, stage in enumerate(cfg.distill.stages):
         done = run.completed_fit(k)
         if done is not None:  # finished before the checkpoint this run resumed from
@@ -225,12 +319,17 @@ def _distill(cfg: RunConfig, run: RunState, datasets: dict[str, SliceDataset] | 
             continue
         if any(s.teacher_correction is not None for s in cfg.distill.stages[:k]):
             run.carry("teacher", teacher)  # corrected earlier: a resumed run gets its weights back
-        objective = build_objective(stage, teacher)
+        frozen = teacher
+        if cfg.distill.cache_teacher and stage.teacher_correction is None:  # a learning teacher: never
+            if cached is None or cached.teacher is not teacher:  # a corrected teacher: a new cache
+                cached = CachedTeacher(teacher)
+            frozen = cached
+        objective = build_objective(stage, frozen)
         fits.append(fit(student, objective, train_set, data["val"], cfg.optim, run_dir,
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
                         epochs=stage.epochs, lr=stage.lr, max_steps=stage.max_steps,
-                        stage=f"stage{k + 1}", select=stage.selection,
+                        stage=f"stage{k + 1}", select=stage.selection, data=cfg.data,
                         progress=cfg.progress, meta=data_meta(cfg.data), run=run))
         if isinstance(objective, TeacherCorrectionObjective):
             teacher = run.carry("teacher", objective.teacher)  # later stages learn from it

@@ -15,6 +15,7 @@ from mrdistill.config import RunConfig
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.distill.sft import SFTObjective, check_pair, student_state
 from mrdistill.models import build_model
+from mrdistill.train import distributed
 from mrdistill.train.checkpoint import data_meta, load_checkpoint, model_payload, save_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
@@ -55,7 +56,9 @@ def sft_train(cfg: RunConfig, run: RunState,
     result = fit(teacher, objective, data["train"], data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
                  val_metric=cfg.val_metric, device=cfg.device, stage="sft",
-                 progress=cfg.progress, meta=data_meta(cfg.data), run=run)
+                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data), run=run)
+    if not distributed.is_main():
+        return teacher, [result], ""  # under torchrun rank 0 exports, evaluates and writes
     export_sft_student(cfg, run_dir)
     ev = evaluate_models({"zero-filled": None, cfg.name: teacher}, data["test"], cfg.device)
     table = write_evaluation(run_dir, ev, f"{cfg.name}: test set (SFT teacher)",

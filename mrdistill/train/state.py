@@ -8,7 +8,7 @@ A run is a sequence of `fit` calls (stages: "train", or "stage1", "stage2", ... 
      "position": StagePosition as a dict (epoch, batch, step, loss sums, skipped steps, best so far,
                  history, the data-order generator's state at the start of the unfinished epoch),
      "best_model": state_dict of the stage's best weights (None: none yet),
-     "optimizer", "scheduler", "scaler" ({} until mixed precision), "objective" (hooks, below),
+     "optimizer", "scheduler", "scaler" (the fp16 GradScaler's state; {} without one), "objective" (hooks, below),
      "completed": finished stages as FitResult dicts, "carried": state_dicts of modules trained by
      finished stages that later stages use (a corrected teacher)}
 
@@ -32,6 +32,7 @@ from torch import nn
 from mrdistill.errors import MrdistillError
 from mrdistill.train.checkpoint import (CHECKPOINT_DIR, load_checkpoint, remove_stale_temps,
                                         state_to_cpu)
+from mrdistill.train import distributed
 from mrdistill.train.logging import RunLog
 
 STATE_VERSION = 1
@@ -113,8 +114,9 @@ class RunState:
         """The state of a run starting in `run_dir`: from `checkpoints/last.pt` when `resume` and it
         exists (else from scratch). Temporary files left by a killed checkpoint write are removed."""
         run_dir = Path(run_dir)
-        remove_stale_temps(run_dir / CHECKPOINT_DIR)
-        remove_stale_temps(run_dir)
+        if distributed.is_main():  # under torchrun only rank 0 writes (or tidies) the folder
+            remove_stale_temps(run_dir / CHECKPOINT_DIR)
+            remove_stale_temps(run_dir)
         last = run_dir / CHECKPOINT_DIR / "last.pt"
         checkpoint = None
         if resume and last.is_file():
@@ -166,13 +168,14 @@ class RunState:
         self.completed.append(result)
 
     def section(self, stage: str, position: StagePosition, best_model: dict[str, torch.Tensor] | None,
-                optimizer: torch.optim.Optimizer, scheduler: Any, objective: nn.Module) -> dict[str, Any]:
+                optimizer: torch.optim.Optimizer, scheduler: Any, objective: nn.Module,
+                scaler: dict[str, Any] | None = None) -> dict[str, Any]:
         """The resume section of a checkpoint written now."""
         pos = asdict(position)
         return {
             "version": STATE_VERSION, "stage_index": self.stage_index, "stage": stage,
             "position": pos, "best_model": best_model,
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": {},
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler or {},
             "objective": collect_hooks(objective),
             "completed": [asdict(c) for c in self.completed],
             "carried": {k: state_to_cpu(m.state_dict()) for k, m in self.carried.items()},

@@ -25,6 +25,7 @@ from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.selfsup.teachers import (CHECKPOINTS, SelfSupervisedObjective, check_selfsup,
                                         members_of)
+from mrdistill.train import distributed
 from mrdistill.train.checkpoint import data_meta, load_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
@@ -39,6 +40,8 @@ def keep_checkpoint(model: nn.Module, run_dir: Path, choice: str) -> None:
 
 def _report(cfg: RunConfig, run_dir: Path, models: dict[str, nn.Module | None],
             test: SliceDataset, notes: list[str]) -> str:
+    if not distributed.is_main():
+        return ""  # under torchrun rank 0 evaluates and writes
     ev = evaluate_models({"zero-filled": None, **models}, test, cfg.device)
     return write_evaluation(run_dir, ev, f"{cfg.name}: test set",
                             [f"config: {run_dir / 'config.yaml'}", *notes])
@@ -63,8 +66,8 @@ def selfsup_train(cfg: RunConfig, run: RunState,
     objective = SelfSupervisedObjective(sc, seed=cfg.seed)
     result = fit(model, objective, without_targets(data), data["val"], cfg.optim, run_dir,
                  model_name=name, model_kwargs=kwargs, seed=cfg.seed, val_metric=cfg.val_metric,
-                 device=cfg.device, stage=f"selfsup-{sc.method}", progress=cfg.progress,
-                 meta=data_meta(cfg.data), run=run)
+                 device=cfg.device, stage=f"selfsup-{sc.method}", data=cfg.data,
+                 progress=cfg.progress, meta=data_meta(cfg.data), run=run)
     keep_checkpoint(model, run_dir, sc.checkpoint)
     models: dict[str, nn.Module | None] = {cfg.name: model}
     if sc.teachers > 1:
@@ -110,7 +113,7 @@ def adaptive_distill(cfg: RunConfig, run: RunState, data: dict[str, SliceDataset
     result = fit(student, objective, train, data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
                  val_metric=cfg.val_metric, device=cfg.device, stage=f"kd-{ac.weighting}",
-                 progress=cfg.progress, meta=data_meta(cfg.data), run=run)
+                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data), run=run)
     keep_checkpoint(student, run_dir, ac.checkpoint)
     table = _report(cfg, run_dir, {"teachers": teacher, cfg.name: student}, data["test"], notes)
     return student, [result], table

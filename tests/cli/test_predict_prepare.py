@@ -286,7 +286,7 @@ def test_prepare_then_train_on_it(tmp_path, capsys):
                         "--set", f"data.path={tmp_path / 'prep'}"], capsys)
     assert code == 0, err
     code, _, err = cli(["prepare", tmp_path / "a.nii.gz", "--out", tmp_path / "prep", "--no-progress"], capsys)
-    assert code == 2 and "already exists and is not empty" in err
+    assert code == 2 and "already holds results; pass --overwrite" in err
 
 
 def test_fastmri_knee_configs_train_and_distill(tmp_path, capsys):

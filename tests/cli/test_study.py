@@ -78,7 +78,7 @@ def test_teacher_epochs_apply_to_both_teachers_only(tmp_path):
     residual = load_study_config(None, "cpu_residual", [f"out_dir={tmp_path}"])
     assert residual.teacher.kwargs["residual"] and residual.student.kwargs["residual"]
     assert residual.teacher_epochs == 2 * residual.optim.epochs
-    with pytest.raises(MrdistillError, match="teacher_epochs must be >= 1"):
+    with pytest.raises(MrdistillError, match="study.teacher_epochs: expected an integer >= 1, got 0"):
         load_study_config(None, "smoke", ["teacher_epochs=0"])
 
 
@@ -111,7 +111,7 @@ def test_gap_and_spread_tables():
     (["methods=[{label: H, kd: [{name: hint, kwargs: {pairs: {cascade1.conv3: cascade1.conv3}, "
       "regressor: false}}]}]"], "hint pair cascade1.conv3->cascade1.conv3: student feature (1, 48, 48)"),
     (["only=[XX]"], "unknown study method 'XX'; valid: AT, CC, FSP, FitNets, SP"),
-    (["accelerations=[1]"], "accelerations must be > 1"),
+    (["accelerations=[1]"], "study.accelerations: expected a non-empty list, each a finite number > 1"),
     (["metrics=[psnr, fid]"], "unknown metric 'fid'; valid:"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, extra, message):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mrdistill.models.modl as modl
-import mrdistill.train.loop as loop
+import mrdistill.train.batches as training_batches
 from conftest import run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
@@ -36,7 +36,7 @@ def batches(monkeypatch):
         seen.append(batch)
         return batch
 
-    monkeypatch.setattr(loop, "collate_samples", spy)
+    monkeypatch.setattr(training_batches, "collate_samples", spy)
     return seen
 
 
@@ -45,7 +45,8 @@ def teacher_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ssl")
     with pytest.MonkeyPatch.context() as mp:
         seen = []
-        mp.setattr(loop, "collate_samples", lambda items: seen.append(collate_samples(items)) or seen[-1])
+        mp.setattr(training_batches, "collate_samples",
+                   lambda items: seen.append(collate_samples(items)) or seen[-1])
         code = main(["train", "--config", str(CONFIGS / "ssl_teacher.yaml"), *SMOKE, *TEACHER,
                      "--set", f"out_dir={out}"])
     return out, code, seen
@@ -91,7 +92,7 @@ def test_self_supervised_student_without_distillation(tmp_path, capsys, batches)
 @pytest.mark.parametrize("extra, message", [
     (["selfsup.method=ssdu", "selfsup.rho=1.5"],
      "selfsup.rho: expected a finite number > 0 and < 1, got 1.5"),
-    (["selfsup.factors=[2.0, 1.0]"], "selfsup.factors: expected a list of items, each a finite number > 1, got [2.0, 1.0]"),
+    (["selfsup.factors=[2.0, 1.0]"], "selfsup.factors: expected a list, each a finite number > 1, got [2.0, 1.0]"),
     (["selfsup.method=ssdu", "selfsup.acs_block=[40, 40]"], "ACS block 40x40 is larger than the image 32x32"),
     (["selfsup.acs_lines=33"], "ACS band of 33 lines is larger than the image width 32"),
     (["data.mode=real"], "needs data.mode: complex"),

@@ -150,7 +150,7 @@ def test_prepare_refuses_fastmri_and_existing_output(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
     nii = find_inputs(write_nifti(tmp_path / "a.nii.gz"))
-    with pytest.raises(MrdistillError, match="not empty; pass --overwrite"):
+    with pytest.raises(MrdistillError, match="already holds results; pass --overwrite"):
         prepare_volumes(nii, tmp_path / "full", PrepareConfig(), progress=False)
     with pytest.raises(MrdistillError, match="no prepare.json"):
         read_manifest(tmp_path / "full")

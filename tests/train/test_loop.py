@@ -69,7 +69,7 @@ def test_train_then_distill_runs(tmp_path, tiny_data):
 
 def test_grouped_batches_never_mix_labelled_and_unlabelled(tiny_data):
     from mrdistill.data.datasets import MixedDataset
-    from mrdistill.train.loop import make_loader
+    from mrdistill.train.batches import make_loader
 
     tiny_data.labeled_train_slices = 3
     ds = make_datasets(tiny_data)

@@ -1,0 +1,222 @@
+"""Training-step benchmark: our DC-CNN teacher (5 cascades x 5 convs) and student (5 x 3) vs a plain
+PyTorch DC-CNN written the way the seed papers' code writes it, same shapes, on this CPU.
+
+Usage: python benchmarks/train_step.py --size 240 --batch 4 --repeats 7 --threads 2
+
+One training step = zero_grad, forward, L1 loss against the target, backward, Adam step. Every path
+is timed in the same interleaved rounds (order rotated each round), so background load hits all of
+them alike; reported: median seconds per step, and per round the ratio baseline / path (median over
+rounds). Paths:
+
+- `baseline`: `PlainDCCNN` below: nn.Sequential conv stacks, DC with torch.fft on the real image
+  (uncentred, mask shifted once), NCHW, float32;
+- `ours`: `mrdistill` `DCCNN` as `train.loop.fit` runs it (eager, NCHW, float32);
+- `ours-channels_last`: the same module with channels_last weights;
+- `ours-bf16`: `ours` under CPU bf16 autocast (`optim.precision: bf16`; DC stays float32);
+- `ours-compiled` (with `--compile`): `torch.compile` of the model (inductor).
+
+Also recorded: max |loss difference| of every path against `ours` on the first step (same weights).
+Writes `<out>.json` and `<out>.md` (default benchmarks/results/train_step.*).
+"""
+
+from __future__ import annotations
+
+import os
+
+# As in benchmarks/inference.py: idle OpenMP threads must sleep on a shared machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import shlex  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+from mrdistill.machine import cpu_model  # noqa: E402
+from mrdistill.models import build_model  # noqa: E402
+from mrdistill.physics.fft import fft2c  # noqa: E402
+from mrdistill.physics.masks import make_mask  # noqa: E402
+
+SHAPES = {"teacher": 5, "student": 3}  # convs per cascade; 5 cascades, 32 channels, real images
+
+
+class PlainDCCNN(nn.Module):
+    """The baseline: 5 cascades of [conv 1->32, ReLU, (convs-2) x (conv 32->32, ReLU), conv 32->1],
+    each followed by hard DC computed with torch.fft on the real image (k = fft2(x); keep k0 where
+    sampled; x = real(ifft2(k))). Uncentred FFT with the mask and k-space shifted once outside."""
+
+    def __init__(self, convs: int, cascades: int = 5, channels: int = 32) -> None:
+        super().__init__()
+        blocks = []
+        for _ in range(cascades):
+            layers: list[nn.Module] = [nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(inplace=True)]
+            for _ in range(convs - 2):
+                layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+            layers.append(nn.Conv2d(channels, 1, 3, padding=1))
+            blocks.append(nn.Sequential(*layers))
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: Tensor, k0: Tensor, mask: Tensor) -> Tensor:
+        for block in self.blocks:
+            x = block(x)
+            k = torch.fft.fft2(x, norm="ortho")
+            k = mask * k0 + (1 - mask) * k
+            x = torch.fft.ifft2(k, norm="ortho").real
+        return x
+
+
+def make_batch(size: int, batch: int) -> dict[str, Tensor]:
+    """Smooth random images (the targets), per-slice KD-MRI 4x column masks, masked k-space."""
+    gen = torch.Generator().manual_seed(0)
+    image = F.avg_pool2d(torch.rand(batch, 1, size, size, generator=gen), 5, 1, 2)
+    mask = torch.stack([make_mask("kdmri", (size, size), 4.0, seed=i) for i in range(batch)])
+    kspace = fft2c(image.to(torch.complex64)) * mask
+    shifted_mask = torch.fft.ifftshift(mask.expand(batch, 1, size, size), dim=(-2, -1))
+    k0 = torch.fft.fft2(image, norm="ortho") * shifted_mask
+    zero_filled = torch.fft.ifft2(k0, norm="ortho").real
+    return {"target": image, "kspace": kspace, "mask": mask, "k0": k0, "shifted_mask": shifted_mask,
+            "zero_filled": zero_filled}
+
+
+def ours_from_baseline(base: PlainDCCNN, convs: int) -> nn.Module:
+    """Our DCCNN holding the baseline's weights (same initial point for the loss comparison)."""
+    ours = build_model("dccnn", cascades=5, convs=convs, channels=32, in_channels=1, seed=0)
+    src = [m for m in base.modules() if isinstance(m, nn.Conv2d)]
+    dst = [m for m in ours.modules() if isinstance(m, nn.Conv2d)]
+    for a, b in zip(src, dst):
+        b.load_state_dict(a.state_dict())
+    return ours
+
+
+Step = Callable[[], float]
+
+
+def make_step(model: nn.Module, forward: Callable[[nn.Module], Tensor], target: Tensor,
+              autocast: bool = False) -> Step:
+    """One Adam training step of `model`; returns the loss."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=True)
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext()
+        with ctx:
+            loss = F.l1_loss(forward(model).float(), target)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return step
+
+
+def build_paths(convs: int, batch: dict[str, Tensor], compile_: bool) -> dict[str, Step]:
+    torch.manual_seed(0)  # a benchmark script (not library code) may seed the global RNG
+    base = PlainDCCNN(convs)
+    ours = ours_from_baseline(base, convs)
+    t, k, m = batch["target"], batch["kspace"], batch["mask"]
+
+    def run_ours(model: nn.Module) -> Tensor:
+        return model(k, m).image
+
+    def run_base(model: nn.Module) -> Tensor:
+        return model(batch["zero_filled"], batch["k0"], batch["shifted_mask"])
+
+    paths = {"baseline": make_step(base, run_base, t), "ours": make_step(ours, run_ours, t)}
+    paths["ours-channels_last"] = make_step(
+        copy.deepcopy(ours).to(memory_format=torch.channels_last), run_ours, t)
+    paths["ours-bf16"] = make_step(copy.deepcopy(ours), run_ours, t, autocast=True)
+    if compile_:
+        compiled = torch.compile(copy.deepcopy(ours))
+        paths["ours-compiled"] = make_step(compiled, run_ours, t)
+    return paths
+
+
+def timed_rounds(paths: dict[str, Step], repeats: int) -> tuple[dict[str, list[float]], dict]:
+    """First-step losses (warm-up), then `repeats` interleaved rounds of one step per path."""
+    first = {name: step() for name, step in paths.items()}
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    names = list(paths)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            paths[name]()
+            times[name].append(time.perf_counter() - start)
+    return times, first
+
+
+def summarise(times: dict[str, list[float]], first: dict[str, float]) -> dict[str, dict]:
+    out = {}
+    for name, ts in times.items():
+        ratios = [b / t for b, t in zip(times["baseline"], ts)]
+        out[name] = {"median_s": statistics.median(ts), "best_s": min(ts),
+                     "speedup_vs_baseline": statistics.median(ratios),
+                     "first_loss": first[name], "first_loss_diff_vs_ours": abs(first[name] - first["ours"])}
+    return out
+
+
+def render_markdown(report: dict) -> str:
+    lines = [f"# Training step vs plain DC-CNN baseline (B{report['batch']}, {report['size']}^2)", "",
+             f"Command: `{report['command']}`  ", f"Machine: {report['machine']['cpu']}, "
+             f"{report['machine']['cores']} cores, torch {report['machine']['torch']}, "
+             f"threads {report['threads']}, load average at start {report['machine']['loadavg_start']}",
+             "", "| model | path | median s/step | best s/step | speed-up vs baseline (median of "
+             "per-round ratios) | first-step loss diff vs ours |", "|---|---|---|---|---|---|"]
+    for model, rows in report["results"].items():
+        for name, r in rows.items():
+            lines.append(f"| {model} | {name} | {r['median_s']:.3f} | {r['best_s']:.3f} | "
+                         f"{r['speedup_vs_baseline']:.2f}x | {r['first_loss_diff_vs_ours']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=240)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--models", default="teacher,student")
+    ap.add_argument("--paths", default="baseline,ours,ours-channels_last,ours-bf16",
+                    help="comma-separated paths to time (baseline and ours are always timed)")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile (inductor)")
+    ap.add_argument("--profile", action="store_true", help="print a torch.profiler table per path")
+    ap.add_argument("--out", default="benchmarks/results/train_step")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    batch = make_batch(args.size, args.batch)
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+               "platform": platform.platform(), "loadavg_start": [round(x, 1) for x in os.getloadavg()]}
+    results = {}
+    for model in args.models.split(","):
+        wanted = set(args.paths.split(",")) | {"baseline", "ours", "ours-compiled"}
+        paths = {k: v for k, v in build_paths(SHAPES[model], batch, args.compile).items() if k in wanted}
+        times, first = timed_rounds(paths, args.repeats)
+        results[model] = summarise(times, first)
+        if args.profile:
+            for name, step in paths.items():
+                with torch.profiler.profile() as prof:
+                    step()
+                print(f"== {model} {name}\n" +
+                      prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        print(json.dumps({model: results[model]}, indent=1), flush=True)
+    report = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "size": args.size,
+              "batch": args.batch, "threads": args.threads, "repeats": args.repeats,
+              "machine": machine | {"loadavg_end": [round(x, 1) for x in os.getloadavg()]},
+              "results": results}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(render_markdown(report))
+    print(render_markdown(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Output folders' lifecycle: claim a folder, replace an old one safely, resume into one.
+
+Every folder a command writes (a run, a demo, a prepared data set, predictions, a study) is claimed
+here. A folder mrdistill creates gets a marker file (`.mrdistill`); `overwrite` only ever replaces a
+folder that carries it, and never the current folder, a parent of it, the home folder, a filesystem
+root, an input of the same command or a folder that contains one. The old folder is not deleted
+first: it is renamed aside (`.<name>.replaced-<id>` next to it), the new one is created, and the
+old one is removed only when the caller says the new work has started (`OutputDir.commit`, or the
+end of the `with` block). If anything fails before that, the new folder is removed and the old
+one is renamed back, so a typo in a config never costs the previous results.
+
+    with claim(path, overwrite=args.overwrite, inputs=[...], command="train") as out:
+        ...validate, build data and models (errors here restore the old folder)...
+        out.commit()  # the new run has started: the replaced folder is removed
+        ...train...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mrdistill.atomic import atomic_write_text
+from mrdistill.errors import MrdistillError
+
+MARKER = ".mrdistill"
+
+
+def is_ours(path: Path) -> bool:
+    """Whether `path` is a folder mrdistill created (it holds the marker file)."""
+    return (path / MARKER).is_file()
+
+
+def _resolved(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.realpath(os.fspath(path)))
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    """inner == outer or inner lies inside outer (both resolved)."""
+    return inner == outer or outer in inner.parents
+
+
+def check_output_path(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """Refuse an output folder that is an existing file or equals or contains an input of the same
+    command (writing there would change the user's data). Returns the path as given."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise MrdistillError(f"{out}: exists and is a file, not a folder; choose another output folder")
+    target = _resolved(out)
+    for item in inputs:
+        if _within(_resolved(item), target):
+            raise MrdistillError(f"{out}: the output folder is (or contains) the input {item}; "
+                                 f"choose another output folder")
+    return out
+
+
+def _refuse_to_replace(out: Path, inputs: Iterable[str | os.PathLike[str]]) -> None:
+    target = _resolved(out)
+    cwd = _resolved(Path.cwd())
+    if target.parent == target or target == _resolved(Path.home()) or _within(cwd, target):
+        raise MrdistillError(f"{out}: refusing to replace the current folder, a parent of it, the "
+                             f"home folder or a filesystem root; choose another output folder")
+    if not is_ours(out):
+        raise MrdistillError(f"{out} already holds files that mrdistill did not create (no {MARKER} "
+                             f"marker); --overwrite only replaces mrdistill's own folders, so "
+                             f"remove it yourself or choose another output folder")
+    check_output_path(out, inputs)
+
+
+class OutputDir:
+    """A claimed output folder (`path`); `commit` removes the folder it replaced, if any."""
+
+    def __init__(self, path: Path, replaced: Path | None, created: bool, reused: bool = False) -> None:
+        self.path = path
+        self.reused = reused  # an existing folder resumed into: nothing of it is ever removed
+        self._replaced = replaced
+        self._created = created
+        self.committed = reused
+
+    def commit(self) -> None:
+        """The new work has started: remove the replaced folder (idempotent)."""
+        if not self.committed and self._replaced is not None:
+            shutil.rmtree(self._replaced, ignore_errors=True)
+        self.committed = True
+
+    def abort(self) -> None:
+        """Undo the claim before `commit`: remove what was written and restore the old folder."""
+        if self.committed:
+            return
+        if self._created:
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:  # an empty folder the user had: empty it again
+            for child in self.path.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        if self._replaced is not None:
+            os.replace(self._replaced, self.path)
+        self.committed = True
+
+
+def mark(path: Path, command: str) -> None:
+    """Write the marker that makes `path` a folder mrdistill created."""
+    doc = {"created_by": "mrdistill", "command": command,
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    atomic_write_text(path / MARKER, json.dumps(doc) + "\n")
+
+
+def _make(out: Path, command: str) -> bool:
+    """Create `out` (and parents) with its marker; True if the folder did not exist before."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        mark(out, command)
+    except OSError as exc:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise MrdistillError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
+    return created
+
+
+def open_output(path: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = False,
+                inputs: Iterable[str | os.PathLike[str]] = (), command: str = "",
+                resumable: bool = False) -> OutputDir:
+    """Claim `path` for writing; see the module docstring. Call `commit` or `abort` on the result
+    (or use `claim`, which does it).
+
+    - missing or empty: created (with the marker);
+    - non-empty, `resume`: reused as it is when mrdistill created it (a run continues in it);
+    - non-empty, `overwrite`: renamed aside and replaced by a fresh folder (only mrdistill's own);
+    - non-empty otherwise: `MrdistillError` (naming --resume too when the command is `resumable`).
+    """
+    inputs = list(inputs)
+    out = check_output_path(path, inputs)
+    if out.is_dir() and any(out.iterdir()):
+        if resume:
+            if not is_ours(out):
+                raise MrdistillError(f"{out}: cannot resume in a folder mrdistill did not create "
+                                     f"(no {MARKER} marker)")
+            return OutputDir(out, None, created=False, reused=True)
+        if not overwrite:
+            options = ("pass --resume to continue it, --overwrite to replace it," if resumable
+                       else "pass --overwrite")
+            raise MrdistillError(f"{out} already holds results; {options} or choose another "
+                                 f"name/output folder")
+        _refuse_to_replace(out, inputs)
+        aside = out.parent / f".{out.name}.replaced-{uuid.uuid4().hex[:8]}"
+        try:
+            os.replace(out, aside)
+        except OSError as exc:
+            raise MrdistillError(f"{out}: cannot replace it ({exc.strerror or exc})") from None
+        try:
+            return OutputDir(out, aside, _make(out, command))
+        except BaseException:
+            os.replace(aside, out)
+            raise
+    return OutputDir(out, None, _make(out, command))
+
+
+@contextmanager
+def claim(path: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = False,
+          inputs: Iterable[str | os.PathLike[str]] = (), command: str = "",
+          resumable: bool = False) -> Iterator[OutputDir]:
+    """`open_output` as a `with` block: an exception before `commit` aborts (old folder restored),
+    a normal exit commits."""
+    out = open_output(path, overwrite=overwrite, resume=resume, inputs=inputs, command=command,
+                      resumable=resumable)
+    try:
+        yield out
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()

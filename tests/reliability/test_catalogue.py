@@ -1,0 +1,405 @@
+"""The bad-input catalogue: every case must print exactly one line naming the key or file, exit 2,
+print no traceback, and leave everything the user had (a sentinel file next to the output, the
+previous run where there is one) untouched. Every case fails at validation, so the whole catalogue
+runs in seconds (the CLI is called in-process)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from format_fixtures import write_fastmri_volume, write_nifti  # noqa: E402
+
+from mrdistill.cli.main import main  # noqa: E402
+from mrdistill.config import RunConfig, from_dict, save_config  # noqa: E402
+from mrdistill.models import build_model  # noqa: E402
+from mrdistill.rundir import claim  # noqa: E402
+from mrdistill.train.checkpoint import model_payload, save_checkpoint  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TINY_KW = {"cascades": 1, "convs": 2, "channels": 4, "in_channels": 1}
+
+
+class Env(NamedTuple):
+    """A user's folder: inputs, a checkpoint, a previous run and a sentinel next to the outputs."""
+
+    root: Path
+    runs: Path  # out_dir of train/distill; holds the previous run `prev` and the sentinel
+    nifti: Path  # a NIfTI volume in scans/
+    scans: Path
+    ckpt: Path  # a tiny real-image DC-CNN checkpoint
+    other_ckpt: Path  # a MoDL checkpoint (another architecture)
+    run: Path  # a finished-looking run folder (config.yaml + checkpoints/best.pt) for evaluate
+    zeros: Path  # an all-zero mask file
+    fastmri: Path  # a fastMRI HDF5 file
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    """Read-only inputs shared by every case (built once: a few ms)."""
+    root = tmp_path_factory.mktemp("assets")
+    ckpt = root / "dccnn.pt"
+    save_checkpoint(ckpt, model_payload(build_model("dccnn", seed=0, **TINY_KW), "dccnn", TINY_KW))
+    other = root / "modl.pt"
+    kw = {"unrolls": 1, "convs": 2, "channels": 4, "in_channels": 1, "cg_iters": 1}
+    save_checkpoint(other, model_payload(build_model("modl", seed=0, **kw), "modl", kw))
+    np.save(root / "zeros.npy", np.zeros(32, dtype=np.float32))
+    (root / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    return {"ckpt": ckpt, "other": other, "zeros": root / "zeros.npy",
+            "fastmri": write_fastmri_volume(root / "knee.h5", slices=1),
+            "garbage": root / "garbage.pt"}
+
+
+@pytest.fixture
+def env(tmp_path, assets, monkeypatch) -> Env:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MRDISTILL_CACHE_DIR", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    with claim(runs / "prev") as out:  # the previous run a bad --overwrite must not cost
+        (out.path / "best.pt").write_text("previous results")
+    (runs / "sentinel.txt").write_text("the user's file")
+    (tmp_path / "sentinel.txt").write_text("the user's file")
+    scans = tmp_path / "scans"
+    nifti = write_nifti(scans / "a.nii.gz")
+    run = tmp_path / "done"
+    (run / "checkpoints").mkdir(parents=True)
+    cfg = from_dict(RunConfig, {"data": {"image_size": 32}, "model": {"kwargs": TINY_KW}})
+    save_config(cfg, run / "config.yaml")
+    (run / "checkpoints" / "best.pt").write_bytes(assets["ckpt"].read_bytes())
+    return Env(tmp_path, runs, nifti, scans, assets["ckpt"], assets["other"], run, assets["zeros"],
+               assets["fastmri"])
+
+
+class Case(NamedTuple):
+    name: str
+    argv: Callable[[Env], list]
+    expect: str  # a piece of the one line: the key or file it names
+
+
+def _train(*sets: str, config: str = "kdmri_teacher.yaml", overwrite: bool = True) -> Callable[[Env], list]:
+    def argv(e: Env) -> list:
+        base = ["train", "--config", CONFIGS / config, "--preset", "smoke", "--no-progress",
+                "--set", f"out_dir={e.runs}", "--set", "name=prev"]
+        return base + (["--overwrite"] if overwrite else []) + [a for s in sets for a in ("--set", s.format(e=e))]
+    return argv
+
+
+def _distill(*sets: str) -> Callable[[Env], list]:
+    def argv(e: Env) -> list:
+        return (["distill", "--config", CONFIGS / "kdmri_kd.yaml", "--no-progress", "--overwrite",
+                 "--set", f"out_dir={e.runs}", "--set", "name=prev", "--set", "data.image_size=32",
+                 "--set", f"distill.teacher={e.ckpt}"] + [a for s in sets for a in ("--set", s.format(e=e))])
+    return argv
+
+
+def _cmd(*args: str) -> Callable[[Env], list]:
+    return lambda e: [str(a).format(e=e) for a in args]
+
+
+# (key, bad value, what the one line must contain) for train --set: every value out of range.
+TRAIN_VALUES = [
+    ("optim.lr", "-1", "optim.lr: expected a finite number > 0"),
+    ("optim.lr", "0", "optim.lr"), ("optim.lr", ".nan", "optim.lr"), ("optim.lr", ".inf", "optim.lr"),
+    ("optim.lr", "fast", "optim.lr: expected a number"), ("optim.lr", "[1]", "optim.lr"),
+    ("optim.lr", "true", "optim.lr"), ("optim.lr", "null", "optim.lr"),
+    ("optim.batch_size", "0", "optim.batch_size: expected an integer >= 1"),
+    ("optim.batch_size", "-4", "optim.batch_size"), ("optim.batch_size", "2.5", "optim.batch_size"),
+    ("optim.batch_size", "true", "optim.batch_size"), ("optim.batch_size", "four", "optim.batch_size"),
+    ("optim.epochs", "0", "optim.epochs: expected an integer >= 1"), ("optim.epochs", "-3", "optim.epochs"),
+    ("optim.epochs", "true", "optim.epochs: expected an integer, got true"),
+    ("optim.epochs", "1.5", "optim.epochs"), ("optim.epochs", "null", "optim.epochs"),
+    ("optim.max_steps", "-1", "optim.max_steps: expected an integer >= 1"),
+    ("optim.max_steps", "0", "optim.max_steps"), ("optim.max_steps", "false", "optim.max_steps"),
+    ("optim.grad_clip", "-1", "optim.grad_clip: expected a finite number > 0"),
+    ("optim.grad_clip", "0", "optim.grad_clip"), ("optim.grad_clip", ".nan", "optim.grad_clip"),
+    ("optim.weight_decay", "-1e-4", "optim.weight_decay: expected a finite number >= 0"),
+    ("optim.step_size", "0", "optim.step_size"), ("optim.gamma", "0", "optim.gamma"),
+    ("optim.gamma", "-0.5", "optim.gamma"), ("optim", "3", "optim: expected a mapping"),
+    ("seed", "-1", "seed: expected an integer in [0, 2**63 - 1]"),
+    ("seed", "1180591620717411303424", "seed"), ("seed", "1.5", "seed"), ("seed", "true", "seed"),
+    ("seed", "abc", "seed"), ("name", '""', "name: expected a simple relative name"),
+    ("name", "/tmp/elsewhere", "name"), ("name", "..", "name"), ("name", ".", "name"),
+    ("name", "a/b", "name"), ("name", "null", "name: expected a string, got null"),
+    ("name", "[a]", "name"), ("out_dir", '""', "out_dir"),
+    ("data.image_size", "0", "data.image_size: expected an integer >= 8"),
+    ("data.image_size", "4", "data.image_size"), ("data.image_size", "-32", "data.image_size"),
+    ("data.mask.acceleration", "1", "data.mask.acceleration: expected a finite number > 1"),
+    ("data.mask.acceleration", "0.5", "data.mask.acceleration"),
+    ("data.mask.acceleration", "-4", "data.mask.acceleration"),
+    ("data.mask.acceleration", "1e6", "data.mask: acceleration 1e+06 leaves no sampled line"),
+    ("data.mask.acceleration", ".inf", "data.mask.acceleration"),
+    ("data.mask.kind", "spiral", "data.mask.kind: expected one of"),
+    ("data.mask.center_fraction", "0", "data.mask.center_fraction"),
+    ("data.mask.center_fraction", "1.5", "data.mask.center_fraction"),
+    ("data.mask.center_lines", "-2", "data.mask.center_lines"),
+    ("data.mask.center_lines", "30", "data.mask: 30 central lines exceed the budget"),
+    ("data.split_fractions", "[0.5, 0.5]", "data.split_fractions: expected a list of 3 items"),
+    ("data.split_fractions", "[2, 0, 0]", "data.split_fractions"),
+    ("data.noise_std", "-0.1", "data.noise_std"), ("data.min_foreground", "2", "data.min_foreground"),
+    ("data.slab", "0", "data.slab"), ("data.mode", "imaginary", "data.mode: expected one of"),
+    ("data.dataset", "imagenet", "data.dataset"), ("data.max_train_slices", "0", "data.max_train_slices"),
+    ("data.max_eval_slices", "-1", "data.max_eval_slices"), ("data.sources", "[]", "data.sources"),
+    ("data.sources", "[../x]", "data.sources"), ("data.fastmri.volume_fraction", "0", "data.fastmri.volume_fraction"),
+    ("data.fastmri.challenge", "tricoil", "data.fastmri.challenge"),
+    ("data.superres.scale", "1", "data.superres.scale"),
+    ("model.kwargs", "[1, 2]", "model.kwargs: expected a mapping"),
+    ("model.kwargs", "cascades", "model.kwargs: expected a mapping"),
+    ("model.kwargs.cascades", "-1", "model.kwargs.cascades: expected an integer >= 1"),
+    ("model.kwargs.cascades", "0", "model.kwargs.cascades"),
+    ("model.kwargs.cascades", "five", "model.kwargs.cascades: expected an integer"),
+    ("model.kwargs.cascades", "[1, 2]", "model.kwargs.cascades"),
+    ("model.kwargs.cascades", "true", "model.kwargs.cascades"),
+    ("model.kwargs.channels", "0", "model.kwargs.channels"),
+    ("model.kwargs.channels", "2.5", "model.kwargs.channels"),
+    ("model.kwargs.convs", "-3", "model.kwargs.convs"),
+    ("model.kwargs.dc_lambda", ".nan", "model.kwargs.dc_lambda"),
+    ("model.kwargs.residual", "3", "model.kwargs.residual"),
+    ("model.kwargs.depth", "3", "model 'dccnn' has no argument 'depth'"),
+    ("model.name", "resnet", "unknown model 'resnet'"), ("model.name", '""', "model.name"),
+    ("val_metric", '""', "val_metric"), ("device", '""', "device"),
+    ("progress", "maybe", "progress: expected true or false"),
+    ("selfsup.teachers", "0", "selfsup.teachers"), ("selfsup.rho", "1", "selfsup.rho"),
+    ("selfsup.factors", "[1.0]", "selfsup.factors"), ("selfsup.acs_block", "[4]", "selfsup.acs_block"),
+    ("selfsup.checkpoint", "middle", "selfsup.checkpoint"), ("selfsup.method", "magic", "selfsup.method"),
+    ("sft.teacher_weight", "-1", "sft.teacher_weight"),
+    ("sft.student.kwargs.cascades", "-2", "sft.student.kwargs.cascades"),
+    ("imgsize", "3", "unknown key 'imgsize'"), ("data.imgsize", "3", "data: unknown key 'imgsize'"),
+    ("optim.learning_rate", "1e-3", "optim: unknown key 'learning_rate'"),
+]
+
+DISTILL_VALUES = [
+    ("distill.teacher", "{e.root}/missing.pt", "checkpoint not found"),
+    ("distill.teacher", '""', "distill.teacher: no teacher checkpoint given"),
+    ("distill.init", "{e.other_ckpt}", "distill.init:"),
+    ("distill.init", "{e.root}/missing.pt", "checkpoint not found"),
+    ("distill.init_from_teacher", "everything", "distill.init_from_teacher"),
+    ("distill.stages", "[]", "at least one stage"),
+    ("distill.stages", "[{{epochs: 0}}]", "distill.stages[0].epochs: expected an integer >= 1"),
+    ("distill.stages", "[{{epochs: true}}]", "distill.stages[0].epochs"),
+    ("distill.stages", "[{{lr: -1}}]", "distill.stages[0].lr"),
+    ("distill.stages", "[{{max_steps: -1}}]", "distill.stages[0].max_steps"),
+    ("distill.stages", "[{{task_weight: -1}}]", "distill.stages[0].task_weight"),
+    ("distill.stages", "[{{kd: [{{name: telepathy}}]}}]", "distill.stages[0].kd[0]: unknown KD method"),
+    ("distill.stages", "[{{kd: [{{weight: -1}}]}}]", "distill.stages[0].kd[0].weight"),
+    ("distill.stages", "[{{kd: [{{name: attention, kwargs: {{temperature: 2}}}}]}}]", "distill.stages[0].kd[0]"),
+    ("distill.stages", "[{{teacher_correction: {{schedule: sometimes}}}}]", "teacher_correction.schedule"),
+    ("distill.stages", "[{{teacher_correction: {{teacher_every: 0}}}}]", "teacher_correction.teacher_every"),
+    ("distill.stages", "7", "distill.stages: expected a list"),
+    ("distill.adaptive", "{{momentum: 1.5}}", "distill.adaptive.momentum"),
+    ("distill.adaptive", "{{clip: [1]}}", "distill.adaptive.clip"),
+    ("distill", "[]", "distill: expected a mapping"),
+    ("optim.lr", ".nan", "optim.lr"), ("model.kwargs.cascades", "-5", "model.kwargs.cascades"),
+]
+
+CASES: list[Case] = (
+    [Case(f"train-{k}={v}", _train(f"{k}={v}"), msg) for k, v, msg in TRAIN_VALUES]
+    + [Case(f"distill-{k}={v}", _distill(f"{k}={v}"), msg) for k, v, msg in DISTILL_VALUES]
+    + [
+        Case("train-fixed-all-zero-mask", _train("data.mask.kind=fixed", "data.mask.path={e.root}/../zeros.npy"),
+             "zeros.npy"),
+        Case("train-missing-config", _cmd("train", "--config", "{e.root}/nope.yaml"), "nope.yaml"),
+        Case("train-config-is-a-list", lambda e: (e.root / "l.yaml").write_text("- 1\n") and
+             ["train", "--config", e.root / "l.yaml"], "l.yaml"),
+        Case("train-config-bad-yaml", lambda e: (e.root / "b.yaml").write_text("a: [1\n") and
+             ["train", "--config", e.root / "b.yaml"], "b.yaml: not valid YAML"),
+        Case("train-config-bad-value-in-file", lambda e: (e.root / "v.yaml").write_text("optim: {lr: -1e-4}\n")
+             and ["train", "--config", e.root / "v.yaml", "--set", f"out_dir={e.runs}"], "optim.lr"),
+        Case("train-unknown-preset", _cmd("train", "--config", CONFIGS / "kdmri_teacher.yaml", "--preset", "huge"),
+             "no preset 'huge'"),
+        Case("train-set-without-equals", _train("optim.lr"), "--set expects key=value"),
+        Case("train-set-into-a-value", _train("optim.lr.x=1"), "optim.lr"),
+        Case("train-existing-run-without-overwrite", _train(overwrite=False), "already holds results"),
+        Case("train-out-dir-is-a-file", _train("out_dir={e.runs}/sentinel.txt", "name=x"), "sentinel.txt"),
+        Case("train-overwrite-a-foreign-folder", lambda e: (e.runs / "mine").mkdir() or
+             (e.runs / "mine" / "notes.txt").write_text("x") and _train("name=mine")(e), "did not create"),
+        Case("train-overwrite-the-cwd", _train("out_dir={e.root}/..", "name={e.root.name}"),
+             "refusing to replace"),
+        Case("train-overwrite-a-folder-holding-the-data", _train(
+            "data.dataset=prepared", "data.path={e.runs}/prev/data", "name=prev"), "(or contains) the input"),
+        Case("train-no-such-argument", _cmd("train", "--config", CONFIGS / "kdmri_teacher.yaml", "--epochs", "3"),
+             "unrecognized arguments: --epochs"),
+        Case("train-no-config", _cmd("train"), "--config"),
+        Case("distill-teacher-is-garbage", _distill("distill.teacher={e.root}/../garbage.pt"), "garbage.pt"),
+        Case("distill-overwrite-folder-holding-the-teacher", lambda e: _distill(
+            f"distill.teacher={e.runs / 'prev' / 't.pt'}")(e) if (e.runs / "prev" / "t.pt").write_bytes(
+                e.ckpt.read_bytes()) else [], "(or contains) the input"),
+        # demo
+        Case("demo-acceleration-1", _cmd("demo", "--preset", "smoke", "--acceleration", "1", "--out", "{e.runs}/d"),
+             "acceleration"),
+        Case("demo-acceleration-negative", _cmd("demo", "--preset", "smoke", "--acceleration", "-4",
+                                                "--out", "{e.runs}/d"), "acceleration"),
+        Case("demo-acceleration-huge", _cmd("demo", "--preset", "smoke", "--acceleration", "1e6",
+                                            "--out", "{e.runs}/d"), "--acceleration: acceleration 1e+06"),
+        Case("demo-acceleration-nan", _cmd("demo", "--preset", "smoke", "--acceleration", "nan",
+                                           "--out", "{e.runs}/d"), "acceleration"),
+        Case("demo-acceleration-word", _cmd("demo", "--acceleration", "four"), "--acceleration"),
+        Case("demo-seed-negative", _cmd("demo", "--preset", "smoke", "--seed", "-1", "--out", "{e.runs}/d"),
+             "--seed: expected an integer in [0, 2**63 - 1]"),
+        Case("demo-seed-huge", _cmd("demo", "--preset", "smoke", "--seed", str(2**70), "--out", "{e.runs}/d"),
+             "--seed"),
+        Case("demo-unknown-preset", _cmd("demo", "--preset", "gigantic"), "invalid choice: 'gigantic'"),
+        Case("demo-out-is-a-file", _cmd("demo", "--preset", "smoke", "--out", "{e.runs}/sentinel.txt"),
+             "sentinel.txt: exists and is a file"),
+        Case("demo-out-cwd-overwrite", _cmd("demo", "--preset", "smoke", "--out", ".", "--overwrite"),
+             "refusing to replace"),
+        Case("demo-out-parent-overwrite", _cmd("demo", "--preset", "smoke", "--out", "..", "--overwrite"),
+             "refusing to replace"),
+        Case("demo-out-root-overwrite", _cmd("demo", "--preset", "smoke", "--out", "/", "--overwrite"),
+             "refusing to replace"),
+        Case("demo-out-non-empty", _cmd("demo", "--preset", "smoke", "--out", "{e.runs}"), "already holds results"),
+        Case("demo-out-foreign-overwrite", _cmd("demo", "--preset", "smoke", "--out", "{e.runs}", "--overwrite"),
+             "did not create"),
+        Case("demo-out-marked-cwd-overwrite", lambda e: (e.root / ".mrdistill").write_text("{}") and
+             ["demo", "--preset", "smoke", "--out", ".", "--overwrite"], "refusing to replace"),
+        # prepare
+        Case("prepare-out-is-the-input-folder", _cmd("prepare", "{e.scans}", "--out", "{e.scans}", "--overwrite"),
+             "(or contains) the input"),
+        Case("prepare-out-contains-the-input", _cmd("prepare", "{e.nifti}", "--out", "{e.root}", "--overwrite"),
+             "(or contains) the input"),
+        Case("prepare-out-is-a-file", _cmd("prepare", "{e.nifti}", "--out", "{e.root}/sentinel.txt"),
+             "sentinel.txt: exists and is a file"),
+        Case("prepare-out-cwd-overwrite", _cmd("prepare", "{e.nifti}", "--out", ".", "--overwrite"),
+             "(or contains) the input"),
+        Case("prepare-out-non-empty", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}"), "already holds results"),
+        Case("prepare-coils-0", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--coils", "0"),
+             "--coils: expected an integer >= 1"),
+        Case("prepare-slab-0", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--slab", "0"), "--slab"),
+        Case("prepare-size-0", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--size", "0"), "--size"),
+        Case("prepare-noise-negative", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--noise-std", "-1"),
+             "--noise-std"),
+        Case("prepare-noise-nan", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--noise-std", "nan"),
+             "--noise-std"),
+        Case("prepare-fractions", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--split-fractions",
+                                       "0.5", "0.5", "2"), "--split-fractions"),
+        Case("prepare-foreground", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--min-foreground", "2"),
+             "--min-foreground"),
+        Case("prepare-slice-axis", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--slice-axis", "5"),
+             "--slice-axis"),
+        Case("prepare-seed", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--seed", "-1"), "--seed"),
+        Case("prepare-mode", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--mode", "x"), "--mode"),
+        Case("prepare-missing-input", _cmd("prepare", "{e.root}/nope.nii.gz", "--out", "{e.runs}/p"), "nope.nii.gz"),
+        Case("prepare-fastmri-input", lambda e: ["prepare", e.fastmri, "--out", e.runs / "p"], "knee.h5"),
+        Case("prepare-text-input", lambda e: (e.root / "notes.txt").write_text("x") and
+             ["prepare", e.root / "notes.txt", "--out", e.runs / "p"], "notes.txt"),
+        # predict
+        Case("predict-out-is-the-input-folder", _cmd("predict", "{e.scans}", "--checkpoint", "{e.ckpt}",
+                                                     "--out", "{e.scans}", "--overwrite"), "(or contains) the input"),
+        Case("predict-out-contains-the-input", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+                                                    "--out", "{e.root}", "--overwrite"), "(or contains) the input"),
+        Case("predict-out-is-a-file", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+                                           "--out", "{e.root}/sentinel.txt"), "sentinel.txt: exists and is a file"),
+        Case("predict-out-non-empty", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}"),
+             "already holds results"),
+        Case("predict-out-foreign-overwrite", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+                                                   "--out", "{e.runs}", "--overwrite"), "did not create"),
+        Case("predict-batch-size-0", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
+                                          "--batch-size", "0"), "--batch-size: expected an integer >= 1"),
+        Case("predict-batch-size-negative", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+                                                 "--out", "{e.runs}/o", "--batch-size", "-2"), "--batch-size"),
+        Case("predict-acceleration-1", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
+                                            "--acceleration", "1"), "--acceleration"),
+        Case("predict-acceleration-nan", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+                                              "--out", "{e.runs}/o", "--acceleration", "nan"), "--acceleration"),
+        Case("predict-center-fraction", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+                                             "--out", "{e.runs}/o", "--center-fraction", "2"), "--center-fraction"),
+        Case("predict-slice-axis", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
+                                        "--slice-axis", "7"), "--slice-axis"),
+        Case("predict-mask-kind", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
+                                       "--mask", "spiral"), "--mask"),
+        Case("predict-missing-checkpoint", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.root}/no.pt",
+                                                "--out", "{e.runs}/o"), "no.pt"),
+        Case("predict-garbage-checkpoint", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.root}/../garbage.pt",
+                                                "--out", "{e.runs}/o"), "garbage.pt"),
+        Case("predict-missing-input", _cmd("predict", "{e.root}/none.nii", "--checkpoint", "{e.ckpt}",
+                                           "--out", "{e.runs}/o"), "none.nii"),
+        Case("predict-no-checkpoint-option", _cmd("predict", "{e.nifti}", "--out", "{e.runs}/o"), "--checkpoint"),
+        # evaluate
+        Case("evaluate-no-mode", _cmd("evaluate"), "evaluate needs --run"),
+        Case("evaluate-both-modes", _cmd("evaluate", "--run", "{e.run}", "--target-path", "{e.scans}"), "not both"),
+        Case("evaluate-only-targets", _cmd("evaluate", "--target-path", "{e.scans}"), "--predictions-path"),
+        Case("evaluate-run-missing", _cmd("evaluate", "--run", "{e.root}/nowhere"), "nowhere"),
+        Case("evaluate-not-a-run", _cmd("evaluate", "--run", "{e.scans}"), "not a run directory"),
+        Case("evaluate-missing-checkpoint", _cmd("evaluate", "--run", "{e.run}", "--checkpoint", "x.pt"), "x.pt"),
+        Case("evaluate-out-is-a-file", _cmd("evaluate", "--run", "{e.run}", "--out", "{e.root}/sentinel.txt"),
+             "sentinel.txt: exists and is a file"),
+        Case("evaluate-out-is-the-run", _cmd("evaluate", "--run", "{e.run}", "--out", "{e.run}"),
+             "(or contains) the input"),
+        Case("evaluate-out-foreign", _cmd("evaluate", "--run", "{e.run}", "--out", "{e.runs}"), "did not create"),
+        Case("evaluate-run-with-bad-config", lambda e: (e.run / "config.yaml").write_text("optim: {lr: -1}\n") and
+             ["evaluate", "--run", e.run], "optim.lr"),
+        Case("evaluate-file-mode-out-is-a-file", _cmd("evaluate", "--target-path", "{e.scans}", "--predictions-path",
+                                                      "{e.scans}", "--out", "{e.root}/sentinel.txt"), "sentinel.txt"),
+        Case("evaluate-file-mode-out-is-input", _cmd("evaluate", "--target-path", "{e.scans}", "--predictions-path",
+                                                     "{e.runs}", "--out", "{e.scans}"), "(or contains) the input"),
+        Case("evaluate-bad-challenge", _cmd("evaluate", "--target-path", "{e.scans}", "--predictions-path",
+                                            "{e.runs}", "--challenge", "tricoil"), "--challenge"),
+        # study
+        Case("study-unknown-key", _cmd("study", "--set", "colour=red"), "study: unknown key 'colour'"),
+        Case("study-no-seeds", _cmd("study", "--set", "seeds=[]"), "study.seeds"),
+        Case("study-seed-huge", _cmd("study", "--set", "seed=1180591620717411303424"), "study.seed"),
+        Case("study-acceleration-1", _cmd("study", "--set", "accelerations=[1]"), "study.accelerations"),
+        Case("study-teacher-epochs-0", _cmd("study", "--set", "teacher_epochs=0"), "study.teacher_epochs"),
+        Case("study-feature-epochs", _cmd("study", "--set", "feature_epochs=-1"), "study.feature_epochs"),
+        Case("study-name-absolute", _cmd("study", "--set", "name=/etc"), "study.name"),
+        Case("study-lr", _cmd("study", "--set", "optim.lr=-1"), "study.optim.lr"),
+        Case("study-missing-config", _cmd("study", "--config", "{e.root}/nope.yaml"), "nope.yaml"),
+        Case("study-unknown-preset", _cmd("study", "--preset", "enormous"), "invalid choice"),
+        # export, benchmark
+        Case("export-missing-checkpoint", _cmd("export", "{e.root}/no.pt", "--format", "onnx", "--out",
+                                               "{e.runs}/m.onnx"), "no.pt"),
+        Case("export-garbage-checkpoint", _cmd("export", "{e.root}/../garbage.pt", "--format", "onnx",
+                                               "--out", "{e.runs}/m.onnx"), "garbage.pt"),
+        Case("export-unknown-format", _cmd("export", "{e.ckpt}", "--format", "tflite", "--out", "{e.runs}/m"),
+             "invalid choice: 'tflite'"),
+        Case("export-out-is-the-sentinel", _cmd("export", "{e.ckpt}", "--format", "onnx", "--out",
+                                                "{e.runs}/sentinel.txt"), "sentinel.txt"),
+        Case("export-out-is-a-folder", _cmd("export", "{e.ckpt}", "--format", "onnx", "--out", "{e.runs}"),
+             "{e.runs}"),
+        Case("export-shape-0", _cmd("export", "{e.ckpt}", "--format", "onnx", "--out", "{e.runs}/m.onnx",
+                                    "--shape", "0", "0"), "--shape"),
+        Case("export-tolerance-nan", _cmd("export", "{e.ckpt}", "--format", "onnx", "--out", "{e.runs}/m.onnx",
+                                          "--tolerance", "nan"), "--tolerance"),
+        Case("benchmark-batch-0", _cmd("benchmark", "--checkpoint", "{e.ckpt}", "--batch", "0", "--out",
+                                       "{e.runs}/b"), "--batch"),
+        Case("benchmark-repeats-0", _cmd("benchmark", "--checkpoint", "{e.ckpt}", "--repeats", "0", "--out",
+                                         "{e.runs}/b"), "--repeats"),
+        Case("benchmark-out-is-a-file", _cmd("benchmark", "--checkpoint", "{e.ckpt}", "--out",
+                                             "{e.runs}/sentinel.txt"), "sentinel.txt: exists and is a file"),
+        Case("benchmark-missing-checkpoint", _cmd("benchmark", "--checkpoint", "{e.root}/no.pt", "--out",
+                                                  "{e.runs}/b"), "no.pt"),
+        Case("benchmark-unknown-backend", _cmd("benchmark", "--checkpoint", "{e.ckpt}", "--backends", "warp",
+                                               "--out", "{e.runs}/b"), "unknown backend 'warp'"),
+        # list
+        Case("list-extra-argument", _cmd("list", "everything"), "unrecognized arguments: everything"),
+        Case("unknown-command", _cmd("train-all"), "invalid choice: 'train-all'"),
+    ]
+)
+
+
+def test_the_catalogue_is_large_enough():
+    assert len(CASES) >= 150 and len({c.name for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_gives_one_line_exit_2_and_loses_nothing(case, env, capsys):
+    argv = [str(a) for a in case.argv(env)]
+    before = sorted(p.relative_to(env.root) for p in env.runs.rglob("*"))
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("mrdistill: error: "), err
+    assert "Traceback" not in err
+    assert case.expect.format(e=env) in lines[0], lines[0]
+    assert (env.root / "sentinel.txt").read_text() == "the user's file"
+    assert (env.runs / "sentinel.txt").read_text() == "the user's file"
+    assert (env.runs / "prev" / "best.pt").read_text() == "previous results"
+    assert env.nifti.is_file() and (env.run / "checkpoints" / "best.pt").is_file()
+    after = sorted(p.relative_to(env.root) for p in env.runs.rglob("*"))
+    assert set(before) <= set(after)  # nothing the user had is gone
+    assert not [p for p in env.runs.iterdir() if ".replaced-" in p.name]  # nothing left aside

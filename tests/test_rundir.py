@@ -1,0 +1,99 @@
+from pathlib import Path
+
+import pytest
+
+from mrdistill.errors import MrdistillError
+from mrdistill.rundir import MARKER, claim, is_ours, open_output
+
+
+def _old_run(path: Path) -> Path:
+    with claim(path, command="test") as out:
+        (out.path / "best.pt").write_text("old")
+    return path
+
+
+def test_a_new_folder_gets_the_marker(tmp_path):
+    with claim(tmp_path / "a" / "b") as out:
+        assert is_ours(out.path) and (out.path / MARKER).is_file()
+
+
+def test_overwrite_replaces_only_after_commit_and_restores_on_failure(tmp_path):
+    run = _old_run(tmp_path / "run")
+    with pytest.raises(MrdistillError, match="boom"):
+        with claim(run, overwrite=True) as out:
+            (out.path / "new.txt").write_text("new")
+            assert not (run / "best.pt").exists()  # moved aside, not deleted
+            raise MrdistillError("boom")
+    assert (run / "best.pt").read_text() == "old" and not (run / "new.txt").exists()
+    with claim(run, overwrite=True) as out:
+        (out.path / "new.txt").write_text("new")
+    assert (run / "new.txt").exists() and not (run / "best.pt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # nothing left aside
+
+
+def test_failure_after_commit_keeps_the_new_run(tmp_path):
+    run = _old_run(tmp_path / "run")
+    with pytest.raises(RuntimeError):
+        with claim(run, overwrite=True) as out:
+            out.commit()
+            (out.path / "last.pt").write_text("new")
+            raise RuntimeError("diverged")
+    assert (run / "last.pt").exists() and not (run / "best.pt").exists()
+
+
+def test_without_overwrite_a_non_empty_folder_is_refused(tmp_path):
+    run = _old_run(tmp_path / "run")
+    with pytest.raises(MrdistillError, match="already holds results; pass --overwrite"):
+        open_output(run)
+
+
+def test_overwrite_refuses_folders_mrdistill_did_not_create(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    with pytest.raises(MrdistillError, match="did not create"):
+        open_output(tmp_path / "mine", overwrite=True)
+    assert (tmp_path / "mine" / "thesis.tex").exists()
+
+
+@pytest.mark.parametrize("where", ["cwd", "parent", "home", "root"])
+def test_overwrite_refuses_dangerous_folders(tmp_path, monkeypatch, where):
+    work = tmp_path / "work" / "sub"
+    work.mkdir(parents=True)
+    (work / MARKER).write_text("{}")
+    (tmp_path / "work" / MARKER).write_text("{}")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "work"))
+    target = {"cwd": Path("."), "parent": Path(".."), "home": tmp_path / "work", "root": Path("/")}[where]
+    with pytest.raises(MrdistillError, match="refusing to replace"):
+        open_output(target, overwrite=True)
+    assert (work / MARKER).exists()
+
+
+def test_an_output_that_is_or_contains_an_input_is_refused(tmp_path):
+    inputs = tmp_path / "scans"
+    inputs.mkdir()
+    (inputs / "a.nii.gz").write_text("x")
+    for out in (inputs, tmp_path):
+        with pytest.raises(MrdistillError, match="is \\(or contains\\) the input"):
+            open_output(out, overwrite=True, inputs=[inputs / "a.nii.gz"])
+    assert (inputs / "a.nii.gz").exists()
+
+
+def test_an_output_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(MrdistillError, match="is a file, not a folder"):
+        open_output(tmp_path / "f", overwrite=True)
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_resume_reuses_the_folder_and_never_removes_it(tmp_path):
+    run = _old_run(tmp_path / "run")
+    with pytest.raises(RuntimeError):
+        with claim(run, resume=True) as out:
+            assert out.reused
+            raise RuntimeError
+    assert (run / "best.pt").read_text() == "old"
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "x").write_text("x")
+    with pytest.raises(MrdistillError, match="cannot resume"):
+        open_output(tmp_path / "foreign", resume=True)
