@@ -15,6 +15,7 @@ from typing import Any
 
 from mrdistill.config import DataConfig, RunConfig, from_dict, save_config, to_dict
 from mrdistill.data.build import make_datasets
+from mrdistill.device import resolve_device
 from mrdistill.config.checks import SEED, check_value
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
@@ -147,15 +148,21 @@ def demo_configs(preset: str, out: Path, data: DataConfig, seed: int, device: st
 
 
 def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration: float = 4.0,
-             seed: int = 42, device: str = "cpu", overwrite: bool = False,
-             progress: bool = True) -> DemoResult:
-    """Train teacher and student, distil, and write `report.md`, tables and figures into `out`."""
+             seed: int = 42, device: str = "auto", overwrite: bool = False,
+             progress: bool = True, resume: bool = False) -> DemoResult:
+    """Train teacher and student, distil, and write `report.md`, tables and figures into `out`.
+
+    `resume` continues an interrupted demo: finished runs are only evaluated again, the
+    interrupted one continues from its last checkpoint."""
     start = time.perf_counter()
     out = Path(out)
     data_cfg = demo_data(preset, acceleration)
+    device = str(resolve_device(device))
     check_value(SEED, seed, "--seed")
     check_mask(data_cfg.mask, data_cfg.image_size, "--acceleration")
-    folder = open_output(out, overwrite=overwrite, command="demo")
+    if resume and overwrite:
+        raise MrdistillError("--resume continues a run and --overwrite replaces it; pass only one")
+    folder = open_output(out, overwrite=overwrite, resume=resume, resumable=True, command="demo")
     try:
         data = make_datasets(data_cfg, seed)
     except BaseException:
@@ -166,9 +173,12 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
     cfgs = demo_configs(preset, out, data_cfg, seed, device, progress, labeled, labeled + unlabeled)
     for name, cfg in cfgs.items():
         save_config(cfg, out / f"{name}.yaml")
-    teacher = train_run(cfgs["teacher"], overwrite=True, datasets=data).model
-    student = train_run(cfgs["student"], overwrite=True, datasets=data).model
-    distilled = distill_run(cfgs["distilled"], overwrite=True, datasets=data, teacher=teacher).model
+    # Each run owns its folder under `out` (claimed above): a fresh demo replaces them.
+    fresh = not resume
+    teacher = train_run(cfgs["teacher"], overwrite=fresh, datasets=data, resume=resume).model
+    student = train_run(cfgs["student"], overwrite=fresh, datasets=data, resume=resume).model
+    distilled = distill_run(cfgs["distilled"], overwrite=fresh, datasets=data, teacher=teacher,
+                            resume=resume).model
     ev = evaluate_models({"zero-filled": None, "teacher": teacher, "student": student,
                           "distilled": distilled}, data["test"], device, time_fast_path=True)
     notes = [

@@ -124,14 +124,15 @@ def _make(out: Path, command: str) -> bool:
 
 
 def open_output(path: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = False,
-                inputs: Iterable[str | os.PathLike[str]] = (), command: str = "") -> OutputDir:
+                inputs: Iterable[str | os.PathLike[str]] = (), command: str = "",
+                resumable: bool = False) -> OutputDir:
     """Claim `path` for writing; see the module docstring. Call `commit` or `abort` on the result
     (or use `claim`, which does it).
 
     - missing or empty: created (with the marker);
     - non-empty, `resume`: reused as it is when mrdistill created it (a run continues in it);
     - non-empty, `overwrite`: renamed aside and replaced by a fresh folder (only mrdistill's own);
-    - non-empty otherwise: `MrdistillError`.
+    - non-empty otherwise: `MrdistillError` (naming --resume too when the command is `resumable`).
     """
     inputs = list(inputs)
     out = check_output_path(path, inputs)
@@ -142,7 +143,9 @@ def open_output(path: str | os.PathLike[str], *, overwrite: bool = False, resume
                                      f"(no {MARKER} marker)")
             return OutputDir(out, None, created=False, reused=True)
         if not overwrite:
-            raise MrdistillError(f"{out} already holds results; pass --overwrite or choose another "
+            options = ("pass --resume to continue it, --overwrite to replace it," if resumable
+                       else "pass --overwrite")
+            raise MrdistillError(f"{out} already holds results; {options} or choose another "
                                  f"name/output folder")
         _refuse_to_replace(out, inputs)
         aside = out.parent / f".{out.name}.replaced-{uuid.uuid4().hex[:8]}"
@@ -160,10 +163,12 @@ def open_output(path: str | os.PathLike[str], *, overwrite: bool = False, resume
 
 @contextmanager
 def claim(path: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = False,
-          inputs: Iterable[str | os.PathLike[str]] = (), command: str = "") -> Iterator[OutputDir]:
+          inputs: Iterable[str | os.PathLike[str]] = (), command: str = "",
+          resumable: bool = False) -> Iterator[OutputDir]:
     """`open_output` as a `with` block: an exception before `commit` aborts (old folder restored),
     a normal exit commits."""
-    out = open_output(path, overwrite=overwrite, resume=resume, inputs=inputs, command=command)
+    out = open_output(path, overwrite=overwrite, resume=resume, inputs=inputs, command=command,
+                      resumable=resumable)
     try:
         yield out
     except BaseException:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mrdistill.config import RunConfig, load_run_config
+from mrdistill.device import DEVICE_HELP
 from mrdistill.errors import MrdistillError
 
 
@@ -25,7 +26,8 @@ def split_out(out: str) -> tuple[str, str]:
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    """--config FILE, --set key=value (repeatable), --preset, --out, --overwrite, --no-progress."""
+    """--config FILE, --set key=value (repeatable), --preset, --out, --overwrite, --resume,
+    --device, --no-progress."""
     p.add_argument("--config", required=True, help="YAML run config (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.epochs=5 (repeatable)")
@@ -33,13 +35,30 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
                    help="apply a named preset from the config's `presets:` section (e.g. smoke)")
     add_out_arg(p, "run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    add_resume_arg(p)
+    add_device_arg(p, None)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_resume_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its newest checkpoint (checkpoints/last.pt)")
+
+
+def add_device_arg(p: argparse.ArgumentParser, default: str | None = "auto",
+                   default_text: str = "the config's device") -> None:
+    """--device auto|cpu|cuda|cuda:N (checked by `mrdistill.device.resolve_device`); a None
+    default leaves the choice to the config (`default_text` says which)."""
+    help_text = DEVICE_HELP if default is not None else DEVICE_HELP.replace("%(default)s", default_text)
+    p.add_argument("--device", default=default, help=help_text)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     cfg = load_run_config(args.config, args.overrides, preset=args.preset)
     if args.no_progress:
         cfg.progress = False
+    if args.device is not None:
+        cfg.device = args.device
     if args.out is not None:
         cfg.out_dir, cfg.name = split_out(args.out)
     return cfg

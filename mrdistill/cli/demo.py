@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mrdistill.cli.common import add_device_arg, add_resume_arg
 from mrdistill.demo import PRESETS, run_demo
 
 
@@ -15,15 +16,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--acceleration", type=float, default=4.0, help="undersampling factor (> 1)")
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--device", default="cpu")
+    add_device_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_resume_arg(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     result = run_demo(args.preset, args.out, args.acceleration, args.seed, args.device,
-                      overwrite=args.overwrite, progress=not args.no_progress)
+                      overwrite=args.overwrite, progress=not args.no_progress, resume=args.resume)
     print(result.table)
     print(f"\nreport: {result.out / 'report.md'}  figures: {result.out / 'figures'}  "
           f"({result.seconds:.0f} s)")

@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = distill_run(config_from_args(args), overwrite=args.overwrite)
+    result = distill_run(config_from_args(args), overwrite=args.overwrite, resume=args.resume)
     if is_main():  # under torchrun one report, from rank 0
         print(result.table)
         print(f"\nrun: {result.run_dir}")

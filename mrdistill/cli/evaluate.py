@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mrdistill.cli.common import add_device_arg
+from mrdistill.device import resolve_device
 from mrdistill.config import load_run_config
 from mrdistill.data.build import make_task_datasets
 from mrdistill.errors import MrdistillError
@@ -27,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run_args = p.add_argument_group("a run's checkpoint on its test set")
     run_args.add_argument("--run", default=None, help="run directory (holds config.yaml and checkpoints/)")
     run_args.add_argument("--checkpoint", default="best.pt", help="file in <run>/checkpoints/")
+    add_device_arg(run_args, None)
     files = p.add_argument_group("prediction files against fastMRI targets")
     files.add_argument("--target-path", default=None, help="folder of fastMRI files with targets")
     files.add_argument("--predictions-path", nargs="+", default=None,
@@ -64,6 +67,7 @@ def _run_mode(args: argparse.Namespace) -> int:
     if not (run_dir / "config.yaml").is_file():
         raise MrdistillError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = load_run_config(run_dir / "config.yaml")
+    cfg.device = str(resolve_device(args.device or cfg.device))
     out = Path(args.out) if args.out else run_dir / "evaluation"
     # An earlier evaluation in `out` is updated; a folder mrdistill did not create is refused.
     with claim(out, resume=True, inputs=[run_dir / "config.yaml", run_dir / "checkpoints"],

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from mrdistill.cli.common import add_device_arg
 from mrdistill.config import PredictConfig, check_fields
+from mrdistill.device import resolve_device
 from mrdistill.physics.masks import MASK_KINDS
 from mrdistill.train.predict import predict, training_mask
 
@@ -33,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slice-axis", type=int, default=None,
                    help=f"NIfTI axis along which slices are taken (default: {d.slice_axis})")
     p.add_argument("--batch-size", type=int, default=None, help=f"slices per batch (default: {d.batch_size})")
-    p.add_argument("--device", default=None, help=f"torch device (default: {d.device})")
+    add_device_arg(p, None, d.device)
     p.add_argument("--no-fast", dest="fast", action="store_false", default=None,
                    help="run the eager model instead of the fast CPU inference path (DC-CNN on CPU)")
     p.add_argument("--zero-filled", action="store_true", default=None,
@@ -64,7 +66,7 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
              if getattr(args, k) is not None}
     cfg = replace(cfg, mask=mask, **given)
     check_fields(cfg, rename=FLAGS)
-    return cfg
+    return replace(cfg, device=str(resolve_device(cfg.device)))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from mrdistill.cli.common import add_device_arg
+from mrdistill.device import resolve_device
 from mrdistill.cli.common import add_out_arg, split_out
 from mrdistill.study import PRESETS, load_study_config, run_study
 
@@ -22,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(docs/results.md); cpu: an earlier CPU study (non-residual)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a study config value, e.g. --set seeds=[42,43,44] (repeatable)")
+    add_device_arg(p, None)
     add_out_arg(p, "study")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_study_config(args.config, args.preset, args.overrides)
     if args.no_progress:
         cfg.progress = False
+    cfg.device = str(resolve_device(args.device or cfg.device))
     if args.out is not None:
         cfg.out_dir, cfg.name = split_out(args.out)
     result = run_study(cfg)

@@ -27,12 +27,14 @@ from mrdistill.config.data import (DataConfig, FastMRIConfig, MaskConfig, Predic
 from mrdistill.config.checks import Check, check_fields, checked
 from mrdistill.config.parse import (apply_overrides, from_dict, load_run_config, load_yaml,
                                     parse_yaml, save_config, to_dict)
-from mrdistill.config.run import (AdaptiveConfig, DistillConfig, KDTermConfig, ModelConfig,
+from mrdistill.config.run import (AdaptiveConfig, DistillConfig, KDTermConfig, LoggingConfig,
+                                  ModelConfig,
                                   OptimConfig, RunConfig, SelfSupConfig, SFTConfig, StageConfig,
                                   TeacherConfig, TeacherCorrectionConfig)
 
 __all__ = [
-    "AdaptiveConfig", "Check", "DataConfig", "DistillConfig", "FastMRIConfig", "KDTermConfig", "MaskConfig",
+    "AdaptiveConfig", "Check", "DataConfig", "DistillConfig", "FastMRIConfig", "KDTermConfig", "LoggingConfig",
+    "MaskConfig",
     "ModelConfig", "OptimConfig", "PredictConfig", "PrepareConfig", "RunConfig", "SFTConfig",
     "SelfSupConfig", "StageConfig", "SuperResConfig", "TeacherConfig", "TeacherCorrectionConfig",
     "apply_overrides",

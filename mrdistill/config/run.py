@@ -46,6 +46,19 @@ class OptimConfig:
     # "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast + GradScaler; CUDA only). FFTs and
     # data consistency run in float32 whatever is chosen (train/precision.py).
     precision: str = checked("fp32", one_of(*PRECISIONS))
+    # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
+    # of work (0: off); always at each epoch end.
+    checkpoint_every: int | None = checked(None, COUNT)
+    checkpoint_minutes: float = checked(10.0, NON_NEGATIVE)
+    # Non-finite steps skipped (counted in log.csv) before the run stops.
+    skip_nonfinite: int = checked(0, NON_NEGATIVE_INT)
+
+
+@dataclass
+class LoggingConfig:
+    """What a run records besides log.csv."""
+
+    tensorboard: bool = False  # events under <run>/tensorboard/ (needs the `tensorboard` extra)
 
 
 @dataclass
@@ -193,7 +206,7 @@ class RunConfig:
     name: str = checked("run", NAME)  # the run folder is out_dir/name
     out_dir: str = checked("runs", NON_EMPTY)
     seed: int = checked(42, SEED)
-    device: str = checked("cpu", NON_EMPTY)
+    device: str = checked("auto", NON_EMPTY)  # auto (CUDA when available), cpu, cuda, cuda:N
     val_metric: str = checked("psnr", NON_EMPTY)
     data: DataConfig = checked(factory=DataConfig)
     model: ModelConfig = checked(factory=ModelConfig)
@@ -202,6 +215,7 @@ class RunConfig:
     progress: bool = True
     selfsup: SelfSupConfig | None = None  # self-supervised training (no targets) when set
     sft: SFTConfig | None = None  # train a student-friendly teacher (with student branches) when set
+    logging: LoggingConfig = checked(factory=LoggingConfig)
     # Python modules imported before models are built: where user models register (docs/teachers.md).
     plugins: list[str] = checked(factory=list)
 

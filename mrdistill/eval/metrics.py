@@ -75,11 +75,14 @@ def psnr(gt: ArrayLike, pred: ArrayLike, data_range: float | None = None) -> flo
     """PSNR in dB, ``10 log10(data_range^2 / MSE)`` with the MSE over the volume ``(S, H, W)``.
 
     Matches ``skimage.metrics.peak_signal_noise_ratio(gt, pred, data_range=...)`` on the volume;
-    identical images give ``inf``.
+    identical images give ``inf``; a prediction with NaN gives NaN (never ``inf``: a diverged model
+    must not look perfect).
     """
     g, p = _volume_pair(gt, pred)
     peak = _data_range(g, data_range)
     mse = float(((g - p) ** 2).mean())
+    if math.isnan(mse):
+        return math.nan
     return 10.0 * math.log10(peak * peak / mse) if mse > 0 else math.inf
 
 

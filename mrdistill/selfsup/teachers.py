@@ -19,6 +19,8 @@ embedding (a training-only module: saved with the run as "extra", not part of th
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -90,6 +92,13 @@ class SelfSupervisedObjective(nn.Module):
         self.cfg, self.seed = cfg, seed
         self.rng = np.random.default_rng(seed)
         self.head = ProjectionHead() if cfg.agreement_weight and cfg.teachers > 1 else None
+
+    def resume_state(self) -> dict[str, Any]:
+        """The fresh-mask generator's state (`train.state`: a resumed run draws the same masks)."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
 
     def _seeds(self, sample: Sample, k: int) -> list[int]:
         if self.cfg.fresh_masks:

@@ -4,7 +4,8 @@ before use (tensor hash, finite weights, bounded model arguments: `checkpoint_in
 A checkpoint is a plain dict: {"model_name", "model_kwargs", "model": state_dict,
 "extra": state_dict of student-side training modules (KD adapters) or {}, "epoch", "metric", "config",
 "data": the `DataConfig` the model was trained with, as a plain dict (mask included; `predict`
-defaults to it)}.
+defaults to it)};
+a training run's `last.pt` adds the "resume" section of `train.state` (optimizer, counters, RNG ...).
 """
 
 from __future__ import annotations
@@ -20,6 +21,26 @@ from mrdistill.config import DataConfig, from_dict, to_dict
 from mrdistill.errors import MrdistillError, describe_exception
 from mrdistill.models import build_model
 from mrdistill.train.checkpoint_integrity import check_finite_weights, check_model_kwargs, seal, verify_hash
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def state_to_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of a state_dict (what a checkpoint stores)."""
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
+def all_finite(state: dict[str, torch.Tensor]) -> bool:
+    """True when every floating-point tensor of a state_dict is finite (no NaN or inf)."""
+    return all(bool(torch.isfinite(v).all()) for v in state.values()
+               if torch.is_floating_point(v) or torch.is_complex(v))
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Delete the temporary files a killed atomic write left in `folder` (`.<name>.*.tmp`)."""
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -50,8 +71,8 @@ def model_payload(model: nn.Module, model_name: str, model_kwargs: dict[str, Any
     return {
         "model_name": model_name,
         "model_kwargs": dict(model_kwargs),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "extra": {} if extra is None else {k: v.detach().cpu() for k, v in extra.state_dict().items()},
+        "model": state_to_cpu(model.state_dict()),
+        "extra": {} if extra is None else state_to_cpu(extra.state_dict()),
         **meta,
     }
 

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from mrdistill.config import MaskConfig, RunConfig, StageConfig, save_config
+from mrdistill.config import MaskConfig, RunConfig, StageConfig, load_yaml, save_config, to_dict
 from mrdistill.data.datasets import MixedDataset, SliceDataset
 from mrdistill.data.build import make_task_datasets
 from mrdistill.data.superres import check_model_data
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.teacher_correction import TeacherCorrectionObjective
 from mrdistill.distill.init import init_from_teacher
+from mrdistill.device import resolve_device
 from mrdistill.distill.teacher_cache import CachedTeacher, check_cacheable
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
@@ -29,8 +30,10 @@ from mrdistill.train import distributed
 from mrdistill.train.checkpoint import (data_meta, load_checkpoint, load_model, model_payload,
                                         save_checkpoint)
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
+from mrdistill.train.logging import check_tensorboard
 from mrdistill.train.loop import FitResult, fit
 from mrdistill.train.precision import check_precision
+from mrdistill.train.state import RunState
 from mrdistill.train.sft_run import sft_train
 from mrdistill.train.teachers import load_teacher, teacher_identity
 from mrdistill.train.unsupervised import (adaptive_distill, check_adaptive, check_selfsup,
@@ -43,6 +46,12 @@ class RunResult:
     model: nn.Module
     fits: list[FitResult]
     table: str
+
+
+# Config keys that may differ between a run and its resumption: they change no result (or, for
+# skip_nonfinite, let a run that stopped on a non-finite step go on past it).
+RESUME_FREE_KEYS = ("device", "progress", "optim.checkpoint_every", "optim.checkpoint_minutes",
+                    "optim.skip_nonfinite", "logging.tensorboard")
 
 
 def validate_run(cfg: RunConfig) -> None:
@@ -81,17 +90,24 @@ def run_inputs(cfg: RunConfig) -> list[str]:
 
 
 @contextmanager
-def claim_run(cfg: RunConfig, overwrite: bool, command: str) -> Iterator[OutputDir]:
+def claim_run(cfg: RunConfig, overwrite: bool, command: str,
+              resume: bool = False) -> Iterator[OutputDir]:
     """Claim the run directory (`rundir.open_output`: the old one is restored if the run fails
-    before `commit`) and save the resolved config in it. Under torchrun rank 0 claims while the
-    other ranks wait (its error is raised on every rank); they write nothing, and their handle's
-    commit/abort do nothing."""
+    before `commit`) and save the resolved config in it; with `resume` an interrupted run's folder
+    is reused and its saved config must match (`check_same_config`). Under torchrun rank 0 claims
+    while the other ranks wait (its error is raised on every rank); they write nothing, and their
+    handle's commit/abort do nothing."""
     check_precision(cfg.optim.precision, cfg.device)
 
     def open_run() -> OutputDir:
-        out = open_output(cfg.run_dir, overwrite=overwrite, inputs=run_inputs(cfg), command=command)
+        out = open_output(cfg.run_dir, overwrite=overwrite, resume=resume, resumable=True,
+                          inputs=run_inputs(cfg), command=command)
         try:
-            save_config(cfg, out.path / "config.yaml")
+            saved = out.path / "config.yaml"
+            if resume and saved.is_file():
+                check_same_config(cfg, saved)
+            else:
+                save_config(cfg, saved)
         except BaseException:
             out.abort()
             raise
@@ -118,6 +134,59 @@ def load_init(cfg: RunConfig) -> dict[str, Any] | None:
         raise MrdistillError(f"distill.init: {path} holds {ckpt['model_name']} {ckpt['model_kwargs']}, "
                              f"not the student {cfg.model.name} {cfg.model.kwargs}")
     return ckpt["model"]
+
+
+def check_same_config(cfg: RunConfig, saved: Path) -> None:
+    """A resumed run must be the run that was interrupted: its config (but for `RESUME_FREE_KEYS`)
+    equals the saved one; the first differing key is named."""
+    old, new = load_yaml(saved), to_dict(cfg)
+    for key in RESUME_FREE_KEYS:
+        *parents, last = key.split(".")
+        for tree in (old, new):
+            for part in parents:
+                tree = tree.get(part) if isinstance(tree, dict) else None
+            if isinstance(tree, dict):
+                tree.pop(last, None)
+    if old != new:
+        key = _first_difference(old, new)
+        raise MrdistillError(f"--resume: the config differs from the interrupted run's ({saved}) at "
+                             f"{key!r}; resume with the same config, or start again with --overwrite")
+
+
+def _first_difference(a: object, b: object, where: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else key)
+    return where or "config"
+
+
+def prepare_run(cfg: RunConfig, overwrite: bool, resume: bool) -> RunConfig:
+    """Checks that need nothing written (options, device, TensorBoard, plugins, models), then join
+    torchrun's job -> the config with the device resolved (a bare "cuda" stays bare: under
+    torchrun each rank takes its own GPU)."""
+    if resume and overwrite:
+        raise MrdistillError("--resume continues a run and --overwrite replaces it; pass only one")
+    device = resolve_device(cfg.device)
+    bare = device.type == "cuda" and cfg.device in ("auto", "cuda")
+    cfg = replace(cfg, device="cuda" if bare else str(device))
+    if cfg.logging.tensorboard:
+        check_tensorboard()
+    distributed.context(cfg.device)  # under torchrun: join the job (and pick this rank's GPU) first
+    import_plugins(cfg.plugins)  # plugin models must be registered before checks
+    validate_run(cfg)
+    return cfg
+
+
+@contextmanager
+def run_state(cfg: RunConfig, out: OutputDir, resume: bool) -> Iterator[RunState]:
+    """The run's state in its claimed folder (from `last.pt` with `resume`); the log is closed at
+    the end."""
+    run = RunState.open(out.path, resume, cfg.logging.tensorboard)
+    try:
+        yield run
+    finally:
+        run.log.close()
 
 
 def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObjective:
@@ -161,28 +230,28 @@ def _save_corrected_teacher(cfg: RunConfig, run_dir: Path, teacher: nn.Module | 
 
 
 def train_run(cfg: RunConfig, overwrite: bool = False,
-              datasets: dict[str, SliceDataset] | None = None) -> RunResult:
+              datasets: dict[str, SliceDataset] | None = None, resume: bool = False) -> RunResult:
     """Supervised training of `cfg.model` (a teacher or a plain student); self-supervised (no
-    targets, see `train.unsupervised`) when the config has a `selfsup` section."""
-    distributed.context(cfg.device)  # under torchrun: join the job (and pick this rank's GPU) first
-    import_plugins(cfg.plugins)  # plugin models must be registered before checks
-    validate_run(cfg)
+    targets, see `train.unsupervised`) when the config has a `selfsup` section. `resume`
+    continues an interrupted run from its `last.pt` (a fresh start when there is none)."""
+    cfg = prepare_run(cfg, overwrite, resume)
     if cfg.selfsup is not None:
         check_selfsup(cfg.selfsup, cfg.data)
-    with claim_run(cfg, overwrite, "train") as out:
-        return _train(cfg, out, datasets)
+    with claim_run(cfg, overwrite, "train", resume) as out, run_state(cfg, out, resume) as run:
+        return _train(cfg, out, run, datasets)
 
 
-def _train(cfg: RunConfig, out: OutputDir, datasets: dict[str, SliceDataset] | None) -> RunResult:
+def _train(cfg: RunConfig, out: OutputDir, run: RunState,
+           datasets: dict[str, SliceDataset] | None) -> RunResult:
     run_dir = out.path
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
     if cfg.selfsup is not None:
         out.commit()
-        model, fits, table = selfsup_train(cfg, run_dir, data)
+        model, fits, table = selfsup_train(cfg, run, data)
         return RunResult(run_dir, model, fits, table)
     if cfg.sft is not None:  # a student-friendly teacher, trained with student branches
         out.commit()
-        model, fits, table = sft_train(cfg, run_dir, data)
+        model, fits, table = sft_train(cfg, run, data)
         return RunResult(run_dir, model, fits, table)
     model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     check_model_data(model, cfg.data)
@@ -190,26 +259,25 @@ def _train(cfg: RunConfig, out: OutputDir, datasets: dict[str, SliceDataset] | N
     result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
                  val_metric=cfg.val_metric, device=cfg.device, stage="train",
-                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data))
+                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data), run=run)
     table = _test_report(cfg, run_dir, model, data["test"], f"{cfg.name}: test set")
     return RunResult(run_dir, model, [result], table)
 
 
 def distill_run(cfg: RunConfig, overwrite: bool = False,
                 datasets: dict[str, SliceDataset] | None = None,
-                teacher: nn.Module | None = None) -> RunResult:
+                teacher: nn.Module | None = None, resume: bool = False) -> RunResult:
     """Distil `cfg.distill.teacher` into `cfg.model`, stage by stage (each stage restores the epoch
     its `select` rule keeps: by default the best validation metric with a task term, else the lowest
     validation value of the stage's own objective);
-    without targets from a teacher ensemble when the config has `distill.adaptive`."""
+    without targets from a teacher ensemble when the config has `distill.adaptive`. `resume`
+    continues an interrupted run inside the stage it was in."""
     adaptive = cfg.distill.adaptive if cfg.distill is not None else None
     if cfg.distill is None or not (cfg.distill.stages or adaptive):
         raise MrdistillError("distill needs a 'distill' section with at least one stage")
     if adaptive is not None and cfg.distill.stages:
         raise MrdistillError("distill.adaptive replaces distill.stages; remove one of them")
-    distributed.context(cfg.device)  # under torchrun: join the job (and pick this rank's GPU) first
-    import_plugins(cfg.plugins)  # plugin models must be registered before checks
-    validate_run(cfg)
+    cfg = prepare_run(cfg, overwrite, resume)
     if teacher is None:
         teacher = load_teacher(cfg.distill.teacher, cfg.device)
     if adaptive is not None:
@@ -217,18 +285,19 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
     if cfg.distill.cache_teacher:
         check_cacheable(cfg.data)
     init = load_init(cfg)
-    with claim_run(cfg, overwrite, "distill") as out:
-        return _distill(cfg, out, datasets, teacher, init)
+    with claim_run(cfg, overwrite, "distill", resume) as out, run_state(cfg, out, resume) as run:
+        return _distill(cfg, out, run, datasets, teacher, init)
 
 
-def _distill(cfg: RunConfig, out: OutputDir, datasets: dict[str, SliceDataset] | None,
+def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, SliceDataset] | None,
              teacher: nn.Module, init: dict[str, Any] | None) -> RunResult:
+    """The stages of `distill_run` (finished ones are skipped when the run resumes)."""
     assert cfg.distill is not None
     run_dir, adaptive = out.path, cfg.distill.adaptive
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
     if adaptive is not None:
         out.commit()
-        student, fits, table = adaptive_distill(cfg, run_dir, data, teacher)
+        student, fits, table = adaptive_distill(cfg, run, data, teacher)
         return RunResult(run_dir, student, fits, table)
     student = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     if init is not None:
@@ -244,6 +313,12 @@ def _distill(cfg: RunConfig, out: OutputDir, datasets: dict[str, SliceDataset] |
     fits = []
     cached: CachedTeacher | None = None
     for k, stage in enumerate(cfg.distill.stages):
+        done = run.completed_fit(k)
+        if done is not None:  # finished before the checkpoint this run resumed from
+            fits.append(done)
+            continue
+        if any(s.teacher_correction is not None for s in cfg.distill.stages[:k]):
+            run.carry("teacher", teacher)  # corrected earlier: a resumed run gets its weights back
         frozen = teacher
         if cfg.distill.cache_teacher and stage.teacher_correction is None:  # a learning teacher: never
             if cached is None or cached.teacher is not teacher:  # a corrected teacher: a new cache
@@ -255,9 +330,9 @@ def _distill(cfg: RunConfig, out: OutputDir, datasets: dict[str, SliceDataset] |
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
                         epochs=stage.epochs, lr=stage.lr, max_steps=stage.max_steps,
                         stage=f"stage{k + 1}", select=stage.selection, data=cfg.data,
-                        progress=cfg.progress, meta=data_meta(cfg.data)))
+                        progress=cfg.progress, meta=data_meta(cfg.data), run=run))
         if isinstance(objective, TeacherCorrectionObjective):
-            teacher = objective.teacher  # later stages are taught by the corrected teacher
+            teacher = run.carry("teacher", objective.teacher)  # later stages learn from it
             _save_corrected_teacher(cfg, run_dir, teacher, k + 1)
     table = _test_report(cfg, run_dir, student, data["test"], f"{cfg.name}: test set")
     return RunResult(run_dir, student, fits, table)

@@ -29,6 +29,7 @@ from mrdistill.train import distributed
 from mrdistill.train.checkpoint import data_meta, load_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
+from mrdistill.train.state import RunState
 
 
 def keep_checkpoint(model: nn.Module, run_dir: Path, choice: str) -> None:
@@ -46,7 +47,7 @@ def _report(cfg: RunConfig, run_dir: Path, models: dict[str, nn.Module | None],
                             [f"config: {run_dir / 'config.yaml'}", *notes])
 
 
-def selfsup_train(cfg: RunConfig, run_dir: Path,
+def selfsup_train(cfg: RunConfig, run: RunState,
                   data: dict[str, SliceDataset]) -> tuple[nn.Module, list[FitResult], str]:
     """Train `cfg.selfsup.teachers` copies of `cfg.model` self-supervised; return (model, fits, table).
 
@@ -54,6 +55,7 @@ def selfsup_train(cfg: RunConfig, run_dir: Path,
     """
     sc = cfg.selfsup
     assert sc is not None
+    run_dir = run.run_dir
     check_selfsup(sc, cfg.data)
     if sc.teachers > 1:
         name = "ensemble"
@@ -65,7 +67,7 @@ def selfsup_train(cfg: RunConfig, run_dir: Path,
     result = fit(model, objective, without_targets(data), data["val"], cfg.optim, run_dir,
                  model_name=name, model_kwargs=kwargs, seed=cfg.seed, val_metric=cfg.val_metric,
                  device=cfg.device, stage=f"selfsup-{sc.method}", data=cfg.data,
-                 progress=cfg.progress, meta=data_meta(cfg.data))
+                 progress=cfg.progress, meta=data_meta(cfg.data), run=run)
     keep_checkpoint(model, run_dir, sc.checkpoint)
     models: dict[str, nn.Module | None] = {cfg.name: model}
     if sc.teachers > 1:
@@ -89,11 +91,12 @@ def check_adaptive(ac: AdaptiveConfig, teacher: nn.Module, data_mode: str) -> No
                              f"got {teachers}; use weighting: plain")
 
 
-def adaptive_distill(cfg: RunConfig, run_dir: Path, data: dict[str, SliceDataset],
+def adaptive_distill(cfg: RunConfig, run: RunState, data: dict[str, SliceDataset],
                      teacher: nn.Module) -> tuple[nn.Module, list[FitResult], str]:
     """Distil `teacher` into `cfg.model` without targets (epochs and lr from `cfg.optim`)."""
     assert cfg.distill is not None and cfg.distill.adaptive is not None
     ac = cfg.distill.adaptive
+    run_dir = run.run_dir
     train = without_targets(data)
     # Memoising is exact only when every epoch shows the same masked k-space.
     source = MemoTeacher(teacher) if ac.cache_teacher and not cfg.data.mask.fresh_train_masks else teacher
@@ -110,7 +113,7 @@ def adaptive_distill(cfg: RunConfig, run_dir: Path, data: dict[str, SliceDataset
     result = fit(student, objective, train, data["val"], cfg.optim, run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
                  val_metric=cfg.val_metric, device=cfg.device, stage=f"kd-{ac.weighting}",
-                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data))
+                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data), run=run)
     keep_checkpoint(student, run_dir, ac.checkpoint)
     table = _report(cfg, run_dir, {"teachers": teacher, cfg.name: student}, data["test"], notes)
     return student, [result], table
