@@ -169,6 +169,14 @@ def claim(path: str | os.PathLike[str], *, overwrite: bool = False, resume: bool
     a normal exit commits."""
     out = open_output(path, overwrite=overwrite, resume=resume, inputs=inputs, command=command,
                       resumable=resumable)
+    with committing(out):
+        yield out
+
+
+@contextmanager
+def committing(out: OutputDir) -> Iterator[OutputDir]:
+    """Hold a claimed folder for a `with` block: an exception aborts it (old folder restored), a
+    normal exit commits it."""
     try:
         yield out
     except BaseException:

@@ -25,7 +25,7 @@ from mrdistill.models.foreign import import_plugins
 from mrdistill.models.registry import check_model_kwargs
 from mrdistill.models.vdsr import Bicubic
 from mrdistill.physics.masks import make_mask
-from mrdistill.rundir import OutputDir, open_output
+from mrdistill.rundir import OutputDir, committing, open_output
 from mrdistill.train import distributed
 from mrdistill.train.checkpoint import (data_meta, load_checkpoint, load_model, model_payload,
                                         save_checkpoint)
@@ -116,12 +116,8 @@ def claim_run(cfg: RunConfig, overwrite: bool, command: str,
     out = distributed.on_main(open_run, distributed.context(cfg.device))
     if out is None:  # not rank 0
         out = OutputDir(cfg.run_dir, None, created=False, reused=True)
-    try:
+    with committing(out):
         yield out
-    except BaseException:
-        out.abort()
-        raise
-    out.commit()
 
 
 def load_init(cfg: RunConfig) -> dict[str, Any] | None:
