@@ -79,17 +79,32 @@ def members_of(model: nn.Module) -> list[nn.Module]:
     return list(members) if isinstance(members, nn.ModuleList) else [model]
 
 
+def fresh_seeds(rng: np.random.Generator, n: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Mask seeds of rank `rank`'s n items: the global batch's n * world_size seeds are drawn
+    (advancing `rng` as one process with the whole batch does) and the rank's contiguous part kept."""
+    return rng.integers(0, 2**32, size=n * world_size).tolist()[rank * n:(rank + 1) * n]
+
+
 class SelfSupervisedObjective(nn.Module):
     """Sum over teachers of their self-supervised losses + agreement_weight x agreement.
 
     Masks are drawn from a generator seeded with `seed` (fresh every step), or fixed per slice and
     teacher with `fresh_masks=False`; global RNG state is never touched. Batches that carry a target
     are refused: self-supervised training must not see ground truth.
+
+    Under torchrun (`rank` of `world_size`, each rank holding its contiguous part of the global
+    batch, `train.batches.rank_part`) every rank draws the fresh-mask seeds of the whole global
+    batch from the same generator and keeps its own part (`fresh_seeds`): the ranks' masks differ,
+    and N ranks with batch b use the masks of one process with batch N*b, so the world size does not
+    change the masks (a short last batch is the exception: `rank_part` tops it up with repeated
+    items, so its data already differ from one process's). In eval mode (`train.selection.validation_objective`, where every rank scores
+    the whole set) each rank draws as one process does.
     """
 
-    def __init__(self, cfg: SelfSupConfig, seed: int = 0) -> None:
+    def __init__(self, cfg: SelfSupConfig, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         super().__init__()
         self.cfg, self.seed = cfg, seed
+        self.rank, self.world_size = rank, world_size
         self.rng = np.random.default_rng(seed)
         self.head = ProjectionHead() if cfg.agreement_weight and cfg.teachers > 1 else None
 
@@ -102,7 +117,8 @@ class SelfSupervisedObjective(nn.Module):
 
     def _seeds(self, sample: Sample, k: int) -> list[int]:
         if self.cfg.fresh_masks:
-            return self.rng.integers(0, 2**32, size=len(sample.volume)).tolist()
+            rank, world = (self.rank, self.world_size) if self.training else (0, 1)
+            return fresh_seeds(self.rng, len(sample.volume), rank, world)
         return [(stable_seed(f"{v}:{s}:teacher{k}") + self.seed) % 2**32
                 for v, s in zip(sample.volume, sample.slice_index)]
 

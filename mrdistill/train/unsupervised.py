@@ -63,7 +63,8 @@ def selfsup_train(cfg: RunConfig, run: RunState,
     else:
         name, kwargs = cfg.model.name, dict(cfg.model.kwargs)
     model = build_model(name, seed=cfg.seed, **kwargs)
-    objective = SelfSupervisedObjective(sc, seed=cfg.seed)
+    ctx = distributed.context(cfg.device)  # each rank draws its own part of the batch's masks
+    objective = SelfSupervisedObjective(sc, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
     result = fit(model, objective, without_targets(data), data["val"], cfg.optim, run_dir,
                  model_name=name, model_kwargs=kwargs, seed=cfg.seed, val_metric=cfg.val_metric,
                  device=cfg.device, stage=f"selfsup-{sc.method}", data=cfg.data,
