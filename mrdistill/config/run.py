@@ -46,6 +46,10 @@ class OptimConfig:
     # "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast + GradScaler; CUDA only). FFTs and
     # data consistency run in float32 whatever is chosen (train/precision.py).
     precision: str = checked("fp32", one_of(*PRECISIONS))
+    # Weights (and so activations) of the trained model in channels_last memory layout: faster
+    # convolutions on GPUs; on AVX2 CPUs it measured slower (benchmarks/README.md). Same results up
+    # to float rounding.
+    channels_last: bool = False
     # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
     # of work (0: off); always at each epoch end.
     checkpoint_every: int | None = checked(None, COUNT)

@@ -262,6 +262,8 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
     amp = Precision(optim.precision, device)
     model.to(device)
     objective.to(device)
+    if optim.channels_last:  # 4-D weights only; activations follow the weights' layout
+        model.to(memory_format=torch.channels_last)
     setup = getattr(objective, "setup", None)
     if callable(setup):
         # Student-side adapters (e.g. FitNets regressors) take their sizes from one forward pass;
