@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import h5py
 import numpy as np
 import pytest
 
@@ -94,6 +95,22 @@ def _distill(*sets: str) -> Callable[[Env], list]:
         return (["distill", "--config", CONFIGS / "kdmri_kd.yaml", "--no-progress", "--overwrite",
                  "--set", f"out_dir={e.runs}", "--set", "name=prev", "--set", "data.image_size=32",
                  "--set", f"distill.teacher={e.ckpt}"] + [a for s in sets for a in ("--set", s.format(e=e))])
+    return argv
+
+
+def _files(bad: str, content: bytes | dict) -> Callable[[Env], list]:
+    """evaluate of targets t/ against predictions p/ (both a copy of the fastMRI file), with the
+    file `bad` replaced by `content` (bytes, or HDF5 datasets)."""
+    def argv(e: Env) -> list:
+        for name in ("t", "p"):
+            (e.root / name).mkdir()
+            (e.root / name / "knee.h5").write_bytes(e.fastmri.read_bytes())
+        if isinstance(content, bytes):
+            (e.root / bad).write_bytes(content)
+        else:
+            with h5py.File(e.root / bad, "w") as f:
+                f.update({k: np.full((1, 4, 4), v) for k, v in content.items()})
+        return ["evaluate", "--target-path", e.root / "t", "--predictions-path", e.root / "p", "--out", e.root / "ev"]
     return argv
 
 
@@ -338,6 +355,11 @@ CASES: list[Case] = (
                                                      "{e.runs}", "--out", "{e.scans}"), "(or contains) the input"),
         Case("evaluate-bad-challenge", _cmd("evaluate", "--target-path", "{e.scans}", "--predictions-path",
                                             "{e.runs}", "--challenge", "tricoil"), "--challenge"),
+        Case("evaluate-target-not-hdf5", _files("t/knee.h5", b"junk"), "t/knee.h5: not an HDF5 file"),
+        Case("evaluate-target-without-targets", _files("t/knee.h5", {"other": 1}), "cannot tell the challenge"),
+        Case("evaluate-prediction-not-hdf5", _files("p/knee.h5", b"junk"), "p/knee.h5: not an HDF5 file"),
+        Case("evaluate-prediction-without-reconstruction", _files("p/knee.h5", {"other": 1}),
+             "p/knee.h5: no 'reconstruction' dataset"),
         # study
         Case("study-unknown-key", _cmd("study", "--set", "colour=red"), "study: unknown key 'colour'"),
         Case("study-no-seeds", _cmd("study", "--set", "seeds=[]"), "study.seeds"),
