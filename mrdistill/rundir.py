@@ -87,6 +87,19 @@ def check_output_path(path: str | os.PathLike[str], inputs: Iterable[str | os.Pa
     return out
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Refuse an output folder `path` (existing or to be created) that cannot be written: its
+    nearest existing folder is a file or not writable for this user. No side effects, so commands
+    that write only at the end (export, benchmark) check it before minutes of work."""
+    here = Path(os.path.abspath(path))
+    while not os.path.lexists(here) and here.parent != here:
+        here = here.parent
+    if not here.is_dir():
+        raise MrdistillError(f"{path}: cannot write the output there ({here} is a file, not a folder)")
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise MrdistillError(f"{path}: cannot write the output there ({here}: Permission denied)")
+
+
 def _refuse_to_replace(out: Path, inputs: Iterable[str | os.PathLike[str]]) -> None:
     target = _resolved(out)
     cwd = _resolved(Path.cwd())

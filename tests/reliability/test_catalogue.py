@@ -38,6 +38,7 @@ class Env(NamedTuple):
     run: Path  # a finished-looking run folder (config.yaml + checkpoints/best.pt) for evaluate
     zeros: Path  # an all-zero mask file
     fastmri: Path  # a fastMRI HDF5 file
+    garbage: Path  # a file that is not a checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def env(tmp_path, assets, monkeypatch) -> Env:
     save_config(cfg, run / "config.yaml")
     (run / "checkpoints" / "best.pt").write_bytes(assets["ckpt"].read_bytes())
     return Env(tmp_path, runs, nifti, scans, assets["ckpt"], assets["other"], run, assets["zeros"],
-               assets["fastmri"])
+               assets["fastmri"], assets["garbage"])
 
 
 class Case(NamedTuple):
@@ -217,13 +218,21 @@ CASES: list[Case] = (
     [Case(f"train-{k}={v}", _train(f"{k}={v}"), msg) for k, v, msg in TRAIN_VALUES]
     + [Case(f"distill-{k}={v}", _distill(f"{k}={v}"), msg) for k, v, msg in DISTILL_VALUES]
     + [
-        Case("train-fixed-all-zero-mask", _train("data.mask.kind=fixed", "data.mask.path={e.root}/../zeros.npy"),
-             "zeros.npy"),
+        Case("train-fixed-all-zero-mask", _train("data.mask.kind=fixed", "data.mask.path={e.zeros}"),
+             "zeros.npy' samples nothing"),
         Case("train-missing-config", _cmd("train", "--config", "{e.root}/nope.yaml"), "nope.yaml"),
         Case("train-config-is-a-list", lambda e: (e.root / "l.yaml").write_text("- 1\n") and
              ["train", "--config", e.root / "l.yaml"], "l.yaml"),
         Case("train-config-bad-yaml", lambda e: (e.root / "b.yaml").write_text("a: [1\n") and
-             ["train", "--config", e.root / "b.yaml"], "b.yaml: not valid YAML"),
+             ["train", "--config", e.root / "b.yaml"], "b.yaml: not valid YAML (while parsing a flow sequence: "
+             "expected ',' or ']', but got '<stream end>' at line 2, column 1)"),
+        Case("train-config-not-utf8", lambda e: (e.root / "u.yaml").write_bytes(b"\xff\xfe") and
+             ["train", "--config", e.root / "u.yaml"], "u.yaml: the config file is not UTF-8 text (byte 0xff"),
+        Case("train-config-is-a-folder", _cmd("train", "--config", "{e.scans}"), "scans: is a folder, not a config"),
+        Case("train-config-python-tag", lambda e: (e.root / "t.yaml").write_text("seed: !!python/object/apply:os.getpid []\n")
+             and ["train", "--config", e.root / "t.yaml"], "t.yaml: not valid YAML (could not determine a constructor"),
+        Case("train-set-bad-yaml-value", _train("optim.lr=[1"), "--set optim.lr: not a valid YAML value"),
+        Case("study-set-bad-yaml-value", _cmd("study", "--set", "seeds=[1"), "--set seeds: not a valid YAML value"),
         Case("train-config-bad-value-in-file", lambda e: (e.root / "v.yaml").write_text("optim: {lr: -1e-4}\n")
              and ["train", "--config", e.root / "v.yaml", "--set", f"out_dir={e.runs}"], "optim.lr"),
         Case("train-unknown-preset", _cmd("train", "--config", CONFIGS / "kdmri_teacher.yaml", "--preset", "huge"),
@@ -241,7 +250,7 @@ CASES: list[Case] = (
         Case("train-no-such-argument", _cmd("train", "--config", CONFIGS / "kdmri_teacher.yaml", "--epochs", "3"),
              "unrecognized arguments: --epochs"),
         Case("train-no-config", _cmd("train"), "--config"),
-        Case("distill-teacher-is-garbage", _distill("distill.teacher={e.root}/../garbage.pt"), "garbage.pt"),
+        Case("distill-teacher-is-garbage", _distill("distill.teacher={e.garbage}"), "garbage.pt: not a plain-weights"),
         Case("distill-overwrite-folder-holding-the-teacher", lambda e: _distill(
             f"distill.teacher={e.runs / 'prev' / 't.pt'}")(e) if (e.runs / "prev" / "t.pt").write_bytes(
                 e.ckpt.read_bytes()) else [], "(or contains) the input"),
@@ -330,8 +339,8 @@ CASES: list[Case] = (
                                        "--mask", "spiral"), "--mask"),
         Case("predict-missing-checkpoint", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.root}/no.pt",
                                                 "--out", "{e.runs}/o"), "no.pt"),
-        Case("predict-garbage-checkpoint", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.root}/../garbage.pt",
-                                                "--out", "{e.runs}/o"), "garbage.pt"),
+        Case("predict-garbage-checkpoint", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.garbage}",
+                                                "--out", "{e.runs}/o"), "garbage.pt: not a plain-weights"),
         Case("predict-missing-input", _cmd("predict", "{e.root}/none.nii", "--checkpoint", "{e.ckpt}",
                                            "--out", "{e.runs}/o"), "none.nii"),
         Case("predict-no-checkpoint-option", _cmd("predict", "{e.nifti}", "--out", "{e.runs}/o"), "--checkpoint"),
@@ -374,8 +383,8 @@ CASES: list[Case] = (
         # export, benchmark
         Case("export-missing-checkpoint", _cmd("export", "{e.root}/no.pt", "--format", "onnx", "--out",
                                                "{e.runs}/m.onnx"), "no.pt"),
-        Case("export-garbage-checkpoint", _cmd("export", "{e.root}/../garbage.pt", "--format", "onnx",
-                                               "--out", "{e.runs}/m.onnx"), "garbage.pt"),
+        Case("export-garbage-checkpoint", _cmd("export", "{e.garbage}", "--format", "onnx",
+                                               "--out", "{e.runs}/m.onnx"), "garbage.pt: not a plain-weights"),
         Case("export-unknown-format", _cmd("export", "{e.ckpt}", "--format", "tflite", "--out", "{e.runs}/m"),
              "invalid choice: 'tflite'"),
         Case("export-out-is-the-sentinel", _cmd("export", "{e.ckpt}", "--format", "onnx", "--out",
@@ -396,6 +405,15 @@ CASES: list[Case] = (
                                                   "{e.runs}/b"), "no.pt"),
         Case("benchmark-unknown-backend", _cmd("benchmark", "--checkpoint", "{e.ckpt}", "--backends", "warp",
                                                "--out", "{e.runs}/b"), "unknown backend 'warp'"),
+        # an output folder below a regular file: not writable, even for root
+        *[Case(f"{cmd[0]}-out-below-a-file", _cmd(*cmd, "--out", "{e.runs}/sentinel.txt/out"),
+               "sentinel.txt/out: cannot write the output folder (Not a directory)") for cmd in [
+            ("demo", "--preset", "smoke"), ("prepare", "{e.nifti}"),
+            ("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}"), ("evaluate", "--run", "{e.run}")]],
+        Case("benchmark-out-below-a-file", _cmd("benchmark", "--checkpoint", "{e.ckpt}", "--out",
+                                                "{e.runs}/sentinel.txt/b"), "sentinel.txt is a file, not a folder"),
+        Case("export-out-below-a-file", _cmd("export", "{e.ckpt}", "--format", "onnx", "--shape", "32", "32",
+                                             "--out", "{e.runs}/sentinel.txt/m.onnx"), "sentinel.txt is a file"),
         # list
         Case("list-extra-argument", _cmd("list", "everything"), "unrecognized arguments: everything"),
         Case("unknown-command", _cmd("train-all"), "invalid choice: 'train-all'"),
