@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from mrdistill.config import load_run_config
-from mrdistill.data.superres import make_task_datasets
+from mrdistill.data.build import make_task_datasets
 from mrdistill.models import count_parameters
 from mrdistill.models.flops import count_flops
 from mrdistill.train.checkpoint import load_model

@@ -62,6 +62,18 @@ def _check_argument(tp: Any, value: Any, where: str) -> None:
     raise fail(where, " or ".join(words.get(typing.get_origin(o) or o, str(o)) for o in options), value)
 
 
+def _constructor(name: str) -> Callable[..., Any]:
+    """The callable whose signature defines model `name`'s arguments: a registered class's
+    `__init__` or a registered builder function."""
+    cls = _MODELS[name]
+    return cls.__init__ if isinstance(cls, type) else cls
+
+
+def model_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """Constructor arguments of registered model `name` (without `self`), by name."""
+    return {p: v for p, v in inspect.signature(_constructor(name)).parameters.items() if p != "self"}
+
+
 def check_model_kwargs(name: str, kwargs: Any, where: str = "model.kwargs") -> None:
     """Check `kwargs` against the signature of model `name` before anything is built: unknown
     arguments, wrong types (a list or string for a count), non-positive counts and non-finite
@@ -69,10 +81,8 @@ def check_model_kwargs(name: str, kwargs: Any, where: str = "model.kwargs") -> N
     check_choice("model", name, list(_MODELS))
     if not isinstance(kwargs, dict):
         raise fail(where, "a mapping of constructor arguments", kwargs)
-    cls = _MODELS[name]
-    init = cls.__init__ if isinstance(cls, type) else cls  # a class or a registered builder function
-    params = {p: v for p, v in inspect.signature(init).parameters.items() if p != "self"}
-    hints = typing.get_type_hints(init)
+    params = model_parameters(name)
+    hints = typing.get_type_hints(_constructor(name))
     for key, value in kwargs.items():
         if key not in params:
             raise MrdistillError(f"{where}: model {name!r} has no argument {key!r}; "

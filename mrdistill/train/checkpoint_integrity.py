@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import inspect
 import resource
 import warnings
 from collections.abc import Iterator, Mapping
@@ -29,7 +28,7 @@ from typing import Any
 import torch
 
 from mrdistill.errors import MrdistillError, describe_exception
-from mrdistill.models.registry import _MODELS, build_model
+from mrdistill.models.registry import build_model, list_models, model_parameters
 from mrdistill.timelimit import TimeLimitExceeded, iter_time_limited
 
 INTEGRITY_KEY = "integrity"
@@ -104,7 +103,7 @@ def _plain(value: Any) -> bool:
 
 def _check_types(name: str, kwargs: Mapping[str, Any], path: str | Path) -> None:
     """Plain values, of the constructor's annotated type where it names int/float/bool."""
-    params = inspect.signature(_MODELS[name].__init__).parameters
+    params = model_parameters(name)
     for key, value in kwargs.items():
         where = f"{path}: model_kwargs.{key}"
         if not _plain(value):
@@ -172,8 +171,8 @@ def _trial_build(name: str, kwargs_json: str) -> int | MrdistillError:
 def check_model_kwargs(name: Any, kwargs: Any, path: str | Path) -> None:
     """Refuse model arguments that are malformed or ask for a model above `MAX_PARAMETERS`,
     before any weight memory is allocated (see the module docstring)."""
-    if not isinstance(name, str) or name not in _MODELS:
-        raise MrdistillError(f"{path}: unknown model_name {name!r}; valid: {', '.join(sorted(_MODELS))}")
+    if not isinstance(name, str) or name not in list_models():
+        raise MrdistillError(f"{path}: unknown model_name {name!r}; valid: {', '.join(list_models())}")
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         raise MrdistillError(f"{path}: model_kwargs must be a mapping of argument names to values")
     _check_types(name, kwargs, path)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -159,6 +159,15 @@ def mean_over_ranks(sums: dict[str, float], ctx: DistContext,
     t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return {k: float(v) / ctx.world_size for k, v in zip(keys, t.tolist())}
+
+
+def gather(obj: T, ctx: DistContext) -> list[T]:
+    """Every rank's `obj` (picklable), in rank order, on every rank; `[obj]` in one process."""
+    if not ctx.enabled:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def from_main(value: float, ctx: DistContext, device: torch.device) -> float:

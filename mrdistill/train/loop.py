@@ -128,6 +128,13 @@ class _Stage:
         self.sched.load_state_dict(section["scheduler"])
         self.amp.load_state_dict(section.get("scaler") or {})
         self.pos = position_from(section)
+        ranks = section.get("ranks") or {"world_size": 1}
+        if ranks["world_size"] != self.ctx.world_size:
+            raise MrdistillError(
+                f"{self.run.last_good}: written by a run of {ranks['world_size']} process(es) "
+                f"(torchrun ranks); resume it with the same number, not {self.ctx.world_size}")
+        if self.ctx.enabled:  # each rank's own loss sums of the unfinished epoch
+            self.pos.sums = ranks["sums"][self.ctx.rank]
         self.best_model = section["best_model"]
 
     def start_epoch(self, epoch: int) -> None:
@@ -196,7 +203,11 @@ class _Stage:
         every, minutes = self.optim.checkpoint_every, self.optim.checkpoint_minutes
         if every and self.pos.step % every == 0:
             return True
-        return bool(minutes) and time.monotonic() - self.last_save >= 60.0 * minutes
+        if not minutes:
+            return False
+        # Saving is collective (the ranks' loss sums are gathered): rank 0's clock decides.
+        late = time.monotonic() - self.last_save >= 60.0 * minutes
+        return bool(distributed.from_main(float(late), self.ctx, torch.device(self.device)))
 
     def save(self, metric: dict[str, float], best: bool = False) -> None:
         """`last.pt` (full resume state) and, when `best`, `best.pt` first: a kill between the two
@@ -209,6 +220,9 @@ class _Stage:
         ckpt_dir = self.run.ckpt_dir
         section = self.run.section(self.stage, self.pos, self.best_model, self.opt, self.sched,
                                    self.objective, self.amp.state_dict())
+        # The ranks' loss sums of the unfinished epoch differ (their data do): each gets its own back.
+        section["ranks"] = {"world_size": self.ctx.world_size,
+                            "sums": distributed.gather(self.pos.sums, self.ctx)}
         if self.ctx.is_main:  # under torchrun only rank 0 writes
             if best:
                 save_checkpoint(ckpt_dir / "best.pt", payload)

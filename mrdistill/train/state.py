@@ -10,7 +10,10 @@ A run is a sequence of `fit` calls (stages: "train", or "stage1", "stage2", ... 
      "best_model": state_dict of the stage's best weights (None: none yet),
      "optimizer", "scheduler", "scaler" (the fp16 GradScaler's state; {} without one), "objective" (hooks, below),
      "completed": finished stages as FitResult dicts, "carried": state_dicts of modules trained by
-     finished stages that later stages use (a corrected teacher)}
+     finished stages that later stages use (a corrected teacher),
+     "ranks": {"world_size", "sums": every rank's loss sums of the unfinished epoch} (under
+     torchrun the position is rank 0's, the same on every rank but for those sums; a run resumes
+     only with the world size it was written with)}
 
 Every random generator a run draws from is in it: the data order (the loader's generator), fresh
 training masks (a function of seed and epoch), and generators held by objectives (fresh SSDU /

@@ -2,7 +2,11 @@
 
 Usage: python kill_driver.py step:K ARGS...   killed right after the K-th training step
        python kill_driver.py save:K ARGS...   killed inside the K-th torch.save (half a temp file)
+       torchrun ... kill_driver.py job:K ARGS...   the whole torchrun job killed after step K
 The kill is real (SIGKILL, no cleanup), so the run folder is what a preempted job leaves behind.
+With `job`, every rank SIGKILLs the torchrun agent that started it (so nothing is restarted or
+cleaned up) and then itself, right after its K-th step: the ranks' DDP steps are in lock-step, so
+all of them die at the same step, as when a node is lost.
 """
 
 from __future__ import annotations
@@ -24,13 +28,19 @@ def _kill() -> None:
 def install(spec: str) -> None:
     kind, k = spec.split(":")
     target, count = int(k), [0]
-    if kind == "step":
+    if kind in ("step", "job"):
         real_step = loop._Stage.step
+        agent = os.getppid()  # torchrun's agent with `job` (read now: it changes once it is dead)
 
         def step(self, batch):  # type: ignore[no-untyped-def]
             real_step(self, batch)
             count[0] += 1
             if count[0] == target:
+                if kind == "job":
+                    try:
+                        os.kill(agent, signal.SIGKILL)
+                    except ProcessLookupError:  # another rank was first
+                        pass
                 _kill()
 
         loop._Stage.step = step
