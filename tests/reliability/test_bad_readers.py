@@ -20,6 +20,7 @@ from mrdistill.data.fastmri_io import inspect_file, inspect_files  # noqa: E402
 from mrdistill.data.volumes import find_inputs, read_volume  # noqa: E402
 from mrdistill.errors import MrdistillError  # noqa: E402
 from mrdistill.timelimit import TimeLimitExceeded  # noqa: E402
+from mrdistill.train.file_evaluation import evaluate_prediction_files  # noqa: E402
 
 
 def busy_hdf5_file(path: Path) -> Path:
@@ -140,8 +141,6 @@ def _prediction_of(target: Path, folder: Path) -> Path:
 
 
 def test_evaluate_reads_target_and_prediction_headers_under_the_time_limit(tmp_path):
-    from mrdistill.train.file_evaluation import evaluate_prediction_files
-
     targets = tmp_path / "targets"
     good = write_fastmri_volume(targets / "good.h5", slices=2, height=16, width=12, recon=(8, 8))
     _prediction_of(good, tmp_path / "pred")

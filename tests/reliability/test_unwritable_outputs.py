@@ -8,7 +8,7 @@ import os
 import stat
 
 import pytest
-from test_catalogue import CONFIGS, Env, assets, env  # noqa: F401 - the catalogue's user folder
+from catalogue_env import CONFIGS, Env, assets, env  # noqa: F401 - the catalogue's user folder
 
 from mrdistill.cli.main import main
 
