@@ -12,7 +12,9 @@ Division of labour between the ranks:
 - validation: every rank scores the whole validation set (no collective inside, so a slow rank can
   never leave another waiting in one), then rank 0's value is broadcast so that all ranks keep the
   same best epoch;
-- the frozen teacher is not wrapped: it runs inside each rank on that rank's samples.
+- the frozen teacher is not wrapped: it runs inside each rank on that rank's samples;
+- decisions: a non-finite loss or gradient on any rank makes every rank skip that step (or stop
+  with `DivergenceError`) together (`any_rank`), and a time-based checkpoint follows rank 0's clock.
 """
 
 from __future__ import annotations
@@ -159,6 +161,16 @@ def mean_over_ranks(sums: dict[str, float], ctx: DistContext,
     t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return {k: float(v) / ctx.world_size for k, v in zip(keys, t.tolist())}
+
+
+def any_rank(flag: bool, ctx: DistContext, device: torch.device) -> bool:
+    """True on every rank when `flag` is true on any: a decision all ranks must take together
+    (skip a step, stop the run), so that none is left waiting in a collective the others skipped."""
+    if not ctx.enabled:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def gather(obj: T, ctx: DistContext) -> list[T]:

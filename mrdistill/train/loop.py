@@ -7,7 +7,8 @@ A run survives being killed: `last.pt` is written every `optim.checkpoint_every`
 `optim.checkpoint_minutes` of work) and at each epoch end, with everything `train.state` needs to
 continue bit-for-bit; a resumed stage skips the batches it already took. A non-finite loss,
 gradient, weight or validation score never reaches a checkpoint: after `optim.skip_nonfinite`
-skipped steps the run stops with `DivergenceError`, its last good checkpoint intact.
+skipped steps the run stops with `DivergenceError`, its last good checkpoint intact. Under torchrun
+these decisions are collective: one rank's non-finite loss makes every rank skip (or stop at) that step.
 """
 
 from __future__ import annotations
@@ -159,11 +160,16 @@ class _Stage:
         self.slices += len(batch.volume)
         self.opt.zero_grad(set_to_none=True)
         loss = losses["loss"]
-        bad = None if torch.isfinite(loss) else "loss"
+        # Decided by all ranks together: a rank that skipped backward alone would leave the others
+        # waiting in DDP's gradient all-reduce. (With float16 the GradScaler's inf check sees the
+        # all-reduced gradients, the same on every rank.)
+        dev = torch.device(self.device)
+        bad = "loss" if distributed.any_rank(not bool(torch.isfinite(loss)), self.ctx, dev) else None
         if bad is None:
             self.amp.backward(loss)
             distributed.average_gradients(self.unwrapped, self.ctx)
-            if self.amp.scaler is None and not torch.isfinite(_grad_norm(self.params, self.optim.grad_clip)):
+            if self.amp.scaler is None and distributed.any_rank(
+                    not bool(torch.isfinite(_grad_norm(self.params, self.optim.grad_clip))), self.ctx, dev):
                 bad = "gradient"
         self.pos.batch += 1
         self.pos.step += 1
