@@ -231,8 +231,10 @@ def recover(out: Path) -> None:
         raise MrdistillError(f"{out}: an earlier mrdistill run was killed while replacing it, and its "
                              f"previous contents are kept in {', '.join(map(str, sorted(replaced)))}; "
                              f"move that back or remove it yourself")
-    if out.exists():
-        _remove_tree(out) if is_ours(out) else out.rmdir()
+    if is_ours(out):
+        _remove_tree(out)
+    elif out.exists():  # an empty folder
+        out.rmdir()
     os.replace(replaced[0], out)
     warnings.warn(f"{out}: an earlier run was killed while replacing this folder; its previous "
                   f"contents are restored", stacklevel=3)
