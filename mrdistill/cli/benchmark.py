@@ -57,6 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"mask kind of the input (default {d.mask_kind})")
     p.add_argument("--acceleration", type=float, default=d.acceleration,
                    help=f"undersampling factor (default {d.acceleration:g})")
+    p.add_argument("--coils", type=int, default=d.coils,
+                   help=f"simulated coils of the input k-space (default {d.coils}; e.g. 4 for a VarNet)")
     p.add_argument("--out", required=True, help="folder for benchmark.json")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run, specs=None)
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(shape=tuple(args.shape), batch=args.batch, device=args.device,
                              backends=[b.strip() for b in args.backends.split(",") if b.strip()],
                              repeats=args.repeats, matmul_size=args.matmul_size,
-                             mask_kind=args.mask_kind, acceleration=args.acceleration)
+                             mask_kind=args.mask_kind, acceleration=args.acceleration, coils=args.coils)
     if args.threads is not None:
         if not 1 <= args.threads <= 1024:
             raise MrdistillError(f"--threads must be in 1..1024, got {args.threads}")

@@ -41,6 +41,7 @@ from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint
 
 MAX_BATCH = 64  # neighbouring slices of the embedded volume
 MAX_SIDE = 4096
+MAX_COILS = 64
 
 
 @dataclass
@@ -66,6 +67,7 @@ class BenchSettings:
     matmul_size: int = 2048
     mask_kind: str = "kdmri"
     acceleration: float = 4.0
+    coils: int = 1  # simulated coils of the input (multi-coil models: VarNet, MoDL with maps)
 
 
 def check_settings(s: BenchSettings) -> None:
@@ -77,6 +79,8 @@ def check_settings(s: BenchSettings) -> None:
         raise MrdistillError(f"--batch must be in 1..{MAX_BATCH}, got {s.batch}")
     if not 1 <= s.repeats <= 10_000:
         raise MrdistillError(f"--repeats must be in 1..10000, got {s.repeats}")
+    if not 1 <= s.coils <= MAX_COILS:
+        raise MrdistillError(f"--coils must be in 1..{MAX_COILS}, got {s.coils}")
     if not 64 <= s.matmul_size <= 16384:
         raise MrdistillError(f"--matmul-size must be in 64..16384, got {s.matmul_size}")
     if not s.backends:
@@ -104,7 +108,7 @@ def scored_image(out: object) -> Tensor:
 
 def _batch_for(model: nn.Module, s: BenchSettings) -> ExampleBatch:
     complex_data = bool(getattr(model, "complex_input", getattr(model, "in_channels", 1) > 1))
-    return example_batch(s.batch, s.shape[0], s.shape[1], 1, complex_data, s.mask_kind, s.acceleration)
+    return example_batch(s.batch, s.shape[0], s.shape[1], s.coils, complex_data, s.mask_kind, s.acceleration)
 
 
 def _kind(device: str) -> str:
@@ -192,7 +196,8 @@ def render_markdown(report: dict) -> str:
              f"- machine: {m['cpu']}, {m['cores']} cores, {m['threads']} torch threads, {m['platform']}, "
              f"torch {m['torch']}; load average start / end {load} (shared machines: compare ratios, "
              "which are medians of per-round ratios over interleaved rounds)",
-             f"- input: {st['batch']} slice(s) of {st['shape'][0]}x{st['shape'][1]} per call "
+             f"- input: {st['batch']} slice(s) of {st['shape'][0]}x{st['shape'][1]}, {st.get('coils', 1)} "
+             "coil(s) per call "
              f"({st['mask_kind']} {st['acceleration']:g}x masks), {st['repeats']} rounds; fp32 matmul "
              f"peak {peak} GFLOP/s (median of rounds; each row's fraction is of its "
              "device's); FLOPs = conv multiply-adds x 2",

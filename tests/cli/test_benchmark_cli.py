@@ -38,10 +38,23 @@ def test_teacher_and_student_on_every_cpu_backend(tmp_path, capsys):
     assert "| teacher | onnxruntime |" in out and "Speed-up of" in out
 
 
+def test_multicoil_varnet(tmp_path, capsys):
+    """--coils gives a VarNet the multi-coil k-space it is built for (it estimates its own maps)."""
+    code, out, err = run_cli(["benchmark", "--model", "varnet", "--set", "num_cascades=1", "--set", "chans=2",
+                            "--set", "pools=1", "--set", "sens_chans=2", "--set", "sens_pools=1",
+                            "--coils", "4", "--backends", "eager", "--out", tmp_path / "bench", *TINY], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
+    (rows,) = report["results"].values()
+    assert rows["eager"]["latency_ms"]["p50_batch"] > 0
+    assert report["settings"]["coils"] == 4 and "4 coil(s) per call" in out
+
+
 @pytest.mark.parametrize("extra, expect", [
     (["--backends", "eager,tensorrt"], "unknown backend 'tensorrt'"),
     (["--shape", "4", "16"], "--shape must be"),
     (["--batch", "0"], "--batch must be"),
+    (["--coils", "0"], "--coils must be"),
     (["--backends", "cuda"], "no CUDA device"),
 ])
 def test_bad_options_write_nothing(tmp_path, capsys, extra, expect):
