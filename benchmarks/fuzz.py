@@ -11,8 +11,9 @@ Outcomes: "ok" (a valid result), "error" (`MrdistillError`: the one allowed fail
 (anything else, including a result that fails the validity checks) and "over_limit" (the read took
 longer than `--time-limit` + `--margin` seconds, or was killed at twice that). Reads run one after
 another in a forked worker, so a hang cannot stop the benchmark. The JSON records counts per kind,
-the slowest reads, every uncaught exception (with the mutations that made it), the command and
-the CPU.
+the slowest reads, every uncaught exception (with the mutations that made it), the clear errors
+whose reason is only an exception class ("unclear", which should be none), the command and the
+CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -34,6 +36,10 @@ from fuzz_harness import KINDS, MUTATIONS, mutate, read_as, write_seeds  # noqa:
 from mrdistill.errors import MrdistillError  # noqa: E402
 from mrdistill.machine import cpu_model  # noqa: E402
 from mrdistill.timelimit import TimeLimitExceeded, iter_time_limited  # noqa: E402
+
+
+# an error message whose reason is only an exception class, not words
+UNCLEAR = re.compile(r"\(\w+(Error|Exception|Warning)\)$|unexpected \w+ while reading")
 
 
 def draw_ops(seed: int, i: int) -> list[tuple[str, float, int]]:
@@ -79,7 +85,7 @@ def main() -> int:
         return {"i": i, "kind": kind, "ops": ops, "status": status, "detail": detail, "seconds": seconds}
 
     counts: dict[str, Counter] = defaultdict(Counter)
-    uncaught, over, times = [], [], []
+    uncaught, over, times, unclear = [], [], [], []
     start = time.time()
     results = iter_time_limited(one, list(range(args.files)), 2 * limit, describe=lambda i: f"file {i}")
     for i, res in enumerate(results):
@@ -98,6 +104,8 @@ def main() -> int:
             uncaught.append(res)
         if res["status"] == "over_limit":
             over.append(res)
+        if res["status"] == "error" and UNCLEAR.search(res["detail"]):
+            unclear.append(res)
         if (i + 1) % 500 == 0:
             print(f"{i + 1} files, {len(uncaught)} uncaught, {len(over)} over the limit, "
                   f"{time.time() - start:.0f} s", flush=True)
@@ -114,6 +122,7 @@ def main() -> int:
         "per_kind": {k: dict(v) for k, v in counts.items()},
         "slowest": [{"seconds": round(s, 3), "kind": k, "i": i} for s, k, i in times[:10]],
         "uncaught": uncaught, "over_limit": over,
+        "unclear": {"count": len(unclear), "first": unclear[:20]},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")

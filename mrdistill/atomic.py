@@ -6,7 +6,9 @@ gives a new file (0644 under umask 022), not the 0600 of `tempfile.mkstemp`.
 
 Temporary names are `.<target name>.<pid>.<random>.tmp`: a process killed mid-write leaves one
 behind, and `remove_stale_temporaries` (called by the next run in that folder) deletes exactly
-those whose writer process no longer exists, never a write in progress.
+those whose writer process no longer exists, never a write in progress. `atomic_dir` moves the
+folder it replaces to `.<target name>.<pid>.<random>.old` for the instant of the swap; a stale
+one is put back when the target is missing (the kill came between the two renames), else removed.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-_TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
+_TEMP_PATTERN = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.(?P<kind>tmp|old)$")
 
 
-def _temp_name(target: Path) -> Path:
-    return target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+def _temp_name(target: Path, kind: str = "tmp") -> Path:
+    return target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{kind}"
 
 
 def _new_temp_file(target: Path) -> Path:
@@ -66,7 +68,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         if target.exists():
-            old = _temp_name(target)
+            old = _temp_name(target, "old")
             os.replace(target, old)
         os.replace(tmp, target)
     except BaseException:
@@ -91,7 +93,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (this process counts as alive)."""
     if pid == os.getpid():
         return True
     try:
@@ -105,16 +108,20 @@ def _alive(pid: int) -> bool:
 
 def remove_stale_temporaries(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
     """Delete the temporary files and folders that killed atomic writes left in `folder` (and its
-    subfolders): only names of the form this module writes whose writer process is gone.
-    Returns what was removed."""
+    subfolders): only names of the form this module writes whose writer process is gone. A stale
+    `.old` folder whose target is missing is renamed back instead (it is the complete previous
+    version). Returns what was removed or put back."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
     for entry in list(folder.iterdir()):
         match = _TEMP_PATTERN.match(entry.name)
-        if match and not _alive(int(match.group(1))):
-            if entry.is_dir() and not entry.is_symlink():
+        if match and not process_alive(int(match["pid"])):
+            target = folder / match["target"]
+            if match["kind"] == "old" and not os.path.lexists(target):
+                os.replace(entry, target)
+            elif entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)

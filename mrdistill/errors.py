@@ -19,4 +19,6 @@ def describe_exception(exc: BaseException) -> str:
         return "the file ends early (truncated?)" + (f": {text}" if text else "")
     if isinstance(exc, MemoryError):
         return "its contents claim more memory than is available (damaged sizes?)"
+    if isinstance(exc, OSError) and exc.strerror:  # "Permission denied", without the repeated path
+        return exc.strerror
     return text or f"unexpected {type(exc).__name__} while reading"

@@ -13,23 +13,50 @@ one is renamed back, so a typo in a config never costs the previous results.
         ...validate, build data and models (errors here restore the old folder)...
         out.commit()  # the new run has started: the replaced folder is removed
         ...train...
+
+A process killed half-way leaves its traces, and the next claim of the same folder deals with
+them (`recover`): the folder set aside by an `--overwrite` that never committed is renamed back
+(the killed new folder, mrdistill's own and incomplete, is removed), one being removed after a
+commit is removed, and temporary files of killed atomic writes inside a folder that is resumed
+into are deleted (`atomic.remove_stale_temporaries`). Only names this module or `atomic` writes,
+whose writer process no longer exists, are ever touched.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mrdistill.atomic import atomic_write_text
+from mrdistill.atomic import atomic_write_text, process_alive, remove_stale_temporaries
 from mrdistill.errors import MrdistillError
 
 MARKER = ".mrdistill"
+_ASIDE = re.compile(r"^\.(?P<name>.+)\.(?P<state>replaced|removing)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def _aside_name(out: Path, state: str) -> Path:
+    """`.<name>.<state>-<pid>-<random>` next to `out`: the pid tells a later run whether the
+    process that set the folder aside is still alive."""
+    return out.parent / f".{out.name}.{state}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _remove_tree(path: Path) -> None:
+    """Rename `path` to a `removing` name first, so a kill during the removal leaves a name the
+    next run knows it may finish removing, then remove it."""
+    doomed = _aside_name(path, "removing")
+    try:
+        os.replace(path, doomed)
+    except OSError:  # cannot rename (permissions): remove it where it is
+        doomed = path
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def is_ours(path: Path) -> bool:
@@ -60,6 +87,19 @@ def check_output_path(path: str | os.PathLike[str], inputs: Iterable[str | os.Pa
     return out
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Refuse an output folder `path` (existing or to be created) that cannot be written: its
+    nearest existing folder is a file or not writable for this user. No side effects, so commands
+    that write only at the end (export, benchmark) check it before minutes of work."""
+    here = Path(os.path.abspath(path))
+    while not os.path.lexists(here) and here.parent != here:
+        here = here.parent
+    if not here.is_dir():
+        raise MrdistillError(f"{path}: cannot write the output there ({here} is a file, not a folder)")
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise MrdistillError(f"{path}: cannot write the output there ({here}: Permission denied)")
+
+
 def _refuse_to_replace(out: Path, inputs: Iterable[str | os.PathLike[str]]) -> None:
     target = _resolved(out)
     cwd = _resolved(Path.cwd())
@@ -86,7 +126,7 @@ class OutputDir:
     def commit(self) -> None:
         """The new work has started: remove the replaced folder (idempotent)."""
         if not self.committed and self._replaced is not None:
-            shutil.rmtree(self._replaced, ignore_errors=True)
+            _remove_tree(self._replaced)
         self.committed = True
 
     def abort(self) -> None:
@@ -94,7 +134,7 @@ class OutputDir:
         if self.committed:
             return
         if self._created:
-            shutil.rmtree(self.path, ignore_errors=True)
+            _remove_tree(self.path)
         else:  # an empty folder the user had: empty it again
             for child in self.path.iterdir():
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
@@ -135,12 +175,14 @@ def open_output(path: str | os.PathLike[str], *, overwrite: bool = False, resume
     - non-empty otherwise: `MrdistillError` (naming --resume too when the command is `resumable`).
     """
     inputs = list(inputs)
+    recover(Path(path))
     out = check_output_path(path, inputs)
     if out.is_dir() and any(out.iterdir()):
         if resume:
             if not is_ours(out):
                 raise MrdistillError(f"{out}: cannot resume in a folder mrdistill did not create "
                                      f"(no {MARKER} marker)")
+            remove_stale_temporaries(out)  # what writes killed in an earlier run left behind
             return OutputDir(out, None, created=False, reused=True)
         if not overwrite:
             options = ("pass --resume to continue it, --overwrite to replace it," if resumable
@@ -148,7 +190,7 @@ def open_output(path: str | os.PathLike[str], *, overwrite: bool = False, resume
             raise MrdistillError(f"{out} already holds results; {options} or choose another "
                                  f"name/output folder")
         _refuse_to_replace(out, inputs)
-        aside = out.parent / f".{out.name}.replaced-{uuid.uuid4().hex[:8]}"
+        aside = _aside_name(out, "replaced")
         try:
             os.replace(out, aside)
         except OSError as exc:
@@ -159,6 +201,47 @@ def open_output(path: str | os.PathLike[str], *, overwrite: bool = False, resume
             os.replace(aside, out)
             raise
     return OutputDir(out, None, _make(out, command))
+
+
+def _stale_asides(out: Path) -> dict[str, list[Path]]:
+    """Folders that a killed claim of `out` left next to it, by state (`replaced`, `removing`)."""
+    found: dict[str, list[Path]] = {"replaced": [], "removing": []}
+    if out.name in ("", ".", "..") or not out.parent.is_dir():
+        return found
+    for entry in out.parent.iterdir():
+        match = _ASIDE.match(entry.name)
+        if (match and match["name"] == out.name and not process_alive(int(match["pid"]))
+                and entry.is_dir() and not entry.is_symlink()):
+            found[match["state"]].append(entry)
+    return found
+
+
+def recover(out: Path) -> None:
+    """Finish what a killed claim of `out` left (see the module docstring): a `removing` folder is
+    removed; the one folder set aside by an uncommitted `--overwrite` is renamed back to `out`,
+    replacing the killed run's own incomplete folder. Anything else is left alone and refused
+    with a message that names it (nothing the user had is removed)."""
+    found = _stale_asides(out)
+    for doomed in found["removing"]:
+        shutil.rmtree(doomed, ignore_errors=True)
+    replaced = [p for p in found["replaced"] if is_ours(p)]
+    if not replaced:
+        return
+    if len(replaced) > 1 or (out.exists() and not (is_ours(out) or _is_empty_dir(out))):
+        raise MrdistillError(f"{out}: an earlier mrdistill run was killed while replacing it, and its "
+                             f"previous contents are kept in {', '.join(map(str, sorted(replaced)))}; "
+                             f"move that back or remove it yourself")
+    if is_ours(out):
+        _remove_tree(out)
+    elif out.exists():  # an empty folder
+        out.rmdir()
+    os.replace(replaced[0], out)
+    warnings.warn(f"{out}: an earlier run was killed while replacing this folder; its previous "
+                  f"contents are restored", stacklevel=3)
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
 @contextmanager

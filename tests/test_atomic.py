@@ -75,3 +75,18 @@ def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     removed = remove_stale_temporaries(tmp_path)
     assert sorted(removed) == sorted([*stale, stale_dir])
     assert live.exists() and user.exists() and not any(p.exists() for p in stale)
+
+
+def test_a_folder_set_aside_by_a_killed_atomic_dir_swap_comes_back(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)
+    old = tmp_path / f".pngs.{pid}.0123abcd.old"  # killed between the two renames: no "pngs"
+    old.mkdir()
+    (old / "a.png").write_bytes(b"1")
+    superseded = tmp_path / f".done.{pid}.0123abcd.old"  # killed after the swap: "done" is new
+    superseded.mkdir()
+    (tmp_path / "done").mkdir()
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([old, superseded])
+    assert (tmp_path / "pngs" / "a.png").read_bytes() == b"1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done", "pngs"]

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,63 @@ def test_resume_reuses_the_folder_and_never_removes_it(tmp_path):
     (tmp_path / "foreign" / "x").write_text("x")
     with pytest.raises(MrdistillError, match="cannot resume"):
         open_output(tmp_path / "foreign", resume=True)
+
+
+def _killed(code: str, run: Path) -> None:
+    """Run `code` (with `run` and rundir's names in scope) in a process that is then killed
+    (os._exit skips every cleanup, as SIGKILL does)."""
+    script = (f"import os\nfrom pathlib import Path\nfrom mrdistill.rundir import *\n"
+              f"run = Path({str(run)!r})\n{code}\nos._exit(9)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    assert subprocess.run([sys.executable, "-c", script], env=env).returncode == 9
+
+
+def test_a_kill_during_an_uncommitted_overwrite_is_undone_by_the_next_claim(tmp_path):
+    run = _old_run(tmp_path / "run")
+    _killed("out = open_output(run, overwrite=True)\n(out.path / 'half.pt').write_text('new')", run)
+    assert not (run / "best.pt").exists() and len(list(tmp_path.glob(".run.replaced-*"))) == 1
+    with pytest.warns(UserWarning, match="killed while replacing this folder; its previous contents are restored"):
+        with claim(run, resume=True) as out:
+            assert out.reused
+    assert (run / "best.pt").read_text() == "old" and not (run / "half.pt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    # killed between setting the old folder aside and creating the new one: it comes back too
+    _killed("os.replace(run, run.parent / f'.run.replaced-{os.getpid()}-0123abcd')", run)
+    with pytest.warns(UserWarning), pytest.raises(MrdistillError, match="already holds results"):
+        open_output(run)
+    assert (run / "best.pt").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_a_kill_after_commit_finishes_removing_the_replaced_folder(tmp_path):
+    run = _old_run(tmp_path / "run")
+    _killed("os.replace(run, run.parent / f'.run.removing-{os.getpid()}-0123abcd')", run)
+    mine = tmp_path / f".run.removing-{os.getpid()}-0123abcd"  # a removal in progress (alive)
+    mine.mkdir()
+    with claim(run) as out:
+        (out.path / "new.pt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run", mine.name])
+
+
+def test_a_folder_set_aside_is_never_restored_over_the_users_files(tmp_path):
+    run = _old_run(tmp_path / "run")
+    _killed("os.replace(run, run.parent / f'.run.replaced-{os.getpid()}-0123abcd')", run)
+    run.mkdir()
+    (run / "thesis.tex").write_text("mine")
+    with pytest.raises(MrdistillError, match=r"killed while replacing it, and its previous contents are kept in "
+                                             r".*\.run\.replaced-\d+-0123abcd; move that back"):
+        open_output(run, resume=True)
+    assert (run / "thesis.tex").read_text() == "mine"
+    assert (next(tmp_path.glob(".run.replaced-*")) / "best.pt").read_text() == "old"
+
+
+def test_resuming_removes_stale_temporaries_of_killed_writes_only(tmp_path):
+    run = _old_run(tmp_path / "run")
+    (run / "checkpoints").mkdir()
+    _killed("from mrdistill.atomic import _temp_name\n"
+            "_temp_name(run / 'checkpoints' / 'last.pt').write_bytes(b'half')\n"
+            "_temp_name(run / 'log.csv').write_bytes(b'half')", run)
+    assert len([p for p in run.rglob(".*.tmp")]) == 2
+    (run / ".notes.tmp").write_text("the user's")  # not a name mrdistill writes
+    with claim(run, resume=True):
+        pass
+    assert sorted(p.name for p in run.rglob("*") if p.name.startswith(".")) == [MARKER, ".notes.tmp"]

@@ -17,7 +17,7 @@ from mrdistill.deploy.benchmark import (BenchSettings, built_model, check_settin
                                         render_markdown, run_benchmark, write_report)
 from mrdistill.errors import MrdistillError
 from mrdistill.physics.masks import MASK_KINDS
-from mrdistill.rundir import check_output_path
+from mrdistill.rundir import check_output_path, check_writable
 
 
 class _ModelAction(argparse.Action):
@@ -66,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_path(args.out, args.checkpoint)  # before minutes of measuring, not after
+    check_writable(args.out)
     settings = BenchSettings(shape=tuple(args.shape), batch=args.batch, device=args.device,
                              backends=[b.strip() for b in args.backends.split(",") if b.strip()],
                              repeats=args.repeats, matmul_size=args.matmul_size,

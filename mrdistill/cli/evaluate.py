@@ -44,6 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="score only targets of this acquisition, e.g. CORPD_FBK, CORPDFS_FBK, AXT2")
     files.add_argument("--metrics", default="nmse,psnr,ssim,hfen,vif",
                        help="comma-separated metrics (default: %(default)s)")
+    files.add_argument("--skip-bad", action="store_true",
+                       help="leave out unreadable target files, list them, go on")
     p.add_argument("--out", default=None,
                    help="output folder (default: <run>/evaluation or <predictions-path>/evaluation; "
                         "required with several prediction folders)")
@@ -102,7 +104,7 @@ def _file_mode(args: argparse.Namespace) -> int:
     evs = {label: evaluate_prediction_files(args.target_path, path, challenge=args.challenge,
                                             acceleration=args.acceleration,
                                             acquisition=args.acquisition, metrics=metrics,
-                                            progress=not args.no_progress)
+                                            skip_bad=args.skip_bad, progress=not args.no_progress)
            for label, path in zip(labels, paths)}
     summary = summarise({label: ev.metric_rows(metrics) for label, ev in evs.items()})
     open_output(out, resume=True, inputs=inputs, command="evaluate").commit()
@@ -112,6 +114,8 @@ def _file_mode(args: argparse.Namespace) -> int:
             "challenge": args.challenge or "by k-space coils", "acceleration": args.acceleration,
             "acquisition": args.acquisition, "volumes": len(first.per_volume),
             "filtered_out": first.filtered_out,
+            "skipped": [f"{path}: {problem}" if not problem.startswith(path) else problem
+                        for path, problem in first.skipped],
             "conventions": "fastMRI evaluate.py: crop to (w, w) of the target; per volume; data "
                            "range = target volume max; SSIM 7x7 uniform, K1 0.01, K2 0.03, mean over "
                            "slices; HFEN LoG 15x15 sigma 1.5; VIF-P"}
@@ -124,9 +128,7 @@ def _file_mode(args: argparse.Namespace) -> int:
                             [{"predictions": k, **row} for k, ev in evs.items() for row in ev.per_slice])
         write_per_slice_csv(out / "per_volume.csv",
                             [{"predictions": k, **row} for k, ev in evs.items() for row in ev.per_volume])
-    figures = comparison_figures(args.target_path, dict(zip(labels, map(Path, paths))), out / "figures",
-                                 volumes=[row["volume"] for row in first.per_volume],
-                                 challenge=args.challenge)
+    figures = comparison_figures(first, dict(zip(labels, map(Path, paths))), out / "figures")
     table = markdown_table(summary, metrics=tuple(m for m in ("psnr", "ssim", "nmse", "hfen", "vif")
                                                   if m in metrics) or metrics)
     notes = [f"{k}: {v}" for k, v in meta.items()] + [f"figure: {f.name}" for f in figures]
@@ -137,6 +139,10 @@ def _file_mode(args: argparse.Namespace) -> int:
                         for m, (mean, two_sd) in summary[label].items())
         print(f"{label}: {len(ev.per_volume)} volumes: {line}" if len(evs) > 1
               else f"{len(ev.per_volume)} volumes: {line}")
+    if meta["skipped"]:
+        print(f"skipped {len(meta['skipped'])} bad target file(s):")
+        for line in meta["skipped"]:
+            print(f"  {line}")
     print()
     print(table)
     print(f"written: {out}")

@@ -150,7 +150,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise MrdistillError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        value = parse_yaml(raw)
+        try:
+            value = parse_yaml(raw)
+        except yaml.YAMLError as exc:
+            raise MrdistillError(f"--set {key.strip()}: not a valid YAML value ({yaml_problem(exc)}); "
+                                 f"quote a string that starts with a special character") from None
         node: Any = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -185,17 +189,34 @@ def check_shadowed(cfg: RunConfig, overrides: list[str]) -> None:
                                  f"own {name} ({keys}); set those instead")
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in words with its place: "expected ',' or ']', but got '<stream end>' at line
+    2, column 1" (PyYAML's problem and mark, 1-based), else its first message line."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if not problem:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else "unparsable text"
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(exc, "context", None)
+    return f"{context + ': ' if context else ''}{problem}{where}"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; missing or malformed files raise `MrdistillError`."""
     path = Path(path)
+    if path.is_dir():
+        raise MrdistillError(f"{path}: is a folder, not a config file")
     if not path.is_file():
         raise MrdistillError(f"config file not found: {path}")
     try:
         data = parse_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MrdistillError(f"{path}: cannot read config ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise MrdistillError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise MrdistillError(f"{path}: the config file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                             f"at offset {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise MrdistillError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise MrdistillError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

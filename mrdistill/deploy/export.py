@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mrdistill.atomic import atomic_path, atomic_write_text
+from mrdistill.rundir import check_writable
 from mrdistill.deploy.graphs import build_graph
 from mrdistill.deploy.inputs import ExampleBatch, example_batch
 from mrdistill.deploy.metadata import sidecar, training_data
@@ -127,6 +128,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, *,
     for path in (out, side):
         if path.exists() and not overwrite:
             raise MrdistillError(f"{path} exists: choose another --out or pass --overwrite")
+    check_writable(out.parent)
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt, checkpoint)

@@ -36,11 +36,16 @@ def all_finite(state: dict[str, torch.Tensor]) -> bool:
                if torch.is_floating_point(v) or torch.is_complex(v))
 
 
-def remove_stale_temps(folder: Path) -> None:
-    """Delete the temporary files a killed atomic write left in `folder` (`.<name>.*.tmp`)."""
-    if folder.is_dir():
-        for tmp in folder.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+def torch_load_problem(exc: BaseException) -> str:
+    """Why `torch.load(..., weights_only=True)` refused a file, in words: its weights-only
+    unpickler's own reason (e.g. "Unsupported operand 110" for bytes that are no checkpoint,
+    "Unsupported global: GLOBAL os.system ..." for code in a pickle) instead of the advice to load
+    unsafely that leads its message; other errors as `describe_exception` gives them."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        return f"not a plain-weights PyTorch file ({' '.join(detail.split())[:200]})"
+    return describe_exception(exc)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -57,7 +62,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise MrdistillError(f"cannot read checkpoint {path}: {describe_exception(exc)}") from None
+        raise MrdistillError(f"cannot read checkpoint {path}: {torch_load_problem(exc)}") from None
     if not isinstance(ckpt, dict) or "model_name" not in ckpt or "model" not in ckpt:
         raise MrdistillError(f"{path} is not an mrdistill checkpoint")
     verify_hash(ckpt, path)

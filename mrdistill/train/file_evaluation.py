@@ -8,6 +8,11 @@ SSIM the mean over slices, all with data range = max of the (cropped) target vol
 aggregate over volumes is mean +/- 2 sd (`eval.report.summarise`). Per-slice values use the
 volume's data range. `comparison_figures` shows target, predictions and error maps of a few slices
 for several prediction folders scored against the same targets.
+
+The metadata of every target and prediction file (its datasets and attributes) is read in a worker
+process under a time limit (`fastmri_io.read_headers`): a damaged file can keep HDF5 busy for
+minutes, and one that runs over the limit is reported as unreadable (or, with `skip_bad`, a bad
+target is listed and left out).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from tqdm.auto import tqdm
 from mrdistill.data.crop import center_crop
 from mrdistill.eval.figures import save_panel
 from mrdistill.data.fastmri_index import list_h5_files
-from mrdistill.data.fastmri_io import PREDICTION_KEY, TARGET_KEYS, open_h5, read_volume_array
+from mrdistill.config import FastMRIConfig
+from mrdistill.data.fastmri_io import PREDICTION_KEY, TARGET_KEYS, read_headers, read_volume_array
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import METRICS, slice_metrics, volume_metrics
 
@@ -31,22 +37,27 @@ FILE_METRICS = ("nmse", "psnr", "ssim", "hfen", "vif")
 
 @dataclass
 class FileEvaluation:
-    """per_volume: one row per scored volume (name + metrics); per_slice: one row per slice."""
+    """per_volume: one row per scored volume (name + metrics); per_slice: one row per slice;
+    scored: volume name -> (target file, target dataset); skipped: unreadable targets left out
+    with `skip_bad`, as (path, problem)."""
 
     per_volume: list[dict[str, Any]] = field(default_factory=list)
     per_slice: list[dict[str, Any]] = field(default_factory=list)
     filtered_out: int = 0
+    scored: dict[str, tuple[Path, str]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def metric_rows(self, metrics: tuple[str, ...]) -> list[dict[str, float]]:
         return [{m: float(row[m]) for m in metrics} for row in self.per_volume]
 
 
-def _target_key(f: Any, path: Path, challenge: str | None) -> str:
-    """The target dataset to score against: by challenge, else by the file's k-space coils."""
+def _target_key(f: dict[str, int], path: Path, challenge: str | None) -> str:
+    """The target dataset to score against (f: the file's dataset names -> rank): by challenge,
+    else by the file's k-space coils."""
     if challenge is not None:
         key = TARGET_KEYS[challenge]
     elif "kspace" in f:
-        key = TARGET_KEYS["multicoil" if f["kspace"].ndim == 4 else "singlecoil"]
+        key = TARGET_KEYS["multicoil" if f["kspace"] == 4 else "singlecoil"]
     else:
         present = [k for k in TARGET_KEYS.values() if k in f]
         if len(present) != 1:
@@ -55,6 +66,8 @@ def _target_key(f: Any, path: Path, challenge: str | None) -> str:
         key = present[0]
     if key not in f:
         raise MrdistillError(f"{path}: no '{key}' target (a test file, or the wrong --challenge?)")
+    if f[key] != 3:
+        raise MrdistillError(f"{path}: '{key}' must be a (slices, H, W) dataset")
     return key
 
 
@@ -95,17 +108,15 @@ def scored_pair(tgt_file: Path, key: str, pred_file: Path) -> tuple[np.ndarray, 
     return target, pred
 
 
-def comparison_figures(target_path: str | Path, predictions: dict[str, Path], out: str | Path, *,
-                       volumes: list[str], challenge: str | None = None, slices: int = 3) -> list[Path]:
-    """PNG panels `out/<volume>_slice<k>.png` for the first of `volumes` that were scored: the
-    target, every prediction (label -> folder, in order) and their error maps, for `slices` evenly
-    spaced slices. Returns the files written."""
-    if not volumes:
+def comparison_figures(ev: FileEvaluation, predictions: dict[str, Path], out: str | Path, *,
+                       slices: int = 3) -> list[Path]:
+    """PNG panels `out/<volume>_slice<k>.png` for the first volume `ev` scored: the target, every
+    prediction (label -> folder, in order) and their error maps, for `slices` evenly spaced
+    slices. Returns the files written."""
+    if not ev.per_volume:
         return []
-    name = volumes[0]
-    tgt_file = next(p for p in list_h5_files(target_path) if p.name[: -len(p.suffix)] == name)
-    with open_h5(tgt_file) as f:
-        key = _target_key(f, tgt_file, challenge)
+    name = ev.per_volume[0]["volume"]
+    tgt_file, key = ev.scored[name]
     pairs = {label: scored_pair(tgt_file, key, folder / tgt_file.name)
              for label, folder in predictions.items()}
     target = next(iter(pairs.values()))[0]
@@ -120,15 +131,30 @@ def comparison_figures(target_path: str | Path, predictions: dict[str, Path], ou
     return written
 
 
+def _check_predictions(files: list[Path], time_limit: float) -> None:
+    """Read the headers of the prediction files that exist under the time limit: a damaged one is
+    refused (naming it) before any volume is read; a prediction must hold a (slices, H, W)
+    'reconstruction'."""
+    present = [p for p in files if p.is_file()]
+    for path, header in zip(present, read_headers(present, time_limit)):
+        if isinstance(header, MrdistillError):
+            raise header
+        if header["datasets"].get(PREDICTION_KEY) != 3:
+            raise MrdistillError(f"{path}: no '{PREDICTION_KEY}' dataset of shape (slices, H, W)")
+
+
 def evaluate_prediction_files(target_path: str | Path, predictions_path: str | Path, *,
                               challenge: str | None = None, acceleration: float | None = None,
                               acquisition: str | None = None,
-                              metrics: tuple[str, ...] = FILE_METRICS,
+                              metrics: tuple[str, ...] = FILE_METRICS, skip_bad: bool = False,
+                              time_limit: float = FastMRIConfig.metadata_time_limit,
                               progress: bool = False) -> FileEvaluation:
     """Score `predictions_path/<name>.h5` against every matching `target_path/<name>.h5`.
 
-    Raises `MrdistillError` (one line, naming the file) for a missing or unreadable prediction,
-    a slice-count mismatch, non-finite predictions, or when no target file matches the filters.
+    Raises `MrdistillError` (one line, naming the file) for an unreadable target (with `skip_bad`
+    it is listed in `skipped` instead), a missing or unreadable prediction, a slice-count
+    mismatch, non-finite predictions, or when no target file matches the filters. File metadata is
+    read at most `time_limit` seconds per file (see the module docstring).
     """
     if challenge is not None:
         check_choice("challenge", challenge, tuple(TARGET_KEYS))
@@ -138,15 +164,26 @@ def evaluate_prediction_files(target_path: str | Path, predictions_path: str | P
     if not predictions_path.is_dir():
         raise MrdistillError(f"{predictions_path}: predictions folder not found")
     ev = FileEvaluation()
-    for tgt_file in tqdm(list_h5_files(target_path), desc="evaluate", disable=not progress):
-        with open_h5(tgt_file) as f:
-            if not (_matches(f.attrs, "acquisition", acquisition)
-                    and _matches(f.attrs, "acceleration", acceleration)):
+    chosen: list[tuple[Path, str]] = []
+    files = list_h5_files(target_path)
+    for tgt_file, header in zip(files, read_headers(files, time_limit)):
+        try:
+            if isinstance(header, MrdistillError):
+                raise header
+            if not (_matches(header["attrs"], "acquisition", acquisition)
+                    and _matches(header["attrs"], "acceleration", acceleration)):
                 ev.filtered_out += 1
                 continue
-            key = _target_key(f, tgt_file, challenge)
+            chosen.append((tgt_file, _target_key(header["datasets"], tgt_file, challenge)))
+        except MrdistillError as exc:
+            if not skip_bad:
+                raise
+            ev.skipped.append((str(tgt_file), str(exc)))
+    _check_predictions([predictions_path / t.name for t, _ in chosen], time_limit)
+    for tgt_file, key in tqdm(chosen, desc="evaluate", disable=not progress):
         target, pred = scored_pair(tgt_file, key, predictions_path / tgt_file.name)
         name = tgt_file.name[: -len(tgt_file.suffix)]
+        ev.scored[name] = (tgt_file, key)
         peak = float(target.max())
         ev.per_volume.append({"volume": name, "slices": int(target.shape[0]),
                               **volume_metrics(target, pred, peak, names=metrics)})

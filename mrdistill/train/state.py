@@ -33,9 +33,7 @@ import torch
 from torch import nn
 
 from mrdistill.errors import MrdistillError
-from mrdistill.train.checkpoint import (CHECKPOINT_DIR, load_checkpoint, remove_stale_temps,
-                                        state_to_cpu)
-from mrdistill.train import distributed
+from mrdistill.train.checkpoint import CHECKPOINT_DIR, load_checkpoint, state_to_cpu
 from mrdistill.train.logging import RunLog
 
 STATE_VERSION = 1
@@ -115,11 +113,9 @@ class RunState:
     @classmethod
     def open(cls, run_dir: Path, resume: bool = False, tensorboard: bool = False) -> "RunState":
         """The state of a run starting in `run_dir`: from `checkpoints/last.pt` when `resume` and it
-        exists (else from scratch). Temporary files left by a killed checkpoint write are removed."""
+        exists (else from scratch). (Temporary files left by a killed checkpoint write were removed
+        when the folder was claimed: `rundir.open_output`.)"""
         run_dir = Path(run_dir)
-        if distributed.is_main():  # under torchrun only rank 0 writes (or tidies) the folder
-            remove_stale_temps(run_dir / CHECKPOINT_DIR)
-            remove_stale_temps(run_dir)
         last = run_dir / CHECKPOINT_DIR / "last.pt"
         checkpoint = None
         if resume and last.is_file():

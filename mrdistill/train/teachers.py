@@ -17,7 +17,7 @@ from mrdistill.config import TeacherConfig
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.foreign import weights_root
-from mrdistill.train.checkpoint import load_checkpoint, load_model
+from mrdistill.train.checkpoint import load_checkpoint, load_model, torch_load_problem
 
 FORMATS = ("fastmri", "mrdistill")
 SHOWN = 3  # keys named in a mismatch message
@@ -38,7 +38,7 @@ def read_state_dict(path: str | Path, fmt: str) -> dict[str, Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
         raise MrdistillError(f"cannot read teacher weights {path} with weights_only=True "
-                             f"({type(exc).__name__})") from None
+                             f"({torch_load_problem(exc)})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = strip_common_prefix(obj["state_dict"])
     if not isinstance(obj, dict) or not obj or not all(

@@ -67,7 +67,8 @@ def test_missing_checkpoint_and_unreadable_file(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(b"\x00\xff: [unclosed")
     code, _, err = run_cli(["train", "--config", bad], capsys)
-    assert code == 2 and "cannot read config" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "bad.yaml: the config file is not UTF-8 text (byte 0xff at offset 1)" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_console_script_exit_code():

@@ -270,6 +270,15 @@ def test_evaluate_errors_and_filters(tmp_path, capsys):
     code, out, _ = cli(["evaluate", "--target-path", val, "--predictions-path", tmp_path / "pred",
                         "--challenge", "singlecoil", "--acquisition", "CORPD_FBK", "--no-progress"], capsys)
     assert code == 0 and "PSNR = inf" in out and "SSIM = 1 +/- 0" in out
+    (val / "file1002.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 40)  # a damaged target
+    args = ["evaluate", "--target-path", val, "--predictions-path", tmp_path / "pred", "--challenge",
+            "singlecoil", "--metrics", "psnr", "--no-progress", "--out", tmp_path / "ev"]
+    code, _, err = cli(args, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "file1002.h5: " in err
+    code, out, _ = cli([*args, "--skip-bad"], capsys)
+    assert code == 0 and "skipped 1 bad target file(s):\n  " + str(val / "file1002.h5") in out
+    meta = json.loads((tmp_path / "ev" / "metrics.json").read_text())["meta"]
+    assert meta["volumes"] == 2 and meta["skipped"][0].startswith(str(val / "file1002.h5") + ": ")
 
 
 def test_prepare_then_train_on_it(tmp_path, capsys):

@@ -23,9 +23,10 @@ from format_fixtures import (phantom, write_dicom_series, write_fastmri_volume, 
 from mrdistill.config import DataConfig, FastMRIConfig, MaskConfig  # noqa: E402
 from mrdistill.data.fastmri import FastMRISliceDataset  # noqa: E402
 from mrdistill.data.fastmri_io import (PREDICTION_KEY, inspect_file_limited,  # noqa: E402
-                                       read_volume_array, write_reconstruction)
+                                       read_headers, read_volume_array, write_reconstruction)
 from mrdistill.data.prepared import MANIFEST, MANIFEST_FORMAT, read_manifest  # noqa: E402
 from mrdistill.data.volumes import find_inputs, read_volume  # noqa: E402
+from mrdistill.errors import MrdistillError  # noqa: E402
 from mrdistill.physics.masks import make_mask  # noqa: E402
 
 # reader kind -> file suffix of its seed file
@@ -106,7 +107,10 @@ def read_as(kind: str, path: Path, time_limit: float) -> str:
             s = ds[i]
             assert s.kspace.isfinite().all() and s.zero_filled.isfinite().all() and s.mask.any()
         return f"{len(ds)} slices"
-    if kind == "prediction":
+    if kind == "prediction":  # as evaluate reads it: the header under the time limit, then the array
+        (header,) = list(read_headers([path], time_limit))
+        if isinstance(header, MrdistillError):
+            raise header
         array = read_volume_array(path, PREDICTION_KEY)
         return f"array {array.shape}"
     if kind == "manifest":

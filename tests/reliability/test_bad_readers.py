@@ -20,6 +20,7 @@ from mrdistill.data.fastmri_io import inspect_file, inspect_files  # noqa: E402
 from mrdistill.data.volumes import find_inputs, read_volume  # noqa: E402
 from mrdistill.errors import MrdistillError  # noqa: E402
 from mrdistill.timelimit import TimeLimitExceeded  # noqa: E402
+from mrdistill.train.file_evaluation import evaluate_prediction_files  # noqa: E402
 
 
 def busy_hdf5_file(path: Path) -> Path:
@@ -130,3 +131,31 @@ def test_a_nifti_header_promising_more_data_than_the_file_holds_is_refused_befor
     path.write_bytes(bytes(raw))
     with pytest.raises(MrdistillError, match="big.nii: the NIfTI header promises .* bytes"):
         read_volume(find_inputs(path)[0])
+
+
+def _prediction_of(target: Path, folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    with h5py.File(target, "r") as f, h5py.File(folder / target.name, "w") as g:
+        g["reconstruction"] = f["reconstruction_esc"][()]
+    return folder / target.name
+
+
+def test_evaluate_reads_target_and_prediction_headers_under_the_time_limit(tmp_path):
+    targets = tmp_path / "targets"
+    good = write_fastmri_volume(targets / "good.h5", slices=2, height=16, width=12, recon=(8, 8))
+    _prediction_of(good, tmp_path / "pred")
+    busy = busy_hdf5_file(targets / "busy.h5")
+    start = time.perf_counter()
+    with pytest.raises(MrdistillError, match="busy.h5: reading it took more than 1 s"):
+        evaluate_prediction_files(targets, tmp_path / "pred", metrics=("psnr",), time_limit=1.0)
+    ev = evaluate_prediction_files(targets, tmp_path / "pred", metrics=("psnr",), time_limit=1.0,
+                                   skip_bad=True)  # --skip-bad
+    assert [row["volume"] for row in ev.per_volume] == ["good"] and ev.per_volume[0]["psnr"] == np.inf
+    assert ev.skipped[0][0] == str(busy) and "more than 1 s" in ev.skipped[0][1]
+    # a prediction that keeps HDF5 busy is refused (never skipped: it is the thing being scored)
+    busy.unlink()
+    busy_prediction = busy_hdf5_file(tmp_path / "pred" / "good.h5")
+    with pytest.raises(MrdistillError, match=f"{busy_prediction}: reading it took more than 1 s"):
+        evaluate_prediction_files(targets, tmp_path / "pred", metrics=("psnr",), time_limit=1.0,
+                                  skip_bad=True)
+    assert time.perf_counter() - start < 30

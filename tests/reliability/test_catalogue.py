@@ -7,99 +7,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, NamedTuple
 
-import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from format_fixtures import write_fastmri_volume, write_nifti  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from catalogue_env import (CONFIGS, Case, assets, cmd_argv, distill_argv, env,  # noqa: E402,F401
+                           files_argv, train_argv)
 
 from mrdistill.cli.main import main  # noqa: E402
-from mrdistill.config import RunConfig, from_dict, save_config  # noqa: E402
-from mrdistill.models import build_model  # noqa: E402
-from mrdistill.rundir import claim  # noqa: E402
-from mrdistill.train.checkpoint import model_payload, save_checkpoint  # noqa: E402
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TINY_KW = {"cascades": 1, "convs": 2, "channels": 4, "in_channels": 1}
-
-
-class Env(NamedTuple):
-    """A user's folder: inputs, a checkpoint, a previous run and a sentinel next to the outputs."""
-
-    root: Path
-    runs: Path  # out_dir of train/distill; holds the previous run `prev` and the sentinel
-    nifti: Path  # a NIfTI volume in scans/
-    scans: Path
-    ckpt: Path  # a tiny real-image DC-CNN checkpoint
-    other_ckpt: Path  # a MoDL checkpoint (another architecture)
-    run: Path  # a finished-looking run folder (config.yaml + checkpoints/best.pt) for evaluate
-    zeros: Path  # an all-zero mask file
-    fastmri: Path  # a fastMRI HDF5 file
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory) -> dict[str, Path]:
-    """Read-only inputs shared by every case (built once: a few ms)."""
-    root = tmp_path_factory.mktemp("assets")
-    ckpt = root / "dccnn.pt"
-    save_checkpoint(ckpt, model_payload(build_model("dccnn", seed=0, **TINY_KW), "dccnn", TINY_KW))
-    other = root / "modl.pt"
-    kw = {"unrolls": 1, "convs": 2, "channels": 4, "in_channels": 1, "cg_iters": 1}
-    save_checkpoint(other, model_payload(build_model("modl", seed=0, **kw), "modl", kw))
-    np.save(root / "zeros.npy", np.zeros(32, dtype=np.float32))
-    (root / "garbage.pt").write_bytes(b"not a checkpoint at all")
-    return {"ckpt": ckpt, "other": other, "zeros": root / "zeros.npy",
-            "fastmri": write_fastmri_volume(root / "knee.h5", slices=1),
-            "garbage": root / "garbage.pt"}
-
-
-@pytest.fixture
-def env(tmp_path, assets, monkeypatch) -> Env:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MRDISTILL_CACHE_DIR", str(tmp_path / "cache"))
-    runs = tmp_path / "runs"
-    with claim(runs / "prev") as out:  # the previous run a bad --overwrite must not cost
-        (out.path / "best.pt").write_text("previous results")
-    (runs / "sentinel.txt").write_text("the user's file")
-    (tmp_path / "sentinel.txt").write_text("the user's file")
-    scans = tmp_path / "scans"
-    nifti = write_nifti(scans / "a.nii.gz")
-    run = tmp_path / "done"
-    (run / "checkpoints").mkdir(parents=True)
-    cfg = from_dict(RunConfig, {"data": {"image_size": 32}, "model": {"kwargs": TINY_KW}})
-    save_config(cfg, run / "config.yaml")
-    (run / "checkpoints" / "best.pt").write_bytes(assets["ckpt"].read_bytes())
-    return Env(tmp_path, runs, nifti, scans, assets["ckpt"], assets["other"], run, assets["zeros"],
-               assets["fastmri"])
-
-
-class Case(NamedTuple):
-    name: str
-    argv: Callable[[Env], list]
-    expect: str  # a piece of the one line: the key or file it names
-
-
-def _train(*sets: str, config: str = "kdmri_teacher.yaml", overwrite: bool = True) -> Callable[[Env], list]:
-    def argv(e: Env) -> list:
-        base = ["train", "--config", CONFIGS / config, "--preset", "smoke", "--no-progress",
-                "--set", f"out_dir={e.runs}", "--set", "name=prev"]
-        return base + (["--overwrite"] if overwrite else []) + [a for s in sets for a in ("--set", s.format(e=e))]
-    return argv
-
-
-def _distill(*sets: str) -> Callable[[Env], list]:
-    def argv(e: Env) -> list:
-        return (["distill", "--config", CONFIGS / "kdmri_kd.yaml", "--no-progress", "--overwrite",
-                 "--set", f"out_dir={e.runs}", "--set", "name=prev", "--set", "data.image_size=32",
-                 "--set", f"distill.teacher={e.ckpt}"] + [a for s in sets for a in ("--set", s.format(e=e))])
-    return argv
-
-
-def _cmd(*args: str) -> Callable[[Env], list]:
-    return lambda e: [str(a).format(e=e) for a in args]
-
 
 # (key, bad value, what the one line must contain) for train --set: every value out of range.
 TRAIN_VALUES = [
@@ -197,186 +112,208 @@ DISTILL_VALUES = [
 ]
 
 CASES: list[Case] = (
-    [Case(f"train-{k}={v}", _train(f"{k}={v}"), msg) for k, v, msg in TRAIN_VALUES]
-    + [Case(f"distill-{k}={v}", _distill(f"{k}={v}"), msg) for k, v, msg in DISTILL_VALUES]
+    [Case(f"train-{k}={v}", train_argv(f"{k}={v}"), msg) for k, v, msg in TRAIN_VALUES]
+    + [Case(f"distill-{k}={v}", distill_argv(f"{k}={v}"), msg) for k, v, msg in DISTILL_VALUES]
     + [
-        Case("train-fixed-all-zero-mask", _train("data.mask.kind=fixed", "data.mask.path={e.root}/../zeros.npy"),
-             "zeros.npy"),
-        Case("train-missing-config", _cmd("train", "--config", "{e.root}/nope.yaml"), "nope.yaml"),
+        Case("train-fixed-all-zero-mask", train_argv("data.mask.kind=fixed", "data.mask.path={e.zeros}"),
+             "zeros.npy' samples nothing"),
+        Case("train-missing-config", cmd_argv("train", "--config", "{e.root}/nope.yaml"), "nope.yaml"),
         Case("train-config-is-a-list", lambda e: (e.root / "l.yaml").write_text("- 1\n") and
              ["train", "--config", e.root / "l.yaml"], "l.yaml"),
         Case("train-config-bad-yaml", lambda e: (e.root / "b.yaml").write_text("a: [1\n") and
-             ["train", "--config", e.root / "b.yaml"], "b.yaml: not valid YAML"),
+             ["train", "--config", e.root / "b.yaml"], "b.yaml: not valid YAML (while parsing a flow sequence: "
+             "expected ',' or ']', but got '<stream end>' at line 2, column 1)"),
+        Case("train-config-not-utf8", lambda e: (e.root / "u.yaml").write_bytes(b"\xff\xfe") and
+             ["train", "--config", e.root / "u.yaml"], "u.yaml: the config file is not UTF-8 text (byte 0xff"),
+        Case("train-config-is-a-folder", cmd_argv("train", "--config", "{e.scans}"), "scans: is a folder, not a config"),
+        Case("train-config-python-tag", lambda e: (e.root / "t.yaml").write_text("seed: !!python/object/apply:os.getpid []\n")
+             and ["train", "--config", e.root / "t.yaml"], "t.yaml: not valid YAML (could not determine a constructor"),
+        Case("train-set-bad-yaml-value", train_argv("optim.lr=[1"), "--set optim.lr: not a valid YAML value"),
+        Case("study-set-bad-yaml-value", cmd_argv("study", "--set", "seeds=[1"), "--set seeds: not a valid YAML value"),
         Case("train-config-bad-value-in-file", lambda e: (e.root / "v.yaml").write_text("optim: {lr: -1e-4}\n")
              and ["train", "--config", e.root / "v.yaml", "--set", f"out_dir={e.runs}"], "optim.lr"),
-        Case("train-unknown-preset", _cmd("train", "--config", CONFIGS / "kdmri_teacher.yaml", "--preset", "huge"),
+        Case("train-unknown-preset", cmd_argv("train", "--config", CONFIGS / "kdmri_teacher.yaml", "--preset", "huge"),
              "no preset 'huge'"),
-        Case("train-set-without-equals", _train("optim.lr"), "--set expects key=value"),
-        Case("train-set-into-a-value", _train("optim.lr.x=1"), "optim.lr"),
-        Case("train-existing-run-without-overwrite", _train(overwrite=False), "already holds results"),
-        Case("train-out-dir-is-a-file", _train("out_dir={e.runs}/sentinel.txt", "name=x"), "sentinel.txt"),
+        Case("train-set-without-equals", train_argv("optim.lr"), "--set expects key=value"),
+        Case("train-set-into-a-value", train_argv("optim.lr.x=1"), "optim.lr"),
+        Case("train-existing-run-without-overwrite", train_argv(overwrite=False), "already holds results"),
+        Case("train-out-dir-is-a-file", train_argv("out_dir={e.runs}/sentinel.txt", "name=x"), "sentinel.txt"),
         Case("train-overwrite-a-foreign-folder", lambda e: (e.runs / "mine").mkdir() or
-             (e.runs / "mine" / "notes.txt").write_text("x") and _train("name=mine")(e), "did not create"),
-        Case("train-overwrite-the-cwd", _train("out_dir={e.root}/..", "name={e.root.name}"),
+             (e.runs / "mine" / "notes.txt").write_text("x") and train_argv("name=mine")(e), "did not create"),
+        Case("train-overwrite-the-cwd", train_argv("out_dir={e.root}/..", "name={e.root.name}"),
              "refusing to replace"),
-        Case("train-overwrite-a-folder-holding-the-data", _train(
+        Case("train-overwrite-a-folder-holding-the-data", train_argv(
             "data.dataset=prepared", "data.path={e.runs}/prev/data", "name=prev"), "(or contains) the input"),
-        Case("train-no-such-argument", _cmd("train", "--config", CONFIGS / "kdmri_teacher.yaml", "--epochs", "3"),
+        Case("train-no-such-argument", cmd_argv("train", "--config", CONFIGS / "kdmri_teacher.yaml", "--epochs", "3"),
              "unrecognized arguments: --epochs"),
-        Case("train-no-config", _cmd("train"), "--config"),
-        Case("distill-teacher-is-garbage", _distill("distill.teacher={e.root}/../garbage.pt"), "garbage.pt"),
-        Case("distill-overwrite-folder-holding-the-teacher", lambda e: _distill(
+        Case("train-no-config", cmd_argv("train"), "--config"),
+        Case("distill-teacher-is-garbage", distill_argv("distill.teacher={e.garbage}"), "garbage.pt: not a plain-weights"),
+        Case("distill-overwrite-folder-holding-the-teacher", lambda e: distill_argv(
             f"distill.teacher={e.runs / 'prev' / 't.pt'}")(e) if (e.runs / "prev" / "t.pt").write_bytes(
                 e.ckpt.read_bytes()) else [], "(or contains) the input"),
         # demo
-        Case("demo-acceleration-1", _cmd("demo", "--preset", "smoke", "--acceleration", "1", "--out", "{e.runs}/d"),
+        Case("demo-acceleration-1", cmd_argv("demo", "--preset", "smoke", "--acceleration", "1", "--out", "{e.runs}/d"),
              "acceleration"),
-        Case("demo-acceleration-negative", _cmd("demo", "--preset", "smoke", "--acceleration", "-4",
+        Case("demo-acceleration-negative", cmd_argv("demo", "--preset", "smoke", "--acceleration", "-4",
                                                 "--out", "{e.runs}/d"), "acceleration"),
-        Case("demo-acceleration-huge", _cmd("demo", "--preset", "smoke", "--acceleration", "1e6",
+        Case("demo-acceleration-huge", cmd_argv("demo", "--preset", "smoke", "--acceleration", "1e6",
                                             "--out", "{e.runs}/d"), "--acceleration: acceleration 1e+06"),
-        Case("demo-acceleration-nan", _cmd("demo", "--preset", "smoke", "--acceleration", "nan",
+        Case("demo-acceleration-nan", cmd_argv("demo", "--preset", "smoke", "--acceleration", "nan",
                                            "--out", "{e.runs}/d"), "acceleration"),
-        Case("demo-acceleration-word", _cmd("demo", "--acceleration", "four"), "--acceleration"),
-        Case("demo-seed-negative", _cmd("demo", "--preset", "smoke", "--seed", "-1", "--out", "{e.runs}/d"),
+        Case("demo-acceleration-word", cmd_argv("demo", "--acceleration", "four"), "--acceleration"),
+        Case("demo-seed-negative", cmd_argv("demo", "--preset", "smoke", "--seed", "-1", "--out", "{e.runs}/d"),
              "--seed: expected an integer in [0, 2**63 - 1]"),
-        Case("demo-seed-huge", _cmd("demo", "--preset", "smoke", "--seed", str(2**70), "--out", "{e.runs}/d"),
+        Case("demo-seed-huge", cmd_argv("demo", "--preset", "smoke", "--seed", str(2**70), "--out", "{e.runs}/d"),
              "--seed"),
-        Case("demo-unknown-preset", _cmd("demo", "--preset", "gigantic"), "invalid choice: 'gigantic'"),
-        Case("demo-out-is-a-file", _cmd("demo", "--preset", "smoke", "--out", "{e.runs}/sentinel.txt"),
+        Case("demo-unknown-preset", cmd_argv("demo", "--preset", "gigantic"), "invalid choice: 'gigantic'"),
+        Case("demo-out-is-a-file", cmd_argv("demo", "--preset", "smoke", "--out", "{e.runs}/sentinel.txt"),
              "sentinel.txt: exists and is a file"),
-        Case("demo-out-cwd-overwrite", _cmd("demo", "--preset", "smoke", "--out", ".", "--overwrite"),
+        Case("demo-out-cwd-overwrite", cmd_argv("demo", "--preset", "smoke", "--out", ".", "--overwrite"),
              "refusing to replace"),
-        Case("demo-out-parent-overwrite", _cmd("demo", "--preset", "smoke", "--out", "..", "--overwrite"),
+        Case("demo-out-parent-overwrite", cmd_argv("demo", "--preset", "smoke", "--out", "..", "--overwrite"),
              "refusing to replace"),
-        Case("demo-out-root-overwrite", _cmd("demo", "--preset", "smoke", "--out", "/", "--overwrite"),
+        Case("demo-out-root-overwrite", cmd_argv("demo", "--preset", "smoke", "--out", "/", "--overwrite"),
              "refusing to replace"),
-        Case("demo-out-non-empty", _cmd("demo", "--preset", "smoke", "--out", "{e.runs}"), "already holds results"),
-        Case("demo-out-foreign-overwrite", _cmd("demo", "--preset", "smoke", "--out", "{e.runs}", "--overwrite"),
+        Case("demo-out-non-empty", cmd_argv("demo", "--preset", "smoke", "--out", "{e.runs}"), "already holds results"),
+        Case("demo-out-foreign-overwrite", cmd_argv("demo", "--preset", "smoke", "--out", "{e.runs}", "--overwrite"),
              "did not create"),
         Case("demo-out-marked-cwd-overwrite", lambda e: (e.root / ".mrdistill").write_text("{}") and
              ["demo", "--preset", "smoke", "--out", ".", "--overwrite"], "refusing to replace"),
         # prepare
-        Case("prepare-out-is-the-input-folder", _cmd("prepare", "{e.scans}", "--out", "{e.scans}", "--overwrite"),
+        Case("prepare-out-is-the-input-folder", cmd_argv("prepare", "{e.scans}", "--out", "{e.scans}", "--overwrite"),
              "(or contains) the input"),
-        Case("prepare-out-contains-the-input", _cmd("prepare", "{e.nifti}", "--out", "{e.root}", "--overwrite"),
+        Case("prepare-out-contains-the-input", cmd_argv("prepare", "{e.nifti}", "--out", "{e.root}", "--overwrite"),
              "(or contains) the input"),
-        Case("prepare-out-is-a-file", _cmd("prepare", "{e.nifti}", "--out", "{e.root}/sentinel.txt"),
+        Case("prepare-out-is-a-file", cmd_argv("prepare", "{e.nifti}", "--out", "{e.root}/sentinel.txt"),
              "sentinel.txt: exists and is a file"),
-        Case("prepare-out-cwd-overwrite", _cmd("prepare", "{e.nifti}", "--out", ".", "--overwrite"),
+        Case("prepare-out-cwd-overwrite", cmd_argv("prepare", "{e.nifti}", "--out", ".", "--overwrite"),
              "(or contains) the input"),
-        Case("prepare-out-non-empty", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}"), "already holds results"),
-        Case("prepare-coils-0", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--coils", "0"),
+        Case("prepare-out-non-empty", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}"), "already holds results"),
+        Case("prepare-coils-0", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--coils", "0"),
              "--coils: expected an integer >= 1"),
-        Case("prepare-slab-0", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--slab", "0"), "--slab"),
-        Case("prepare-size-0", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--size", "0"), "--size"),
-        Case("prepare-noise-negative", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--noise-std", "-1"),
+        Case("prepare-slab-0", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--slab", "0"), "--slab"),
+        Case("prepare-size-0", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--size", "0"), "--size"),
+        Case("prepare-noise-negative", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--noise-std", "-1"),
              "--noise-std"),
-        Case("prepare-noise-nan", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--noise-std", "nan"),
+        Case("prepare-noise-nan", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--noise-std", "nan"),
              "--noise-std"),
-        Case("prepare-fractions", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--split-fractions",
+        Case("prepare-fractions", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--split-fractions",
                                        "0.5", "0.5", "2"), "--split-fractions"),
-        Case("prepare-foreground", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--min-foreground", "2"),
+        Case("prepare-foreground", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--min-foreground", "2"),
              "--min-foreground"),
-        Case("prepare-slice-axis", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--slice-axis", "5"),
+        Case("prepare-slice-axis", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--slice-axis", "5"),
              "--slice-axis"),
-        Case("prepare-seed", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--seed", "-1"), "--seed"),
-        Case("prepare-mode", _cmd("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--mode", "x"), "--mode"),
-        Case("prepare-missing-input", _cmd("prepare", "{e.root}/nope.nii.gz", "--out", "{e.runs}/p"), "nope.nii.gz"),
+        Case("prepare-seed", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--seed", "-1"), "--seed"),
+        Case("prepare-mode", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--mode", "x"), "--mode"),
+        Case("prepare-missing-input", cmd_argv("prepare", "{e.root}/nope.nii.gz", "--out", "{e.runs}/p"), "nope.nii.gz"),
         Case("prepare-fastmri-input", lambda e: ["prepare", e.fastmri, "--out", e.runs / "p"], "knee.h5"),
         Case("prepare-text-input", lambda e: (e.root / "notes.txt").write_text("x") and
              ["prepare", e.root / "notes.txt", "--out", e.runs / "p"], "notes.txt"),
         # predict
-        Case("predict-out-is-the-input-folder", _cmd("predict", "{e.scans}", "--checkpoint", "{e.ckpt}",
+        Case("predict-out-is-the-input-folder", cmd_argv("predict", "{e.scans}", "--checkpoint", "{e.ckpt}",
                                                      "--out", "{e.scans}", "--overwrite"), "(or contains) the input"),
-        Case("predict-out-contains-the-input", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+        Case("predict-out-contains-the-input", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
                                                     "--out", "{e.root}", "--overwrite"), "(or contains) the input"),
-        Case("predict-out-is-a-file", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+        Case("predict-out-is-a-file", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
                                            "--out", "{e.root}/sentinel.txt"), "sentinel.txt: exists and is a file"),
-        Case("predict-out-non-empty", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}"),
+        Case("predict-out-non-empty", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}"),
              "already holds results"),
-        Case("predict-out-foreign-overwrite", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+        Case("predict-out-foreign-overwrite", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
                                                    "--out", "{e.runs}", "--overwrite"), "did not create"),
-        Case("predict-batch-size-0", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
+        Case("predict-batch-size-0", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
                                           "--batch-size", "0"), "--batch-size: expected an integer >= 1"),
-        Case("predict-batch-size-negative", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+        Case("predict-batch-size-negative", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
                                                  "--out", "{e.runs}/o", "--batch-size", "-2"), "--batch-size"),
-        Case("predict-acceleration-1", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
+        Case("predict-acceleration-1", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
                                             "--acceleration", "1"), "--acceleration"),
-        Case("predict-acceleration-nan", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+        Case("predict-acceleration-nan", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
                                               "--out", "{e.runs}/o", "--acceleration", "nan"), "--acceleration"),
-        Case("predict-center-fraction", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
+        Case("predict-center-fraction", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
                                              "--out", "{e.runs}/o", "--center-fraction", "2"), "--center-fraction"),
-        Case("predict-slice-axis", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
+        Case("predict-slice-axis", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
                                         "--slice-axis", "7"), "--slice-axis"),
-        Case("predict-mask-kind", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
+        Case("predict-mask-kind", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
                                        "--mask", "spiral"), "--mask"),
-        Case("predict-missing-checkpoint", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.root}/no.pt",
+        Case("predict-missing-checkpoint", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.root}/no.pt",
                                                 "--out", "{e.runs}/o"), "no.pt"),
-        Case("predict-garbage-checkpoint", _cmd("predict", "{e.nifti}", "--checkpoint", "{e.root}/../garbage.pt",
-                                                "--out", "{e.runs}/o"), "garbage.pt"),
-        Case("predict-missing-input", _cmd("predict", "{e.root}/none.nii", "--checkpoint", "{e.ckpt}",
+        Case("predict-garbage-checkpoint", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.garbage}",
+                                                "--out", "{e.runs}/o"), "garbage.pt: not a plain-weights"),
+        Case("predict-missing-input", cmd_argv("predict", "{e.root}/none.nii", "--checkpoint", "{e.ckpt}",
                                            "--out", "{e.runs}/o"), "none.nii"),
-        Case("predict-no-checkpoint-option", _cmd("predict", "{e.nifti}", "--out", "{e.runs}/o"), "--checkpoint"),
+        Case("predict-no-checkpoint-option", cmd_argv("predict", "{e.nifti}", "--out", "{e.runs}/o"), "--checkpoint"),
         # evaluate
-        Case("evaluate-no-mode", _cmd("evaluate"), "evaluate needs --run"),
-        Case("evaluate-both-modes", _cmd("evaluate", "--run", "{e.run}", "--target-path", "{e.scans}"), "not both"),
-        Case("evaluate-only-targets", _cmd("evaluate", "--target-path", "{e.scans}"), "--predictions-path"),
-        Case("evaluate-run-missing", _cmd("evaluate", "--run", "{e.root}/nowhere"), "nowhere"),
-        Case("evaluate-not-a-run", _cmd("evaluate", "--run", "{e.scans}"), "not a run directory"),
-        Case("evaluate-missing-checkpoint", _cmd("evaluate", "--run", "{e.run}", "--checkpoint", "x.pt"), "x.pt"),
-        Case("evaluate-out-is-a-file", _cmd("evaluate", "--run", "{e.run}", "--out", "{e.root}/sentinel.txt"),
+        Case("evaluate-no-mode", cmd_argv("evaluate"), "evaluate needs --run"),
+        Case("evaluate-both-modes", cmd_argv("evaluate", "--run", "{e.run}", "--target-path", "{e.scans}"), "not both"),
+        Case("evaluate-only-targets", cmd_argv("evaluate", "--target-path", "{e.scans}"), "--predictions-path"),
+        Case("evaluate-run-missing", cmd_argv("evaluate", "--run", "{e.root}/nowhere"), "nowhere"),
+        Case("evaluate-not-a-run", cmd_argv("evaluate", "--run", "{e.scans}"), "not a run directory"),
+        Case("evaluate-missing-checkpoint", cmd_argv("evaluate", "--run", "{e.run}", "--checkpoint", "x.pt"), "x.pt"),
+        Case("evaluate-out-is-a-file", cmd_argv("evaluate", "--run", "{e.run}", "--out", "{e.root}/sentinel.txt"),
              "sentinel.txt: exists and is a file"),
-        Case("evaluate-out-is-the-run", _cmd("evaluate", "--run", "{e.run}", "--out", "{e.run}"),
+        Case("evaluate-out-is-the-run", cmd_argv("evaluate", "--run", "{e.run}", "--out", "{e.run}"),
              "(or contains) the input"),
-        Case("evaluate-out-foreign", _cmd("evaluate", "--run", "{e.run}", "--out", "{e.runs}"), "did not create"),
+        Case("evaluate-out-foreign", cmd_argv("evaluate", "--run", "{e.run}", "--out", "{e.runs}"), "did not create"),
         Case("evaluate-run-with-bad-config", lambda e: (e.run / "config.yaml").write_text("optim: {lr: -1}\n") and
              ["evaluate", "--run", e.run], "optim.lr"),
-        Case("evaluate-file-mode-out-is-a-file", _cmd("evaluate", "--target-path", "{e.scans}", "--predictions-path",
+        Case("evaluate-file-mode-out-is-a-file", cmd_argv("evaluate", "--target-path", "{e.scans}", "--predictions-path",
                                                       "{e.scans}", "--out", "{e.root}/sentinel.txt"), "sentinel.txt"),
-        Case("evaluate-file-mode-out-is-input", _cmd("evaluate", "--target-path", "{e.scans}", "--predictions-path",
+        Case("evaluate-file-mode-out-is-input", cmd_argv("evaluate", "--target-path", "{e.scans}", "--predictions-path",
                                                      "{e.runs}", "--out", "{e.scans}"), "(or contains) the input"),
-        Case("evaluate-bad-challenge", _cmd("evaluate", "--target-path", "{e.scans}", "--predictions-path",
+        Case("evaluate-bad-challenge", cmd_argv("evaluate", "--target-path", "{e.scans}", "--predictions-path",
                                             "{e.runs}", "--challenge", "tricoil"), "--challenge"),
+        Case("evaluate-target-not-hdf5", files_argv("t/knee.h5", b"junk"), "t/knee.h5: not an HDF5 file"),
+        Case("evaluate-target-without-targets", files_argv("t/knee.h5", {"other": 1}), "cannot tell the challenge"),
+        Case("evaluate-prediction-not-hdf5", files_argv("p/knee.h5", b"junk"), "p/knee.h5: not an HDF5 file"),
+        Case("evaluate-prediction-without-reconstruction", files_argv("p/knee.h5", {"other": 1}),
+             "p/knee.h5: no 'reconstruction' dataset"),
         # study
-        Case("study-unknown-key", _cmd("study", "--set", "colour=red"), "study: unknown key 'colour'"),
-        Case("study-no-seeds", _cmd("study", "--set", "seeds=[]"), "study.seeds"),
-        Case("study-seed-huge", _cmd("study", "--set", "seed=1180591620717411303424"), "study.seed"),
-        Case("study-acceleration-1", _cmd("study", "--set", "accelerations=[1]"), "study.accelerations"),
-        Case("study-teacher-epochs-0", _cmd("study", "--set", "teacher_epochs=0"), "study.teacher_epochs"),
-        Case("study-feature-epochs", _cmd("study", "--set", "feature_epochs=-1"), "study.feature_epochs"),
-        Case("study-name-absolute", _cmd("study", "--set", "name=/etc"), "study.name"),
-        Case("study-lr", _cmd("study", "--set", "optim.lr=-1"), "study.optim.lr"),
-        Case("study-missing-config", _cmd("study", "--config", "{e.root}/nope.yaml"), "nope.yaml"),
-        Case("study-unknown-preset", _cmd("study", "--preset", "enormous"), "invalid choice"),
+        Case("study-unknown-key", cmd_argv("study", "--set", "colour=red"), "study: unknown key 'colour'"),
+        Case("study-no-seeds", cmd_argv("study", "--set", "seeds=[]"), "study.seeds"),
+        Case("study-seed-huge", cmd_argv("study", "--set", "seed=1180591620717411303424"), "study.seed"),
+        Case("study-acceleration-1", cmd_argv("study", "--set", "accelerations=[1]"), "study.accelerations"),
+        Case("study-teacher-epochs-0", cmd_argv("study", "--set", "teacher_epochs=0"), "study.teacher_epochs"),
+        Case("study-feature-epochs", cmd_argv("study", "--set", "feature_epochs=-1"), "study.feature_epochs"),
+        Case("study-name-absolute", cmd_argv("study", "--set", "name=/etc"), "study.name"),
+        Case("study-lr", cmd_argv("study", "--set", "optim.lr=-1"), "study.optim.lr"),
+        Case("study-missing-config", cmd_argv("study", "--config", "{e.root}/nope.yaml"), "nope.yaml"),
+        Case("study-unknown-preset", cmd_argv("study", "--preset", "enormous"), "invalid choice"),
         # export, benchmark
-        Case("export-missing-checkpoint", _cmd("export", "{e.root}/no.pt", "--format", "onnx", "--out",
+        Case("export-missing-checkpoint", cmd_argv("export", "{e.root}/no.pt", "--format", "onnx", "--out",
                                                "{e.runs}/m.onnx"), "no.pt"),
-        Case("export-garbage-checkpoint", _cmd("export", "{e.root}/../garbage.pt", "--format", "onnx",
-                                               "--out", "{e.runs}/m.onnx"), "garbage.pt"),
-        Case("export-unknown-format", _cmd("export", "{e.ckpt}", "--format", "tflite", "--out", "{e.runs}/m"),
+        Case("export-garbage-checkpoint", cmd_argv("export", "{e.garbage}", "--format", "onnx",
+                                               "--out", "{e.runs}/m.onnx"), "garbage.pt: not a plain-weights"),
+        Case("export-unknown-format", cmd_argv("export", "{e.ckpt}", "--format", "tflite", "--out", "{e.runs}/m"),
              "invalid choice: 'tflite'"),
-        Case("export-out-is-the-sentinel", _cmd("export", "{e.ckpt}", "--format", "onnx", "--out",
+        Case("export-out-is-the-sentinel", cmd_argv("export", "{e.ckpt}", "--format", "onnx", "--out",
                                                 "{e.runs}/sentinel.txt"), "sentinel.txt"),
-        Case("export-out-is-a-folder", _cmd("export", "{e.ckpt}", "--format", "onnx", "--out", "{e.runs}"),
+        Case("export-out-is-a-folder", cmd_argv("export", "{e.ckpt}", "--format", "onnx", "--out", "{e.runs}"),
              "{e.runs}"),
-        Case("export-shape-0", _cmd("export", "{e.ckpt}", "--format", "onnx", "--out", "{e.runs}/m.onnx",
+        Case("export-shape-0", cmd_argv("export", "{e.ckpt}", "--format", "onnx", "--out", "{e.runs}/m.onnx",
                                     "--shape", "0", "0"), "--shape"),
-        Case("export-tolerance-nan", _cmd("export", "{e.ckpt}", "--format", "onnx", "--out", "{e.runs}/m.onnx",
+        Case("export-tolerance-nan", cmd_argv("export", "{e.ckpt}", "--format", "onnx", "--out", "{e.runs}/m.onnx",
                                           "--tolerance", "nan"), "--tolerance"),
-        Case("benchmark-batch-0", _cmd("benchmark", "--checkpoint", "{e.ckpt}", "--batch", "0", "--out",
+        Case("benchmark-batch-0", cmd_argv("benchmark", "--checkpoint", "{e.ckpt}", "--batch", "0", "--out",
                                        "{e.runs}/b"), "--batch"),
-        Case("benchmark-repeats-0", _cmd("benchmark", "--checkpoint", "{e.ckpt}", "--repeats", "0", "--out",
+        Case("benchmark-repeats-0", cmd_argv("benchmark", "--checkpoint", "{e.ckpt}", "--repeats", "0", "--out",
                                          "{e.runs}/b"), "--repeats"),
-        Case("benchmark-out-is-a-file", _cmd("benchmark", "--checkpoint", "{e.ckpt}", "--out",
+        Case("benchmark-out-is-a-file", cmd_argv("benchmark", "--checkpoint", "{e.ckpt}", "--out",
                                              "{e.runs}/sentinel.txt"), "sentinel.txt: exists and is a file"),
-        Case("benchmark-missing-checkpoint", _cmd("benchmark", "--checkpoint", "{e.root}/no.pt", "--out",
+        Case("benchmark-missing-checkpoint", cmd_argv("benchmark", "--checkpoint", "{e.root}/no.pt", "--out",
                                                   "{e.runs}/b"), "no.pt"),
-        Case("benchmark-unknown-backend", _cmd("benchmark", "--checkpoint", "{e.ckpt}", "--backends", "warp",
+        Case("benchmark-unknown-backend", cmd_argv("benchmark", "--checkpoint", "{e.ckpt}", "--backends", "warp",
                                                "--out", "{e.runs}/b"), "unknown backend 'warp'"),
+        # an output folder below a regular file: not writable, even for root
+        *[Case(f"{cmd[0]}-out-below-a-file", cmd_argv(*cmd, "--out", "{e.runs}/sentinel.txt/out"),
+               "sentinel.txt/out: cannot write the output folder (Not a directory)") for cmd in [
+            ("demo", "--preset", "smoke"), ("prepare", "{e.nifti}"),
+            ("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}"), ("evaluate", "--run", "{e.run}")]],
+        Case("benchmark-out-below-a-file", cmd_argv("benchmark", "--checkpoint", "{e.ckpt}", "--out",
+                                                "{e.runs}/sentinel.txt/b"), "sentinel.txt is a file, not a folder"),
+        Case("export-out-below-a-file", cmd_argv("export", "{e.ckpt}", "--format", "onnx", "--shape", "32", "32",
+                                             "--out", "{e.runs}/sentinel.txt/m.onnx"), "sentinel.txt is a file"),
         # list
-        Case("list-extra-argument", _cmd("list", "everything"), "unrecognized arguments: everything"),
-        Case("unknown-command", _cmd("train-all"), "invalid choice: 'train-all'"),
+        Case("list-extra-argument", cmd_argv("list", "everything"), "unrecognized arguments: everything"),
+        Case("unknown-command", cmd_argv("train-all"), "invalid choice: 'train-all'"),
     ]
 )
 
