@@ -41,6 +41,9 @@ def config(path: Path, size: int, slices: int) -> Path:
 
 def run(kind: str, cfg: Path, out: Path, batch: int, threads: int) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # As in benchmarks/inference.py: idle OpenMP threads must sleep on a shared machine (spinning
+    # threads of a 2-thread process crawl when the cores are busy).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = ["train", "--config", str(cfg), "--set", f"out_dir={out}", "--no-progress"]
     if kind == "1 process":
         env["OMP_NUM_THREADS"] = str(threads)
@@ -68,6 +71,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/ddp_cpu")
     args = ap.parse_args()
     kinds = ["1 process", "torchrun 2 ranks"]
+    load_start = [round(x, 1) for x in os.getloadavg()]
     times: dict[str, list[dict]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config(Path(tmp) / "ddp.yaml", args.size, args.slices)
@@ -77,15 +81,18 @@ def main() -> None:
     summary = {k: {m: statistics.median(t[m] for t in ts) for m in ("wall_s", "epoch_s")}
                for k, ts in times.items()}
     report = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "cpu": cpu_model(),
-              "cores": os.cpu_count(), "loadavg_end": [round(x, 1) for x in os.getloadavg()],
+              "cores": os.cpu_count(), "loadavg_start": load_start,
+              "loadavg_end": [round(x, 1) for x in os.getloadavg()],
               "settings": vars(args), "rounds": times, "median": summary,
               "epoch_speedup_2_ranks": summary["1 process"]["epoch_s"] / summary["torchrun 2 ranks"]["epoch_s"]}
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     md = [f"# DDP on CPU: 1 process vs torchrun 2 gloo ranks", "", f"Command: `{report['command']}`  ",
-          f"Machine: {report['cpu']}, {report['cores']} cores, load average at end "
-          f"{report['loadavg_end']}", "", "| run | median wall s | median epoch s |", "|---|---|---|"]
+          f"Machine: {report['cpu']}, {report['cores']} cores, load average at start "
+          f"{report['loadavg_start']}, at end {report['loadavg_end']}", "", "| run | median wall s | median epoch s |", "|---|---|---|"]
     md += [f"| {k} | {v['wall_s']:.1f} | {v['epoch_s']:.1f} |" for k, v in summary.items()]
+    md += ["", "Per round (wall s / epoch s): " + "; ".join(
+        f"{k}: " + ", ".join(f"{t['wall_s']:.1f}/{t['epoch_s']:.1f}" for t in ts) for k, ts in times.items())]
     md += ["", f"Epoch speed-up of 2 ranks over 1 process: {report['epoch_speedup_2_ranks']:.2f}x", ""]
     out.with_suffix(".md").write_text("\n".join(md))
     print("\n".join(md))
