@@ -97,8 +97,9 @@ class SelfSupervisedObjective(nn.Module):
     batch from the same generator and keeps its own part (`fresh_seeds`): the ranks' masks differ,
     and N ranks with batch b use the masks of one process with batch N*b, so the world size does not
     change the masks (a short last batch is the exception: `rank_part` tops it up with repeated
-    items, so its data already differ from one process's). In eval mode (`train.selection.validation_objective`, where every rank scores
-    the whole set) each rank draws as one process does.
+    items, so its data already differ from one process's). In eval mode
+    (`train.selection.validation_objective`, where every rank scores the whole set) each rank draws
+    as one process does.
     """
 
     def __init__(self, cfg: SelfSupConfig, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
