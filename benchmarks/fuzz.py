@@ -1,6 +1,6 @@
 """Fuzz every reader with mutated and truncated files: 0 uncaught exceptions, 0 runs over the limit.
 
-    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/fuzz.py --files 10000 --seed 0 \
+    OMP_NUM_THREADS=1 python benchmarks/fuzz.py --files 10000 --seed 0 \
         --out benchmarks/results/fuzz.json
 
 For file i: the reader kind is `KINDS[i % 12]`; 1 to 3 mutations (flip, insert, delete, truncate,
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import sys
@@ -46,6 +47,14 @@ def draw_ops(seed: int, i: int) -> list[tuple[str, float, int]]:
     rng = np.random.default_rng([seed, i])
     return [(str(rng.choice(MUTATIONS)), float(rng.random()), int(rng.integers(0, 256)))
             for _ in range(int(rng.integers(1, 4)))]
+
+
+def run_command() -> str:
+    """The command as it was run: thread setting and niceness from this process, not assumed."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    prefix = (f"OMP_NUM_THREADS={threads} " if threads else "") + \
+        (f"nice -n {os.nice(0)} " if os.nice(0) else "")
+    return prefix + "python " + " ".join(sys.argv)
 
 
 def main() -> int:
@@ -114,7 +123,7 @@ def main() -> int:
         total.update(c)
     times.sort(reverse=True)
     doc = {
-        "command": "OMP_NUM_THREADS=1 nice -n 5 python " + " ".join(sys.argv),
+        "command": run_command(),
         "machine": {"cpu": cpu_model(), "python": platform.python_version()},
         "files": args.files, "seed": args.seed, "time_limit_s": args.time_limit, "limit_s": limit,
         "wall_s": round(time.time() - start, 1),
