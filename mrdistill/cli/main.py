@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn
+import warnings
+from pathlib import Path
+from typing import Any, NoReturn
 
 # Idle OpenMP threads sleep instead of spinning. Set before torch loads; a user's own setting wins.
 # On a busy or small machine spinning threads starve the working ones (measured: a demo epoch took
@@ -37,7 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """mrdistill's own warnings (e.g. a killed run's folder restored) as one line, like its errors;
+    other libraries' warnings keep Python's format (they name the code that raised them). Only the
+    format changes, so whoever records warnings (pytest, a caller's catch_warnings) still gets them."""
+    if Path(filename).resolve().is_relative_to(PACKAGE):
+        return f"mrdistill: warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
+    with warnings.catch_warnings():  # restores Python's warning printer when main returns
+        warnings.formatwarning = _one_line_warning
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)

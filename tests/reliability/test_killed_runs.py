@@ -64,3 +64,23 @@ def test_prepare_after_a_killed_overwrite_gets_the_old_data_set_back_first(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared", "scans"]
     assert run_cli([*args, "--overwrite"], capsys)[0] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared", "scans"]
+
+
+def test_the_restore_is_said_in_one_line(tmp_path):
+    """As the user sees it (a real process, Python's own warning printer): the restored folder is
+    one `mrdistill: warning:` line, the refusal one `mrdistill: error:` line, nothing else."""
+    scan = write_nifti(tmp_path / "scans" / "a.nii.gz")
+    out = tmp_path / "prepared"
+    args = ["prepare", str(scan), "--out", str(out), "--size", "16", "--no-progress"]
+    out.mkdir()
+    (out / MARKER).write_text("{}")
+    (out / "old.npy").write_bytes(b"old")
+    os.replace(out, tmp_path / f".prepared.replaced-{dead_pid()}-0123abcd")  # a killed --overwrite
+    out.mkdir()
+    (out / MARKER).write_text("{}")
+    done = subprocess.run([sys.executable, "-m", "mrdistill.cli.main", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "default"})
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 2, done.stderr
+    assert lines[0].startswith("mrdistill: warning: ") and "restored" in lines[0]
+    assert lines[1].startswith("mrdistill: error: ") and (out / "old.npy").read_bytes() == b"old"
