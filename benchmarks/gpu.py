@@ -36,6 +36,7 @@ from mrdistill.models import build_model
 from mrdistill.physics.fft import fft2c
 from mrdistill.physics.masks import make_mask
 from mrdistill.train.precision import Precision
+from train_step import save_report  # benchmarks/ is the script folder: on sys.path
 
 MODELS = {"teacher": 5, "student": 3}
 SETTINGS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "channels_last": ("fp32", True),
@@ -190,11 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         report["single"] = single_device(args, device)
         if device.type == "cuda" and not args.no_ddp:
             report["ddp"] = ddp_run(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    out.with_suffix(".md").write_text(render(report))
-    print(render(report))
+    save_report(Path(args.out), report, render(report))
 
 
 if __name__ == "__main__":

@@ -177,6 +177,14 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save_report(out: Path, report: dict, markdown: str) -> None:
+    """`out`.json (the figures) and `out`.md (the table), and the table on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(markdown)
+    print(markdown)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=240)
@@ -211,11 +219,7 @@ def main(argv: list[str] | None = None) -> None:
               "batch": args.batch, "threads": args.threads, "repeats": args.repeats,
               "machine": machine | {"loadavg_end": [round(x, 1) for x in os.getloadavg()]},
               "results": results}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    out.with_suffix(".md").write_text(render_markdown(report))
-    print(render_markdown(report))
+    save_report(Path(args.out), report, render_markdown(report))
 
 
 if __name__ == "__main__":
