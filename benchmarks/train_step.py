@@ -12,6 +12,8 @@ rounds). Paths:
   (uncentred, mask shifted once), NCHW, float32;
 - `ours`: `mrdistill` `DCCNN` as `train.loop.fit` runs it (eager, NCHW, float32);
 - `ours-channels_last`: the same module with channels_last weights;
+- `ours-native`: channels_last with the compiled weight-gradient kernel, as `optim.channels_last`
+  trains on an AVX2 CPU (`models.native_conv`);
 - `ours-bf16`: `ours` under CPU bf16 autocast (`optim.precision: bf16`; DC stays float32);
 - `ours-compiled` (with `--compile`): `torch.compile` of the model (inductor).
 
@@ -44,6 +46,7 @@ from torch import Tensor, nn  # noqa: E402
 
 from mrdistill.machine import cpu_model  # noqa: E402
 from mrdistill.models import build_model  # noqa: E402
+from mrdistill.models.native_conv import native_weight_grad  # noqa: E402
 from mrdistill.physics.fft import fft2c  # noqa: E402
 from mrdistill.physics.masks import make_mask  # noqa: E402
 
@@ -102,14 +105,15 @@ Step = Callable[[], float]
 
 
 def make_step(model: nn.Module, forward: Callable[[nn.Module], Tensor], target: Tensor,
-              autocast: bool = False) -> Step:
-    """One Adam training step of `model`; returns the loss."""
+              autocast: bool = False, native: bool = False) -> Step:
+    """One Adam training step of `model`; returns the loss. `native`: inside
+    `native_weight_grad(model)`, as `train.loop.fit` runs with `optim.channels_last`."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
         ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext()
-        with ctx:
+        with ctx, native_weight_grad(model, enabled=native):
             loss = F.l1_loss(forward(model).float(), target)
         loss.backward()
         opt.step()
@@ -133,6 +137,8 @@ def build_paths(convs: int, batch: dict[str, Tensor], compile_: bool) -> dict[st
     paths = {"baseline": make_step(base, run_base, t), "ours": make_step(ours, run_ours, t)}
     paths["ours-channels_last"] = make_step(
         copy.deepcopy(ours).to(memory_format=torch.channels_last), run_ours, t)
+    paths["ours-native"] = make_step(
+        copy.deepcopy(ours).to(memory_format=torch.channels_last), run_ours, t, native=True)
     paths["ours-bf16"] = make_step(copy.deepcopy(ours), run_ours, t, autocast=True)
     if compile_:
         compiled = torch.compile(copy.deepcopy(ours))

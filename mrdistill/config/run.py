@@ -47,8 +47,9 @@ class OptimConfig:
     # data consistency run in float32 whatever is chosen (train/precision.py).
     precision: str = checked("fp32", one_of(*PRECISIONS))
     # Weights (and so activations) of the trained model in channels_last memory layout: faster
-    # convolutions on GPUs; on AVX2 CPUs it measured slower (benchmarks/README.md). Same results up
-    # to float rounding.
+    # convolutions on GPUs; on an AVX2 CPU the 3x3 convs' weight gradients then come from
+    # mrdistill's compiled kernel (models/native_conv.py; 1.3x faster DC-CNN training step than
+    # NCHW, benchmarks/README.md). Same results up to float rounding.
     channels_last: bool = False
     # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
     # of work (0: off); always at each epoch end.

@@ -1,8 +1,8 @@
 """Optional compiled CPU kernels, built on first use with the system's C compiler.
 
 Nothing here is required: where there is no x86-64 CPU with AVX2 + FMA (AVX-512 for the cascade
-kernel), no C compiler, or the build fails, `tapconv_kernel()` / `cascade_kernel()` return None and
-callers keep their torch path. A kernel is a plain C file in `mrdistill/models/kernels/` (no torch
+kernel), no C compiler, or the build fails, `tapconv_kernel()` / `cascade_kernel()` /
+`convgrad_kernel()` return None and callers keep their torch path. A kernel is a plain C file in `mrdistill/models/kernels/` (no torch
 headers, so a build takes well under a second), compiled once into
 `default_cache_dir()/kernels/<name>-<hash>.so` (the hash covers the source, compiler and flags;
 written atomically, so concurrent builds are safe) and called through ctypes, which releases the
@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -95,6 +96,48 @@ def cascade_kernel() -> ctypes._CFuncPtr | None:
                      + [ctypes.c_float] + [ctypes.c_int64] * 3, ctypes.c_int)
 
 
+@functools.cache
+def convgrad_kernel() -> ctypes._CFuncPtr | None:
+    """The C function `conv3x3_weight_grad_nhwc` (see kernels/convgrad.c), or None where unavailable."""
+    return _function("convgrad", "conv3x3_weight_grad_nhwc", [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 7,
+                     None)
+
+
+def conv3x3_weight_grad_native(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Weight and bias gradients of a 3x3 'same' conv (stride 1, no dilation, one group) with the
+    compiled kernel; None if it cannot take the inputs.
+
+    x: float32 (n, C, H, W), the conv's input, dense channels-last, C a multiple of 8;
+    dy: float32 (n, Cout, H, W), the gradient of its output, dense channels-last.
+    Returns (gw float32 (Cout, C, 3, 3) in channels_last, gb float32 (Cout,)). The rows n * H are
+    split over torch.get_num_threads() Python threads (ctypes releases the GIL), each summing
+    into its own buffers; the buffers are added at the end.
+    """
+    fn = convgrad_kernel()
+    n, c, h, w = x.shape
+    cout = dy.shape[1]
+    if (fn is None or x.dtype != torch.float32 or dy.dtype != torch.float32 or c % 8
+            or x.device.type != "cpu" or dy.device.type != "cpu" or dy.shape != (n, cout, h, w)
+            or not (is_dense_nhwc(x) and is_dense_nhwc(dy))):
+        return None
+    parts = max(1, min(torch.get_num_threads(), n * h))
+    gw = torch.zeros(parts, cout, 3, 3, c)
+    gb = torch.zeros(parts, cout)
+    bounds = [n * h * i // parts for i in range(parts + 1)]
+
+    def run(i: int) -> None:
+        fn(x.data_ptr(), dy.data_ptr(), gw[i].data_ptr(), gb[i].data_ptr(), n, h, w, c, cout,
+           bounds[i], bounds[i + 1])
+
+    if parts == 1:
+        run(0)
+    else:
+        with ThreadPoolExecutor(parts) as pool:
+            list(pool.map(run, range(parts)))
+    # (Cout, 3, 3, C) memory is the channels_last layout of a (Cout, C, 3, 3) weight.
+    return gw.sum(0).permute(0, 3, 1, 2), gb.sum(0)
+
+
 def tapconv_native(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor | None:
     """3x3 'same' conv of channels-last x with the compiled kernel; None if it cannot take x.
 
@@ -105,7 +148,7 @@ def tapconv_native(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor | None:
     fn = tapconv_kernel()
     n, c, h, w = x.shape
     if (fn is None or x.dtype != torch.float32 or c % 8 or x.device.type != "cpu"
-            or not _is_dense_nhwc(x)):
+            or not is_dense_nhwc(x)):
         return None
     cout = bias.numel()
     out = torch.empty(n, cout, h, w)
@@ -113,7 +156,7 @@ def tapconv_native(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor | None:
     return out
 
 
-def _is_dense_nhwc(x: Tensor) -> bool:
+def is_dense_nhwc(x: Tensor) -> bool:
     """x (n, C, H, W) lies in memory as a dense (n, H, W, C) array (strides of size-1 dims are free)."""
     n, c, h, w = x.shape
     want = (h * w * c, 1, w * c, c)

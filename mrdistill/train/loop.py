@@ -30,6 +30,7 @@ from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import volume_metrics
+from mrdistill.models.native_conv import native_weight_grad
 from mrdistill.train import distributed
 from mrdistill.train.batches import loader_options, make_loader
 from mrdistill.train.checkpoint import all_finite, model_payload, save_checkpoint, state_to_cpu
@@ -282,18 +283,20 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
     total_steps = epochs * len(st.loader) if max_steps is None else min(epochs * len(st.loader), max_steps)
     bar = tqdm(total=total_steps, initial=st.pos.step, desc=stage,
                disable=not (progress and ctx.is_main), leave=False)
-    while st.pos.epoch < epochs and st.pos.step < total_steps:
-        st.start_epoch(st.pos.epoch)
-        model.train()
-        start = time.perf_counter()
-        for batch in st.loader:
-            if st.pos.step >= total_steps:
-                break
-            st.step(batch)
-            bar.update(1)
-            if st.pos.step < total_steps and st.due():
-                st.save({})
-        _end_epoch(st, model, val_set, val_metric, time.perf_counter() - start, bar)
+    # channels_last on the CPU: the convs' weight gradients by the compiled kernel (models.native_conv).
+    with native_weight_grad(model, enabled=optim.channels_last):
+        while st.pos.epoch < epochs and st.pos.step < total_steps:
+            st.start_epoch(st.pos.epoch)
+            model.train()
+            start = time.perf_counter()
+            for batch in st.loader:
+                if st.pos.step >= total_steps:
+                    break
+                st.step(batch)
+                bar.update(1)
+                if st.pos.step < total_steps and st.due():
+                    st.save({})
+            _end_epoch(st, model, val_set, val_metric, time.perf_counter() - start, bar)
     bar.close()
     distributed.barrier(ctx)  # the other ranks may read what rank 0 has just written
     result = st.pos.result(select)

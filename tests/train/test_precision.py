@@ -7,12 +7,13 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from mrdistill.config import load_run_config
 from mrdistill.data.build import make_task_datasets
 from mrdistill.distill import DistillObjective
 from mrdistill.errors import MrdistillError
-from mrdistill.models import build_model
+from mrdistill.models import build_model, native
 from mrdistill.physics.fft import fft2c
 from mrdistill.train.loop import fit
 from mrdistill.train.precision import Precision, check_precision
@@ -78,12 +79,22 @@ def test_channels_last_training_matches_nchw(tmp_path, capsys) -> None:
     for layout in (False, True):
         cfg.optim.channels_last = layout
         model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
+        trained_by = set()  # the conv classes that ran training forwards
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.register_forward_hook(lambda mod, *_: trained_by.add(type(mod).__name__)
+                                        if torch.is_grad_enabled() else None)
         res = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim,
                   tmp_path / str(layout), model_name=cfg.model.name,
                   model_kwargs=cfg.model.kwargs, seed=cfg.seed, progress=False)
         convs = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1]
         assert convs and all(p.is_contiguous(memory_format=torch.channels_last) and
                              not p.is_contiguous() for p in convs) == layout
+        # channels_last on an AVX2 CPU: the compiled weight gradient (models.native_conv), and
+        # the convs are plain nn.Conv2d again afterwards.
+        native_used = layout and native.convgrad_kernel() is not None
+        assert trained_by == ({"NativeGradConv2d"} if native_used else {"Conv2d"})
+        assert all(type(m) is nn.Conv2d for m in model.modules() if isinstance(m, nn.Conv2d))
         weights[layout] = torch.cat([p.detach().flatten() for p in model.parameters()])
         losses[layout] = res.history[-1]["loss"]
     diff = (weights[True] - weights[False]).abs()

@@ -1,0 +1,121 @@
+"""Faster CPU training of 3x3 convolutions in channels_last: oneDNN for the forward pass and the
+input gradient, the compiled kernel (`native.conv3x3_weight_grad_native`) for the weight and bias
+gradients.
+
+Why: on AVX2 CPUs oneDNN runs a 32->32 3x3 conv's forward and input gradient near the machine's
+matmul rate in channels_last, but its weight gradient at about a quarter of it (half in NCHW), so
+neither layout trains fast with autograd's own conv backward (benchmarks/README.md).
+`native_weight_grad(model)` switches the eligible convs of a model to this backward for the
+duration of a `with` block; results equal autograd's up to float rounding (another summation order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the usual alias
+from torch import Tensor, nn
+
+from mrdistill.models.native import conv3x3_weight_grad_native, convgrad_kernel
+
+
+def _weight_grad(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] | None:
+    """(gw float32 (Cout, Cin, 3, 3), gb float32 (Cout,)) of y = conv3x3(x) from the kernel, or None.
+
+    x: float32 (n, Cin, H, W), dy: float32 (n, Cout, H, W), both dense channels-last. The kernel
+    needs a multiple of 8 channels on its input side; with few input channels (the first conv of a
+    cascade) it runs with the roles of x and dy swapped: sum_p dy[p, o] x[p + t, c] is
+    sum_q x[q, c] dy[q - t, o], the mirrored tap of the swapped product."""
+    if x.shape[1] % 8 == 0:
+        return conv3x3_weight_grad_native(x, dy)
+    swapped = conv3x3_weight_grad_native(dy, x)  # (Cin, Cout, 3, 3), taps mirrored
+    if swapped is None:
+        return None
+    gw = swapped[0].flip(2, 3).transpose(0, 1).contiguous(memory_format=torch.channels_last)
+    return gw, dy.sum((0, 2, 3))
+
+
+class _Conv3x3NativeGrad(torch.autograd.Function):
+    """y = conv2d(x, weight, bias, padding=1) in channels_last; backward: the input gradient by
+    oneDNN (as the convolution with the flipped, transposed weight where the conv has few input
+    channels: oneDNN's own backward-data is slower there), the weight and bias gradients by the
+    compiled kernel (oneDNN where it cannot take the tensors)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        # Stays channels_last (a no-op after `_channels_last`): every later conv expects it.
+        return F.conv2d(x, weight, bias, padding=1).contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, dy: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        dy = dy.contiguous(memory_format=torch.channels_last)
+        need_x, need_w, need_b = ctx.needs_input_grad
+        native = _weight_grad(x, dy) if (need_w or need_b) else None
+        gx = gw = gb = None
+        if need_x and x.shape[1] < 8:
+            flipped = weight.flip(2, 3).transpose(0, 1).contiguous(memory_format=torch.channels_last)
+            gx = F.conv2d(dy, flipped, padding=1)
+            need_x = False
+        mask = [need_x, need_w and native is None, need_b and native is None]
+        if any(mask):
+            gx_, gw, gb = torch.ops.aten.convolution_backward(
+                dy, x, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1], [1, 1], [1, 1],
+                False, [0, 0], 1, mask)
+            gx = gx if gx is not None else gx_
+        if native is not None:
+            gw, gb = native
+        need_x, need_w, need_b = ctx.needs_input_grad
+        return (gx if need_x else None, gw if need_w else None,
+                gb if (need_b and ctx.has_bias) else None)
+
+
+def _channels_last(x: Tensor) -> Tensor:
+    """x float32 (n, C, H, W) as dense channels-last. A 1-channel tensor is both layouts at once and
+    oneDNN then answers in NCHW; its channel stride set to 1 makes oneDNN answer in channels_last
+    (no copy: with one channel that stride is never used to step)."""
+    if x.shape[1] == 1 and x.is_contiguous():
+        return x.as_strided(x.shape, (x.stride(0), 1, x.stride(2), x.stride(3)))
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+class NativeGradConv2d(nn.Conv2d):
+    """An nn.Conv2d (same parameters, same state_dict) whose training forward uses
+    `_Conv3x3NativeGrad` when the input allows it: float32 on the CPU, dense channels-last,
+    gradients wanted, no autocast. Anything else runs nn.Conv2d's own forward."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (torch.is_grad_enabled() and self.weight.requires_grad and x.dtype == torch.float32
+                and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")):
+            return _Conv3x3NativeGrad.apply(_channels_last(x), self.weight, self.bias)
+        return super().forward(x)
+
+
+def eligible(conv: nn.Module) -> bool:
+    """A plain nn.Conv2d that the kernel can differentiate: 3x3, stride 1, zero padding 1, no
+    dilation, one group, input or output channels a multiple of 8."""
+    return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros" and (conv.in_channels % 8 == 0 or conv.out_channels % 8 == 0))
+
+
+@contextmanager
+def native_weight_grad(model: nn.Module, enabled: bool = True) -> Iterator[int]:
+    """Within the block, the eligible convs of `model` (on the CPU) are `NativeGradConv2d`; yields
+    how many. Nothing changes where `enabled` is false or the kernel is unavailable (no AVX2, no C
+    compiler, MRDISTILL_NATIVE=0). The convs get their class back on exit, so a saved or exported
+    model never depends on this module."""
+    convs = []
+    if enabled and convgrad_kernel() is not None:
+        convs = [m for m in model.modules() if eligible(m) and m.weight.device.type == "cpu"]
+    for m in convs:
+        m.__class__ = NativeGradConv2d  # same attributes and parameters: only forward changes
+    try:
+        yield len(convs)
+    finally:
+        for m in convs:
+            m.__class__ = nn.Conv2d
