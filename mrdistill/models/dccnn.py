@@ -33,9 +33,8 @@ class Cascade(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv2d(widths[i], widths[i + 1], kernel_size=3, padding=1) for i in range(convs)
         )
-        # In place: the conv outputs are not needed by any backward (the next conv saves its input,
-        # which is the activation itself), and a new 4-D tensor per layer costs page faults on CPU.
-        self.act = nn.ReLU(inplace=True) if activation == "relu" else nn.LeakyReLU(0.01, inplace=True)
+        # Not in place: a feature hook on a conv (distill.hooks) must keep the conv's own output.
+        self.act = nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.01)
 
     def forward(self, x: Tensor, features: dict[str, Tensor] | None, prefix: str) -> Tensor:
         """x: float (N, in, H, W) -> (N, in, H, W); fills `features[prefix + "convJ"]` (1-based)."""
