@@ -48,8 +48,8 @@ class OptimConfig:
     precision: str = checked("fp32", one_of(*PRECISIONS))
     # Weights (and so activations) of the trained model in channels_last memory layout: faster
     # convolutions on GPUs; on an AVX2 CPU the 3x3 convs' weight gradients then come from
-    # mrdistill's compiled kernel (models/native_conv.py; 1.3x faster DC-CNN training step than
-    # NCHW, benchmarks/README.md). Same results up to float rounding.
+    # mrdistill's compiled kernel (models/native_conv.py: a DC-CNN training step 1.25-1.44x faster
+    # than in NCHW, benchmarks/README.md). Same results up to float rounding.
     channels_last: bool = False
     # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
     # of work (0: off); always at each epoch end.

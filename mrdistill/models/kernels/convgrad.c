@@ -20,8 +20,8 @@
 
 /* g_k[v0 .. v0 + 32) += sum_x dy[x, k] * src[x, v0 .. v0 + 32) for K output channels k, over xs
  * pixels. Each (K, 32 channels) pair is its own function with named accumulators so that they stay
- * in registers. K = 2 (8 accumulators) measured faster than K = 3 (12 accumulators, which spill):
- * 58 vs 43 GFLOPS on one AMD EPYC core. */
+ * in registers. K = 2 (8 accumulators) ran faster than K = 3 (12 accumulators, which spill the
+ * 16 AVX2 registers). */
 #define LOAD4(a, g) __m256 a##0 = _mm256_loadu_ps(g), a##1 = _mm256_loadu_ps((g) + 8), \
                            a##2 = _mm256_loadu_ps((g) + 16), a##3 = _mm256_loadu_ps((g) + 24)
 #define STORE4(a, g) _mm256_storeu_ps(g, a##0); _mm256_storeu_ps((g) + 8, a##1); \

@@ -1,0 +1,100 @@
+"""The parts of one 3x3 conv's training step on this CPU: oneDNN forward, input gradient and weight
+gradient in NCHW and channels_last, and mrdistill's compiled weight-gradient kernel
+(`models.native_conv`), in GFLOP/s.
+
+Usage: python benchmarks/conv_grad.py --size 240 --batch 4 --channels 32 --repeats 7 --threads 2
+
+Every part is timed in the same interleaved rounds (order rotated each round); reported: the median
+seconds and GFLOP/s (2 x multiply-adds of one pass / median time). Writes `<out>.json`/`.md`
+(default benchmarks/results/conv_grad.*).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in train_step.py
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import shlex  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from mrdistill.machine import cpu_model  # noqa: E402
+from mrdistill.models.native import conv3x3_weight_grad_native  # noqa: E402
+from train_step import save_report  # noqa: E402
+
+CL = torch.channels_last
+
+
+def parts(n: int, c: int, size: int) -> dict[str, Callable[[], object]]:
+    """The timed calls for a c -> c conv on (n, c, size, size) float32."""
+    gen = torch.Generator().manual_seed(0)
+    x, dy = torch.randn(n, c, size, size, generator=gen), torch.randn(n, c, size, size, generator=gen)
+    w = torch.randn(c, c, 3, 3, generator=gen)
+    xc, dyc, wc = x.contiguous(memory_format=CL), dy.contiguous(memory_format=CL), w.contiguous(memory_format=CL)
+
+    def backward(d: torch.Tensor, i: torch.Tensor, k: torch.Tensor, mask: list[bool]) -> object:
+        return torch.ops.aten.convolution_backward(d, i, k, [c], [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+                                                   mask)
+
+    calls = {
+        "forward NCHW (oneDNN)": lambda: F.conv2d(x, w, padding=1),
+        "forward channels_last (oneDNN)": lambda: F.conv2d(xc, wc, padding=1),
+        "input grad NCHW (oneDNN)": lambda: backward(dy, x, w, [True, False, False]),
+        "input grad channels_last (oneDNN)": lambda: backward(dyc, xc, wc, [True, False, False]),
+        "weight+bias grad NCHW (oneDNN)": lambda: backward(dy, x, w, [False, True, True]),
+        "weight+bias grad channels_last (oneDNN)": lambda: backward(dyc, xc, wc, [False, True, True]),
+    }
+    if conv3x3_weight_grad_native(xc, dyc) is not None:
+        calls["weight+bias grad channels_last (mrdistill kernel)"] = lambda: conv3x3_weight_grad_native(xc, dyc)
+    return calls
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=240)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--channels", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--out", default="benchmarks/results/conv_grad")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    calls = parts(args.batch, args.channels, args.size)
+    flop = 2 * args.batch * args.size ** 2 * args.channels ** 2 * 9
+    load_start = [round(v, 1) for v in os.getloadavg()]
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():  # warm-up: primitive creation, first-touch memory
+        call()
+    names = list(calls)
+    for r in range(args.repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - start)
+    results = {name: {"median_s": statistics.median(ts), "gflops": flop / statistics.median(ts) / 1e9}
+               for name, ts in times.items()}
+    report = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), **vars(args),
+              "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+                          "platform": platform.platform(), "loadavg_start": load_start,
+                          "loadavg_end": [round(v, 1) for v in os.getloadavg()]},
+              "results": results}
+    lines = [f"# One {args.channels}->{args.channels} 3x3 conv, B{args.batch} at {args.size}^2", "",
+             f"Command: `{report['command']}`  ",
+             f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch "
+             f"{torch.__version__}, threads {args.threads}, load average at start {load_start}", "",
+             "| part | median ms | GFLOP/s |", "|---|---|---|"]
+    lines += [f"| {name} | {r['median_s'] * 1e3:.1f} | {r['gflops']:.0f} |" for name, r in results.items()]
+    save_report(Path(args.out), report, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
