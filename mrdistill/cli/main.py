@@ -56,9 +56,12 @@ _python_format = warnings.formatwarning
 
 
 def main(argv: list[str] | None = None) -> int:
-    with warnings.catch_warnings():  # restores Python's warning printer when main returns
-        warnings.formatwarning = _one_line_warning
+    previous = warnings.formatwarning  # put back when main returns (callers in-process, tests)
+    warnings.formatwarning = _one_line_warning
+    try:
         return _run(argv)
+    finally:
+        warnings.formatwarning = previous
 
 
 def _run(argv: list[str] | None) -> int:

@@ -98,8 +98,10 @@ class SelfSupervisedObjective(nn.Module):
     and N ranks with batch b use the masks of one process with batch N*b, so the world size does not
     change the masks (a short last batch is the exception: `rank_part` tops it up with repeated
     items, so its data already differ from one process's). In eval mode
-    (`train.selection.validation_objective`, where every rank scores the whole set) each rank draws
-    as one process does.
+    (`train.selection.validation_objective`, where every rank scores the whole set) the masks are
+    the fixed per-slice ones even with `fresh_masks`: the validation objective is then comparable
+    from epoch to epoch, the same on every rank, and the training generator is not advanced by
+    validation.
     """
 
     def __init__(self, cfg: SelfSupConfig, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
@@ -117,9 +119,8 @@ class SelfSupervisedObjective(nn.Module):
         self.rng.bit_generator.state = state["rng"]
 
     def _seeds(self, sample: Sample, k: int) -> list[int]:
-        if self.cfg.fresh_masks:
-            rank, world = (self.rank, self.world_size) if self.training else (0, 1)
-            return fresh_seeds(self.rng, len(sample.volume), rank, world)
+        if self.cfg.fresh_masks and self.training:
+            return fresh_seeds(self.rng, len(sample.volume), self.rank, self.world_size)
         return [(stable_seed(f"{v}:{s}:teacher{k}") + self.seed) % 2**32
                 for v, s in zip(sample.volume, sample.slice_index)]
 

@@ -182,10 +182,13 @@ class _Stage:
             self.opt.step()  # gradients already clipped by _grad_norm
         else:
             self.amp.step(self.opt, self.params, self.optim.grad_clip)
-        for k, v in losses.items():
-            self.pos.sums[k] = self.pos.sums.get(k, 0.0) + float(v.detach())
+        # One device-to-host copy for all terms (float64 holds float32/bf16 values exactly, so
+        # the sums are those of float(v) per term).
+        values = dict(zip(losses, torch.stack([v.detach().double() for v in losses.values()]).tolist()))
+        for k, v in values.items():
+            self.pos.sums[k] = self.pos.sums.get(k, 0.0) + v
         self.pos.good += 1
-        self.run.log.scalars(self.global_step, {k: float(v.detach()) for k, v in losses.items()}, "train")
+        self.run.log.scalars(self.global_step, values, "train")
         self.run.log.scalars(self.global_step, {"lr": self.opt.param_groups[0]["lr"]}, "train")
 
     def nonfinite(self, what: str) -> None:

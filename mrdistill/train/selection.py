@@ -28,7 +28,8 @@ def validation_objective(model: nn.Module, objective: nn.Module, val_set: SliceD
                          batch_size: int, device: str | torch.device) -> float:
     """Mean over validation slices of `objective(model, batch)["loss"]`, model and objective in
     eval mode (so nothing the objective keeps, e.g. a running average or a learning teacher,
-    moves). Batches in data-set order, built without a DataLoader: no RNG state is touched."""
+    moves; a self-supervised objective scores with its fixed per-slice masks). Batches in data-set
+    order, built without a DataLoader: no RNG state is touched."""
     modes = model.training, objective.training
     model.eval()
     objective.eval()

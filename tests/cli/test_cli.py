@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,13 @@ TINY = [*SMALL, "--set", "optim.epochs=1"]  # distill: stages set their own epoc
 def test_list(capsys):
     code, out, _ = run_cli(["list"], capsys)
     assert code == 0 and "dccnn" in out and "attention" in out
+
+
+def test_main_puts_the_warning_format_back(capsys):
+    """In-process callers keep their own warning format: main() swaps it only while it runs."""
+    before = warnings.formatwarning
+    assert run_cli(["list"], capsys)[0] == 0
+    assert warnings.formatwarning is before
 
 
 def test_demo_smoke(tmp_path, capsys):

@@ -36,3 +36,24 @@ def test_two_ranks_mask_as_one_process_with_the_whole_batch(method):
     same_items = [SelfSupervisedObjective(cfg, seed=5, rank=r, world_size=2).teacher_loss(
         model, half(0), 0)[1] for r in range(2)]
     assert not torch.allclose(same_items[0], same_items[1])
+
+
+@pytest.mark.parametrize("method", ["reundersample", "ssdu"])
+def test_eval_mode_uses_fixed_masks_and_leaves_the_training_generator(method):
+    """`validation_objective` puts the objective in eval mode: even with fresh masks it then scores
+    with the fixed per-slice masks (the same value every epoch and on every rank) and does not
+    advance the generator that training draws from."""
+    cfg = SelfSupConfig(method=method, teachers=1, acs_lines=2)
+    model = build_model("dccnn", seed=0, cascades=1, convs=3, channels=4, in_channels=2)
+    batch = synthetic_batch(n=2, size=32, complex_input=True)._replace(target=None)
+    objective = SelfSupervisedObjective(cfg, seed=5, rank=1, world_size=2).eval()
+    before = objective.rng.bit_generator.state
+    with torch.no_grad():
+        first, again = (objective(model, batch)["loss"] for _ in range(2))
+        fixed = SelfSupervisedObjective(SelfSupConfig(method=method, teachers=1, acs_lines=2,
+                                                      fresh_masks=False), seed=5).eval()
+        assert objective.rng.bit_generator.state == before
+        assert first == again == fixed(model, batch)["loss"]
+        objective.train()
+        assert objective(model, batch)["loss"] != first  # training draws fresh masks again
+    assert objective.rng.bit_generator.state != before
