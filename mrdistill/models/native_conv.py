@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from mrdistill.models.native import conv3x3_weight_grad_native, convgrad_kernel
 
@@ -51,6 +52,7 @@ class _Conv3x3NativeGrad(torch.autograd.Function):
         return F.conv2d(x, weight, bias, padding=1).contiguous(memory_format=torch.channels_last)
 
     @staticmethod
+    @once_differentiable  # the kernel's gradients have no graph: refuse double backward loudly
     def backward(ctx, dy: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
         dy = dy.contiguous(memory_format=torch.channels_last)

@@ -132,3 +132,13 @@ def test_the_class_comes_back_when_the_block_raises():
     with pytest.raises(RuntimeError, match="stop"), native_weight_grad(model):
         raise RuntimeError("stop")
     assert all(type(m) is nn.Conv2d for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+@needs_kernel
+def test_double_backward_is_refused_not_wrong():
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    x = _randn(1, 8, 6, 6, seed=0).requires_grad_()
+    with native_weight_grad(conv):
+        (gx,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
+        with pytest.raises(RuntimeError, match="once_differentiable|double backward|differentiable"):
+            gx.sum().backward()
