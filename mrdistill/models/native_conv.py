@@ -57,23 +57,20 @@ class _Conv3x3NativeGrad(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         dy = dy.contiguous(memory_format=torch.channels_last)
         need_x, need_w, need_b = ctx.needs_input_grad
-        native = _weight_grad(x, dy) if (need_w or need_b) else None
+        need_b = need_b and ctx.has_bias
         gx = gw = gb = None
+        if need_w or need_b:
+            gw, gb = _weight_grad(x, dy) or (None, None)
         if need_x and x.shape[1] < 8:
             flipped = weight.flip(2, 3).transpose(0, 1).contiguous(memory_format=torch.channels_last)
             gx = F.conv2d(dy, flipped, padding=1)
-            need_x = False
-        mask = [need_x, need_w and native is None, need_b and native is None]
-        if any(mask):
-            gx_, gw, gb = torch.ops.aten.convolution_backward(
+        mask = [need_x and gx is None, need_w and gw is None, need_b and gb is None]
+        if any(mask):  # oneDNN for whatever is still missing
+            rest = torch.ops.aten.convolution_backward(
                 dy, x, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1], [1, 1], [1, 1],
                 False, [0, 0], 1, mask)
-            gx = gx if gx is not None else gx_
-        if native is not None:
-            gw, gb = native
-        need_x, need_w, need_b = ctx.needs_input_grad
-        return (gx if need_x else None, gw if need_w else None,
-                gb if (need_b and ctx.has_bias) else None)
+            gx, gw, gb = (mine if mine is not None else theirs for mine, theirs in zip((gx, gw, gb), rest))
+        return gx if need_x else None, gw if need_w else None, gb if need_b else None
 
 
 def _channels_last(x: Tensor) -> Tensor:
