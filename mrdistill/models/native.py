@@ -2,8 +2,8 @@
 
 Nothing here is required: where there is no x86-64 CPU with AVX2 + FMA (AVX-512 for the cascade
 kernel), no C compiler, or the build fails, `tapconv_kernel()` / `cascade_kernel()` /
-`convgrad_kernel()` return None and callers keep their torch path. A kernel is a plain C file in `mrdistill/models/kernels/` (no torch
-headers, so a build takes well under a second), compiled once into
+`convgrad_kernel()` return None and callers keep their torch path. A kernel is a plain C file in
+`mrdistill/models/kernels/` (no torch headers, so a build takes well under a second), compiled once into
 `default_cache_dir()/kernels/<name>-<hash>.so` (the hash covers the source, compiler and flags;
 written atomically, so concurrent builds are safe) and called through ctypes, which releases the
 GIL, so chunk worker threads run it in parallel. `MRDISTILL_NATIVE=0` turns all kernels off;
@@ -19,7 +19,6 @@ import os
 import platform
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -27,6 +26,7 @@ from torch import Tensor
 
 from mrdistill.atomic import atomic_path
 from mrdistill.cache import default_cache_dir
+from mrdistill.models.parallel import run_chunks
 
 KERNEL_DIR = Path(__file__).with_name("kernels")
 # AVX2 + FMA only (not -march=native): the cached library must run on any x86-64 CPU that has them.
@@ -110,8 +110,8 @@ def conv3x3_weight_grad_native(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] |
     x: float32 (n, C, H, W), the conv's input, dense channels-last, C a multiple of 8;
     dy: float32 (n, Cout, H, W), the gradient of its output, dense channels-last.
     Returns (gw float32 (Cout, C, 3, 3) in channels_last, gb float32 (Cout,)). The rows n * H are
-    split over torch.get_num_threads() Python threads (ctypes releases the GIL), each summing
-    into its own buffers; the buffers are added at the end.
+    split over the torch threads (`parallel.run_chunks`; ctypes releases the GIL), each part
+    summing into its own buffer; the buffers are added at the end.
     """
     fn = convgrad_kernel()
     n, c, h, w = x.shape
@@ -120,22 +120,20 @@ def conv3x3_weight_grad_native(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] |
             or x.device.type != "cpu" or dy.device.type != "cpu" or dy.shape != (n, cout, h, w)
             or not (is_dense_nhwc(x) and is_dense_nhwc(dy))):
         return None
-    parts = max(1, min(torch.get_num_threads(), n * h))
-    gw = torch.zeros(parts, cout, 3, 3, c)
-    gb = torch.zeros(parts, cout)
-    bounds = [n * h * i // parts for i in range(parts + 1)]
+    rows = n * h
+    count = max(1, min(torch.get_num_threads(), rows))
+    bounds = [rows * i // count for i in range(count + 1)]
 
-    def run(i: int) -> None:
-        fn(x.data_ptr(), dy.data_ptr(), gw[i].data_ptr(), gb[i].data_ptr(), n, h, w, c, cout,
-           bounds[i], bounds[i + 1])
+    def run(part: slice) -> Tensor:  # this part's sums: gw (Cout, 3, 3, C) then gb (Cout,), flat
+        sums = torch.zeros(cout * 9 * c + cout)
+        fn(x.data_ptr(), dy.data_ptr(), sums.data_ptr(), sums[cout * 9 * c:].data_ptr(), n, h, w, c,
+           cout, part.start, part.stop)
+        return sums
 
-    if parts == 1:
-        run(0)
-    else:
-        with ThreadPoolExecutor(parts) as pool:
-            list(pool.map(run, range(parts)))
+    total = torch.stack(run_chunks(run, [slice(bounds[i], bounds[i + 1]) for i in range(count)])).sum(0)
+    gw, gb = total[:cout * 9 * c].view(cout, 3, 3, c), total[cout * 9 * c:]
     # (Cout, 3, 3, C) memory is the channels_last layout of a (Cout, C, 3, 3) weight.
-    return gw.sum(0).permute(0, 3, 1, 2), gb.sum(0)
+    return gw.permute(0, 3, 1, 2), gb
 
 
 def tapconv_native(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor | None:

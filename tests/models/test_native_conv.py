@@ -36,11 +36,15 @@ def _reference_grads(x: torch.Tensor, dy: torch.Tensor, cout: int) -> tuple[torc
     (1, 40, 5, 2, 130),   # 32 + 8 channels: the one-vector remainder
     (2, 32, 1, 5, 64),    # the last conv of a cascade
 ])
-def test_weight_grad_kernel_equals_autograd(n, c, cout, h, w, threads, monkeypatch):
-    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # rows split over `threads` workers
+def test_weight_grad_kernel_equals_autograd(n, c, cout, h, w, threads):
     x = _randn(n, c, h, w, seed=0).contiguous(memory_format=CL)
     dy = _randn(n, cout, h, w, seed=1).contiguous(memory_format=CL)
-    gw, gb = native.conv3x3_weight_grad_native(x, dy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # rows split over `threads` workers
+    try:
+        gw, gb = native.conv3x3_weight_grad_native(x, dy)
+    finally:
+        torch.set_num_threads(before)
     ref_w, ref_b = _reference_grads(x, dy, cout)
     assert gw.shape == (cout, c, 3, 3) and gw.is_contiguous(memory_format=CL)
     torch.testing.assert_close(gw, ref_w, rtol=1e-5, atol=1e-5 * (n * h * w) ** 0.5)
