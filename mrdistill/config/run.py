@@ -48,7 +48,7 @@ class OptimConfig:
     precision: str = checked("fp32", one_of(*PRECISIONS))
     # Weights (and so activations) of the trained model in channels_last memory layout: faster
     # convolutions on GPUs; on an AVX2 CPU the 3x3 convs' weight gradients then come from
-    # mrdistill's compiled kernel (models/native_conv.py: a DC-CNN training step 1.25-1.44x faster
+    # mrdistill's compiled kernel (models/native_conv.py: a DC-CNN training step 1.18-1.50x faster
     # than in NCHW, benchmarks/README.md). Same results up to float rounding.
     channels_last: bool = False
     # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
