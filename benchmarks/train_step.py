@@ -3,17 +3,21 @@ PyTorch DC-CNN written the way the seed papers' code writes it, same shapes, on 
 
 Usage: python benchmarks/train_step.py --size 240 --batch 4 --repeats 7 --threads 2
 
-One training step = zero_grad, forward, L1 loss against the target, backward, Adam step. Every path
-is timed in the same interleaved rounds (order rotated each round), so background load hits all of
-them alike; reported: median seconds per step, and per round the ratio baseline / path (median over
-rounds). Paths:
+One training step = zero_grad, forward, L1 loss against the target, backward, Adam step. Two
+worker processes hold the paths: one with glibc's default malloc (how the seeds' scripts run) and
+one that keeps freed memory (`mrdistill.allocator.retain_freed_memory`, as the `mrdistill` program
+runs). Every path is timed in the same interleaved rounds (order rotated each round; one process
+works at a time), so background load hits all of them alike; reported: median seconds per step,
+the minor page faults per step, each process's peak resident memory, and per round the ratio
+baseline / path (median over rounds). Paths:
 
 - `baseline`: `PlainDCCNN` below: nn.Sequential conv stacks, DC with torch.fft on the real image
-  (uncentred, mask shifted once), NCHW, float32;
-- `ours`: `mrdistill` `DCCNN` as `train.loop.fit` runs it (eager, NCHW, float32);
-- `ours-channels_last`: the same module with channels_last weights;
-- `ours-native`: channels_last with the compiled weight-gradient kernel, as `optim.channels_last`
-  trains on an AVX2 CPU (`models.native_conv`);
+  (uncentred, mask shifted once), NCHW, float32; default malloc;
+- `baseline-retained`: the same with freed memory kept (what the allocator alone changes);
+- `ours`: `mrdistill` `DCCNN` as `mrdistill train` runs it (eager, NCHW, float32, memory kept);
+- `ours-channels_last`: with `optim.channels_last` as `train.loop.fit` runs it here (the compiled
+  weight gradient where `native_conv.kernel_preferred()`, oneDNN's own elsewhere);
+- `ours-native`: channels_last with the compiled weight-gradient kernel forced;
 - `ours-bf16`: `ours` under CPU bf16 autocast (`optim.precision: bf16`; DC stays float32);
 - `ours-compiled` (with `--compile`): `torch.compile` of the model (inductor).
 
@@ -31,22 +35,26 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import json  # noqa: E402
+import multiprocessing as mp  # noqa: E402
 import platform  # noqa: E402
+import resource  # noqa: E402
 import shlex  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from contextlib import nullcontext  # noqa: E402
+from multiprocessing.connection import Connection  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
+from mrdistill.allocator import retain_freed_memory  # noqa: E402
 from mrdistill.machine import cpu_model  # noqa: E402
 from mrdistill.models import build_model  # noqa: E402
-from mrdistill.models.native_conv import native_weight_grad  # noqa: E402
+from mrdistill.models.native_conv import kernel_preferred, native_weight_grad  # noqa: E402
 from mrdistill.physics.fft import fft2c  # noqa: E402
 from mrdistill.physics.masks import make_mask  # noqa: E402
 
@@ -122,7 +130,13 @@ def make_step(model: nn.Module, forward: Callable[[nn.Module], Tensor], target: 
     return step
 
 
-def build_paths(convs: int, batch: dict[str, Tensor], compile_: bool) -> dict[str, Step]:
+# The paths each worker process holds: glibc's default malloc, or freed memory kept.
+DEFAULT_MALLOC = ("baseline",)
+RETAINED = ("baseline-retained", "ours", "ours-channels_last", "ours-native", "ours-bf16", "ours-compiled")
+
+
+def build_paths(convs: int, batch: dict[str, Tensor], names: list[str]) -> dict[str, Step]:
+    """The training steps `names` (see the module docstring), all from the same initial weights."""
     torch.manual_seed(0)  # a benchmark script (not library code) may seed the global RNG
     base = PlainDCCNN(convs)
     ours = ours_from_baseline(base, convs)
@@ -134,38 +148,79 @@ def build_paths(convs: int, batch: dict[str, Tensor], compile_: bool) -> dict[st
     def run_base(model: nn.Module) -> Tensor:
         return model(batch["zero_filled"], batch["k0"], batch["shifted_mask"])
 
-    paths = {"baseline": make_step(base, run_base, t), "ours": make_step(ours, run_ours, t)}
-    paths["ours-channels_last"] = make_step(
-        copy.deepcopy(ours).to(memory_format=torch.channels_last), run_ours, t)
-    paths["ours-native"] = make_step(
-        copy.deepcopy(ours).to(memory_format=torch.channels_last), run_ours, t, native=True)
-    paths["ours-bf16"] = make_step(copy.deepcopy(ours), run_ours, t, autocast=True)
-    if compile_:
-        compiled = torch.compile(copy.deepcopy(ours))
-        paths["ours-compiled"] = make_step(compiled, run_ours, t)
-    return paths
+    def channels_last() -> nn.Module:
+        return copy.deepcopy(ours).to(memory_format=torch.channels_last)
+
+    makers: dict[str, Callable[[], Step]] = {
+        "baseline": lambda: make_step(base, run_base, t),
+        "baseline-retained": lambda: make_step(base, run_base, t),
+        "ours": lambda: make_step(ours, run_ours, t),
+        "ours-channels_last": lambda: make_step(channels_last(), run_ours, t, native=kernel_preferred()),
+        "ours-native": lambda: make_step(channels_last(), run_ours, t, native=True),
+        "ours-bf16": lambda: make_step(copy.deepcopy(ours), run_ours, t, autocast=True),
+        "ours-compiled": lambda: make_step(torch.compile(copy.deepcopy(ours)), run_ours, t),
+    }
+    return {name: makers[name]() for name in names}
 
 
-def timed_rounds(paths: dict[str, Step], repeats: int) -> tuple[dict[str, list[float]], dict]:
-    """First-step losses (warm-up), then `repeats` interleaved rounds of one step per path."""
-    first = {name: step() for name, step in paths.items()}
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    names = list(paths)
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def worker(conn: Connection, retain: bool, convs: int, size: int, batch_size: int, threads: int,
+           names: list[str]) -> None:
+    """One process's paths, run on request: ("first",) -> first-step losses; ("step", name) ->
+    (seconds, minor page faults); ("profile", name) -> a torch.profiler table; ("rss",) -> peak
+    resident MiB; ("stop",)."""
+    torch.set_num_threads(threads)
+    if retain:
+        retain_freed_memory()
+    paths = build_paths(convs, make_batch(size, batch_size), names)
+    while True:
+        request = conn.recv()
+        if request[0] == "first":
+            conn.send({name: step() for name, step in paths.items()})
+        elif request[0] == "step":
+            faults, start = _minor_faults(), time.perf_counter()
+            paths[request[1]]()
+            conn.send((time.perf_counter() - start, _minor_faults() - faults))
+        elif request[0] == "profile":
+            with torch.profiler.profile() as prof:
+                paths[request[1]]()
+            conn.send(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        elif request[0] == "rss":
+            conn.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        else:
+            return
+
+
+def timed_rounds(ask: Callable[[str, tuple], object], names: list[str], repeats: int
+                 ) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """`repeats` interleaved rounds of one step per path (order rotated each round)."""
+    times: dict[str, list[float]] = {name: [] for name in names}
+    faults: dict[str, list[int]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            paths[name]()
-            times[name].append(time.perf_counter() - start)
-    return times, first
+            seconds, count = ask(name, ("step", name))
+            times[name].append(seconds)
+            faults[name].append(count)
+    return times, faults
 
 
-def summarise(times: dict[str, list[float]], first: dict[str, float]) -> dict[str, dict]:
+def summarise(times: dict[str, list[float]], faults: dict[str, list[int]], first: dict[str, float],
+              rss: dict[str, float]) -> dict[str, dict]:
     out = {}
     for name, ts in times.items():
         ratios = [b / t for b, t in zip(times["baseline"], ts)]
-        out[name] = {"median_s": statistics.median(ts), "best_s": min(ts),
-                     "speedup_vs_baseline": statistics.median(ratios),
-                     "first_loss": first[name], "first_loss_diff_vs_ours": abs(first[name] - first["ours"])}
+        row = {"median_s": statistics.median(ts), "best_s": min(ts),
+               "speedup_vs_baseline": statistics.median(ratios),
+               "minor_faults_per_step": statistics.median(faults[name]),
+               "process_peak_rss_mib": rss[name],
+               "first_loss": first[name], "first_loss_diff_vs_ours": abs(first[name] - first["ours"])}
+        if "baseline-retained" in times:
+            row["speedup_vs_baseline_retained"] = statistics.median(
+                b / t for b, t in zip(times["baseline-retained"], ts))
+        out[name] = row
     return out
 
 
@@ -174,12 +229,18 @@ def render_markdown(report: dict) -> str:
              f"Command: `{report['command']}`  ", f"Machine: {report['machine']['cpu']}, "
              f"{report['machine']['cores']} cores, torch {report['machine']['torch']}, "
              f"threads {report['threads']}, load average at start {report['machine']['loadavg_start']}",
-             "", "| model | path | median s/step | best s/step | speed-up vs baseline (median of "
-             "per-round ratios) | first-step loss diff vs ours |", "|---|---|---|---|---|---|"]
+             "", "Speed-ups: median of per-round ratios. `baseline` runs with glibc's default malloc, "
+             "every other path in a process that keeps freed memory.", "",
+             "| model | path | median s/step | best s/step | speed-up vs baseline | vs baseline-retained "
+             "| minor page faults/step | process peak RSS MiB | first-step loss diff vs ours |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for model, rows in report["results"].items():
         for name, r in rows.items():
+            same = r.get("speedup_vs_baseline_retained")
             lines.append(f"| {model} | {name} | {r['median_s']:.3f} | {r['best_s']:.3f} | "
-                         f"{r['speedup_vs_baseline']:.2f}x | {r['first_loss_diff_vs_ours']:.1e} |")
+                         f"{r['speedup_vs_baseline']:.2f}x | {'-' if same is None else f'{same:.2f}x'} | "
+                         f"{r['minor_faults_per_step']:.0f} | {r['process_peak_rss_mib']:.0f} | "
+                         f"{r['first_loss_diff_vs_ours']:.1e} |")
     return "\n".join(lines) + "\n"
 
 
@@ -191,6 +252,42 @@ def save_report(out: Path, report: dict, markdown: str) -> None:
     print(markdown)
 
 
+def measure_model(convs: int, names: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """Start the two worker processes, time `names` in interleaved rounds, stop them."""
+    ctx = mp.get_context("spawn")
+    groups = {False: [n for n in names if n in DEFAULT_MALLOC], True: [n for n in names if n in RETAINED]}
+    conns, procs = {}, []
+    for retain, group in groups.items():
+        if group:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker, args=(child, retain, convs, args.size, args.batch,
+                                                    args.threads, group))
+            proc.start()
+            procs.append(proc)
+            conns.update({name: parent for name in group})
+
+    def ask(name: str, request: tuple) -> object:
+        conns[name].send(request)
+        return conns[name].recv()
+
+    try:
+        first: dict[str, float] = {}
+        for conn in {id(c): c for c in conns.values()}.values():
+            conn.send(("first",))
+            first.update(conn.recv())
+        times, faults = timed_rounds(ask, names, args.repeats)
+        if args.profile:
+            for name in names:
+                print(f"== {name}\n" + ask(name, ("profile", name)))
+        rss = {name: ask(name, ("rss",)) for name in names}
+    finally:
+        for conn in {id(c): c for c in conns.values()}.values():
+            conn.send(("stop",))
+        for proc in procs:
+            proc.join()
+    return summarise(times, faults, first, rss)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=240)
@@ -198,28 +295,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--models", default="teacher,student")
-    ap.add_argument("--paths", default="baseline,ours,ours-channels_last,ours-bf16",
+    ap.add_argument("--paths", default="baseline,baseline-retained,ours,ours-channels_last",
                     help="comma-separated paths to time (baseline and ours are always timed)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (inductor)")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table per path")
     ap.add_argument("--out", default="benchmarks/results/train_step")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    batch = make_batch(args.size, args.batch)
+    wanted = ["baseline", "ours"] + [p for p in args.paths.split(",") if p not in ("baseline", "ours")]
+    wanted += ["ours-compiled"] if args.compile else []
+    unknown = sorted(set(wanted) - set(DEFAULT_MALLOC) - set(RETAINED))
+    if unknown:
+        ap.error(f"unknown paths: {', '.join(unknown)}")
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+               "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+               "kernel_preferred": kernel_preferred(),
                "platform": platform.platform(), "loadavg_start": [round(x, 1) for x in os.getloadavg()]}
     results = {}
     for model in args.models.split(","):
-        wanted = set(args.paths.split(",")) | {"baseline", "ours", "ours-compiled"}
-        paths = {k: v for k, v in build_paths(SHAPES[model], batch, args.compile).items() if k in wanted}
-        times, first = timed_rounds(paths, args.repeats)
-        results[model] = summarise(times, first)
-        if args.profile:
-            for name, step in paths.items():
-                with torch.profiler.profile() as prof:
-                    step()
-                print(f"== {model} {name}\n" +
-                      prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        results[model] = measure_model(SHAPES[model], wanted, args)
         print(json.dumps({model: results[model]}, indent=1), flush=True)
     report = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "size": args.size,
               "batch": args.batch, "threads": args.threads, "repeats": args.repeats,

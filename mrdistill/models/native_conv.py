@@ -2,15 +2,18 @@
 input gradient, the compiled kernel (`native.conv3x3_weight_grad_native`) for the weight and bias
 gradients.
 
-Why: on AVX2 CPUs oneDNN runs a 32->32 3x3 conv's forward and input gradient near the machine's
-matmul rate in channels_last, but its weight gradient at about a quarter of it (half in NCHW), so
-neither layout trains fast with autograd's own conv backward (benchmarks/README.md).
-`native_weight_grad(model)` switches the eligible convs of a model to this backward for the
-duration of a `with` block; results equal autograd's up to float rounding (another summation order).
+Why: where oneDNN runs AVX2 code it does a 32->32 3x3 conv's forward and input gradient near the
+machine's matmul rate in channels_last, but its weight gradient at about a quarter of it (half in
+NCHW), so neither layout trains fast with autograd's own conv backward. Its AVX-512 code has no
+such gap and beats the AVX2 kernel, so `kernel_preferred()` says where to use it (figures in
+benchmarks/README.md). `native_weight_grad(model)` switches the eligible convs of a model to this
+backward for the duration of a `with` block; results equal autograd's up to float rounding
+(another summation order).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -92,6 +95,17 @@ class NativeGradConv2d(nn.Conv2d):
                 and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")):
             return _Conv3x3NativeGrad.apply(_channels_last(x), self.weight, self.bias)
         return super().forward(x)
+
+
+def kernel_preferred() -> bool:
+    """True where the compiled weight gradient beats oneDNN's: where oneDNN runs AVX2 (or older)
+    code, i.e. on a CPU without AVX-512 or with oneDNN capped below it (ONEDNN_MAX_CPU_ISA). Measured
+    (benchmarks/README.md, one 32->32 conv at 240^2 batch 4, 2 threads): on an AVX2 AMD EPYC the
+    kernel 82-114 GFLOP/s vs oneDNN channels_last 22-54; on an AVX-512 AMD EPYC oneDNN 248 vs the
+    kernel 143, and with oneDNN capped at AVX2 there 83 vs 141."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    capped = cap.startswith(("SSE", "AVX")) and not cap.startswith(("AVX512", "AVX10"))
+    return capped or torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
 def eligible(conv: nn.Module) -> bool:

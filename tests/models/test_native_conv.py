@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from mrdistill.models import build_model, native
-from mrdistill.models.native_conv import NativeGradConv2d, eligible, native_weight_grad
+from mrdistill.models.native_conv import NativeGradConv2d, eligible, kernel_preferred, native_weight_grad
 
 needs_kernel = pytest.mark.skipif(native.convgrad_kernel() is None,
                                   reason="no AVX2 CPU or no C compiler here: autograd's conv is used")
@@ -146,3 +146,19 @@ def test_double_backward_is_refused_not_wrong():
         (gx,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
         with pytest.raises(RuntimeError, match="once_differentiable|double backward|differentiable"):
             gx.sum().backward()
+
+
+@pytest.mark.parametrize(("capability", "cap", "preferred"), [
+    ("AVX2", None, True), ("AVX512", None, False), ("AVX512", "AVX2", True), ("AVX512", "avx2_vnni", True),
+    ("AVX512", "AVX512_CORE", False), ("AVX512", "AVX10_1_512", False), ("DEFAULT", None, False)])
+def test_kernel_is_preferred_only_where_onednn_runs_avx2_code(monkeypatch, capability, cap,
+                                                               preferred) -> None:
+    """oneDNN's AVX-512 weight gradient beats the AVX2 kernel (benchmarks/README.md): `fit` uses
+    the kernel only where oneDNN runs AVX2 code, by CPU or by ONEDNN_MAX_CPU_ISA."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert kernel_preferred() is preferred

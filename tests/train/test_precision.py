@@ -66,7 +66,7 @@ def test_bf16_training_on_cpu_is_finite_and_close_to_fp32(tmp_path) -> None:
     assert abs(scores["bf16"] - scores["fp32"]) < BF16_PSNR_TOLERANCE_DB
 
 
-def test_channels_last_training_matches_nchw(tmp_path, capsys) -> None:
+def test_channels_last_training_matches_nchw(tmp_path, capsys, monkeypatch) -> None:
     """`optim.channels_last` trains in channels_last (the weights stay so) and ends where NCHW
     does, up to float rounding: the convolutions' summation order differs, and Adam turns rounding
     in a gradient that is zero in exact arithmetic (a cascade's last bias, which hard DC cancels)
@@ -75,6 +75,9 @@ def test_channels_last_training_matches_nchw(tmp_path, capsys) -> None:
         "optim.max_steps=4", "optim.lr=0.003", "optim.batch_size=2", "data.max_train_slices=8",
         "data.max_eval_slices=2", "model.kwargs.channels=8", "model.kwargs.convs=3"])
     data = make_task_datasets(cfg.data, cfg.seed)
+    # As on a CPU where oneDNN runs AVX2 code, so that the kernel trains wherever it compiles
+    # (with AVX-512 `fit` leaves the convs to oneDNN: test_native_conv tests that choice).
+    monkeypatch.setattr("mrdistill.train.loop.kernel_preferred", lambda: True)
     weights, losses = {}, {}
     for layout in (False, True):
         cfg.optim.channels_last = layout
@@ -90,8 +93,8 @@ def test_channels_last_training_matches_nchw(tmp_path, capsys) -> None:
         convs = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1]
         assert convs and all(p.is_contiguous(memory_format=torch.channels_last) and
                              not p.is_contiguous() for p in convs) == layout
-        # channels_last on an AVX2 CPU: the compiled weight gradient (models.native_conv), and
-        # the convs are plain nn.Conv2d again afterwards.
+        # channels_last: the compiled weight gradient (models.native_conv), and the convs are
+        # plain nn.Conv2d again afterwards.
         native_used = layout and native.convgrad_kernel() is not None
         assert trained_by == ({"NativeGradConv2d"} if native_used else {"Conv2d"})
         assert all(type(m) is nn.Conv2d for m in model.modules() if isinstance(m, nn.Conv2d))
