@@ -17,9 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in train_step.py
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
-import shlex  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -29,7 +27,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from mrdistill.machine import cpu_model  # noqa: E402
 from mrdistill.models.native import conv3x3_weight_grad_native  # noqa: E402
-from train_step import save_report  # noqa: E402
+from train_step import command_line, save_report  # noqa: E402
 
 CL = torch.channels_last
 
@@ -82,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             times[name].append(time.perf_counter() - start)
     results = {name: {"median_s": statistics.median(ts), "gflops": flop / statistics.median(ts) / 1e9}
                for name, ts in times.items()}
-    report = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), **vars(args),
+    report = {"command": command_line(), **vars(args),
               "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                           "platform": platform.platform(), "loadavg_start": load_start,
                           "loadavg_end": [round(v, 1) for v in os.getloadavg()]},

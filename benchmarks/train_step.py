@@ -246,6 +246,16 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Environment settings that change what is measured: shown in front of the recorded command.
+MEASURED_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MRDISTILL_NATIVE", "OMP_NUM_THREADS")
+
+
+def command_line() -> str:
+    """This run's command as it can be typed again, with the settings of MEASURED_ENV in front."""
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in MEASURED_ENV if k in os.environ]
+    return " ".join(env + ["python"] + [shlex.quote(a) for a in sys.argv])
+
+
 def save_report(out: Path, report: dict, markdown: str) -> None:
     """`out`.json (the figures) and `out`.md (the table), and the table on stdout."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -316,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     for model in args.models.split(","):
         results[model] = measure_model(SHAPES[model], wanted, args)
         print(json.dumps({model: results[model]}, indent=1), flush=True)
-    report = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "size": args.size,
+    report = {"command": command_line(), "size": args.size,
               "batch": args.batch, "threads": args.threads, "repeats": args.repeats,
               "machine": machine | {"loadavg_end": [round(x, 1) for x in os.getloadavg()]},
               "results": results}
