@@ -15,9 +15,9 @@ baseline / path (median over rounds). Paths:
   (uncentred, mask shifted once), NCHW, float32; default malloc;
 - `baseline-retained`: the same with freed memory kept (what the allocator alone changes);
 - `ours`: `mrdistill` `DCCNN` as `mrdistill train` runs it (eager, NCHW, float32, memory kept);
-- `ours-channels_last`: with `optim.channels_last` as `train.loop.fit` runs it here (the compiled
-  weight gradient where `native_conv.kernel_preferred()`, oneDNN's own elsewhere);
-- `ours-native`: channels_last with the compiled weight-gradient kernel forced;
+- `ours-channels_last`: with `optim.channels_last` as `train.loop.fit` runs it (`models.native_conv`:
+  each part of a conv by oneDNN or a compiled kernel, whichever is faster on this CPU);
+- `ours-channels_last-onednn`: channels_last with autograd's own conv backward (oneDNN only);
 - `ours-bf16`: `ours` under CPU bf16 autocast (`optim.precision: bf16`; DC stays float32);
 - `ours-compiled` (with `--compile`): `torch.compile` of the model (inductor).
 
@@ -133,7 +133,8 @@ def make_step(model: nn.Module, forward: Callable[[nn.Module], Tensor], target: 
 
 # The paths each worker process holds: glibc's default malloc, or freed memory kept.
 DEFAULT_MALLOC = ("baseline",)
-RETAINED = ("baseline-retained", "ours", "ours-channels_last", "ours-native", "ours-bf16", "ours-compiled")
+RETAINED = ("baseline-retained", "ours", "ours-channels_last", "ours-channels_last-onednn", "ours-bf16",
+            "ours-compiled")
 
 
 def build_paths(convs: int, batch: dict[str, Tensor], names: list[str]) -> dict[str, Step]:
@@ -156,8 +157,8 @@ def build_paths(convs: int, batch: dict[str, Tensor], names: list[str]) -> dict[
         "baseline": lambda: make_step(base, run_base, t),
         "baseline-retained": lambda: make_step(base, run_base, t),
         "ours": lambda: make_step(ours, run_ours, t),
-        "ours-channels_last": lambda: make_step(channels_last(), run_ours, t, native=kernel_preferred()),
-        "ours-native": lambda: make_step(channels_last(), run_ours, t, native=True),
+        "ours-channels_last": lambda: make_step(channels_last(), run_ours, t, native=True),
+        "ours-channels_last-onednn": lambda: make_step(channels_last(), run_ours, t),
         "ours-bf16": lambda: make_step(copy.deepcopy(ours), run_ours, t, autocast=True),
         "ours-compiled": lambda: make_step(torch.compile(copy.deepcopy(ours)), run_ours, t),
     }

@@ -1,14 +1,15 @@
-"""Faster CPU training of 3x3 convolutions in channels_last: oneDNN for the forward pass and the
-input gradient, the compiled kernel (`native.conv3x3_weight_grad_native`) for the weight and bias
-gradients.
+"""Faster CPU training of 3x3 convolutions in channels_last: each part of a conv by whichever of
+oneDNN and mrdistill's compiled kernels is faster for it.
 
-Why: where oneDNN runs AVX2 code it does a 32->32 3x3 conv's forward and input gradient near the
-machine's matmul rate in channels_last, but its weight gradient at about a quarter of it (half in
-NCHW), so neither layout trains fast with autograd's own conv backward. Its AVX-512 code has no
-such gap and beats the AVX2 kernel, so `kernel_preferred()` says where to use it (figures in
+Why: oneDNN runs a 32->32 conv near the machine's matmul rate in channels_last, except its weight
+gradient where it runs AVX2 code (a quarter of its forward rate; its AVX-512 code has no such gap
+and beats the AVX2 kernel, so `kernel_preferred()` says where). The narrow convs at a cascade's
+ends (1-2 channels in or out) are memory-bound, and there oneDNN is 2-4x slower than the kernels on
+every CPU measured: the 32->1 forward and the first conv's input gradient run on the tap-conv
+kernel (`native.tapconv_native`), their weight gradients on the weight-gradient kernel (figures in
 benchmarks/README.md). `native_weight_grad(model)` switches the eligible convs of a model to this
-backward for the duration of a `with` block; results equal autograd's up to float rounding
-(another summation order).
+for the duration of a `with` block; results equal autograd's up to float rounding (another
+summation order).
 """
 
 from __future__ import annotations
@@ -22,7 +23,21 @@ import torch.nn.functional as F  # noqa: N812 - the usual alias
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from mrdistill.models.native import conv3x3_weight_grad_native, convgrad_kernel
+from mrdistill.models.native import conv3x3_weight_grad_native, convgrad_kernel, tapconv_native
+from mrdistill.models.parallel import run_chunks
+
+NARROW = 8  # fewer channels than this on one side: a memory-bound conv at a cascade's end
+
+
+def kernel_preferred() -> bool:
+    """True where the compiled weight gradient beats oneDNN's: where oneDNN runs AVX2 (or older)
+    code, i.e. on a CPU without AVX-512 or with oneDNN capped below it (ONEDNN_MAX_CPU_ISA). Measured
+    (benchmarks/README.md, one 32->32 conv at 240^2 batch 4, 2 threads): on an AVX2 AMD EPYC the
+    kernel 82-114 GFLOP/s vs oneDNN channels_last 22-54; on an AVX-512 AMD EPYC oneDNN 248 vs the
+    kernel 143, and with oneDNN capped at AVX2 there 83 vs 141."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    capped = cap.startswith(("SSE", "AVX")) and not cap.startswith(("AVX512", "AVX10"))
+    return capped or torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
 def _weight_grad(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -32,7 +47,7 @@ def _weight_grad(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] | None:
     needs a multiple of 8 channels on its input side; with few input channels (the first conv of a
     cascade) it runs with the roles of x and dy swapped: sum_p dy[p, o] x[p + t, c] is
     sum_q x[q, c] dy[q - t, o], the mirrored tap of the swapped product."""
-    if x.shape[1] % 8 == 0:
+    if x.shape[1] % 8 == 0:  # (with dy of any width)
         return conv3x3_weight_grad_native(x, dy)
     swapped = conv3x3_weight_grad_native(dy, x)  # (Cin, Cout, 3, 3), taps mirrored
     if swapped is None:
@@ -41,18 +56,45 @@ def _weight_grad(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] | None:
     return gw, dy.sum((0, 2, 3))
 
 
+def _tapconv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
+    """conv2d(x, weight, bias, padding=1) to few output channels by the tap-conv kernel, the batch
+    split over the torch threads (the kernel is single-threaded); None where it cannot run.
+
+    x: float32 (n, C, H, W) dense channels-last, C a multiple of 8; weight: (Cout, C, 3, 3).
+    Returns float32 (n, Cout, H, W) contiguous."""
+    taps = weight.detach().permute(0, 2, 3, 1).contiguous()  # (Cout, 3, 3, C), as the kernel reads
+    b = torch.zeros(weight.shape[0]) if bias is None else bias.detach().contiguous()
+    n = x.shape[0]
+    count = max(1, min(torch.get_num_threads(), n))
+    parts = [slice(n * i // count, n * (i + 1) // count) for i in range(count)]
+    outs = run_chunks(lambda part: tapconv_native(x[part], taps, b), parts)
+    if any(out is None for out in outs):
+        return None
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def _kernel_weight_grad(x: Tensor, dy: Tensor) -> bool:
+    """Whether the weight gradient of this conv goes to the kernel: always for a narrow conv, for a
+    wide one where oneDNN runs AVX2 code."""
+    return min(x.shape[1], dy.shape[1]) < NARROW or kernel_preferred()
+
+
 class _Conv3x3NativeGrad(torch.autograd.Function):
-    """y = conv2d(x, weight, bias, padding=1) in channels_last; backward: the input gradient by
-    oneDNN (as the convolution with the flipped, transposed weight where the conv has few input
-    channels: oneDNN's own backward-data is slower there), the weight and bias gradients by the
-    compiled kernel (oneDNN where it cannot take the tensors)."""
+    """y = conv2d(x, weight, bias, padding=1) in channels_last. Forward: the tap-conv kernel for a
+    conv to few channels, else oneDNN. Backward: the input gradient as the convolution with the
+    flipped, transposed weight where the conv has few input channels (tap-conv kernel, else oneDNN;
+    oneDNN's own backward-data is slower there), else by oneDNN; the weight and bias gradients as
+    `_kernel_weight_grad` says. oneDNN for whatever a kernel cannot take."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        # Stays channels_last (a no-op after `_channels_last`): every later conv expects it.
-        return F.conv2d(x, weight, bias, padding=1).contiguous(memory_format=torch.channels_last)
+        y = _tapconv(x, weight, bias) if weight.shape[0] < NARROW and x.shape[1] % 8 == 0 else None
+        if y is None:
+            y = F.conv2d(x, weight, bias, padding=1)
+        # channels_last (a no-op after `_channels_last` or for one channel): later convs expect it.
+        return y.contiguous(memory_format=torch.channels_last)
 
     @staticmethod
     @once_differentiable  # the kernel's gradients have no graph: refuse double backward loudly
@@ -62,11 +104,13 @@ class _Conv3x3NativeGrad(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         need_b = need_b and ctx.has_bias
         gx = gw = gb = None
-        if need_w or need_b:
+        if (need_w or need_b) and _kernel_weight_grad(x, dy):
             gw, gb = _weight_grad(x, dy) or (None, None)
-        if need_x and x.shape[1] < 8:
-            flipped = weight.flip(2, 3).transpose(0, 1).contiguous(memory_format=torch.channels_last)
-            gx = F.conv2d(dy, flipped, padding=1)
+        if need_x and x.shape[1] < NARROW:
+            flipped = weight.flip(2, 3).transpose(0, 1)  # (Cin, Cout, 3, 3)
+            gx = _tapconv(dy, flipped, None) if dy.shape[1] % 8 == 0 else None
+            if gx is None:
+                gx = F.conv2d(dy, flipped.contiguous(memory_format=torch.channels_last), padding=1)
         mask = [need_x and gx is None, need_w and gw is None, need_b and gb is None]
         if any(mask):  # oneDNN for whatever is still missing
             rest = torch.ops.aten.convolution_backward(
@@ -95,17 +139,6 @@ class NativeGradConv2d(nn.Conv2d):
                 and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")):
             return _Conv3x3NativeGrad.apply(_channels_last(x), self.weight, self.bias)
         return super().forward(x)
-
-
-def kernel_preferred() -> bool:
-    """True where the compiled weight gradient beats oneDNN's: where oneDNN runs AVX2 (or older)
-    code, i.e. on a CPU without AVX-512 or with oneDNN capped below it (ONEDNN_MAX_CPU_ISA). Measured
-    (benchmarks/README.md, one 32->32 conv at 240^2 batch 4, 2 threads): on an AVX2 AMD EPYC the
-    kernel 82-114 GFLOP/s vs oneDNN channels_last 22-54; on an AVX-512 AMD EPYC oneDNN 248 vs the
-    kernel 143, and with oneDNN capped at AVX2 there 83 vs 141."""
-    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
-    capped = cap.startswith(("SSE", "AVX")) and not cap.startswith(("AVX512", "AVX10"))
-    return capped or torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
 def eligible(conv: nn.Module) -> bool:

@@ -30,7 +30,7 @@ from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import volume_metrics
-from mrdistill.models.native_conv import kernel_preferred, native_weight_grad
+from mrdistill.models.native_conv import native_weight_grad
 from mrdistill.train import distributed
 from mrdistill.train.batches import loader_options, make_loader
 from mrdistill.train.checkpoint import all_finite, model_payload, save_checkpoint, state_to_cpu
@@ -286,9 +286,9 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
     total_steps = epochs * len(st.loader) if max_steps is None else min(epochs * len(st.loader), max_steps)
     bar = tqdm(total=total_steps, initial=st.pos.step, desc=stage,
                disable=not (progress and ctx.is_main), leave=False)
-    # channels_last on a CPU where oneDNN runs AVX2 code: the convs' weight gradients by the
-    # compiled kernel (models.native_conv); with AVX-512 oneDNN's own are faster.
-    with native_weight_grad(model, enabled=optim.channels_last and kernel_preferred()):
+    # channels_last on the CPU: each part of a conv by oneDNN or a compiled kernel, whichever is
+    # faster there (models.native_conv).
+    with native_weight_grad(model, enabled=optim.channels_last):
         while st.pos.epoch < epochs and st.pos.step < total_steps:
             st.start_epoch(st.pos.epoch)
             model.train()

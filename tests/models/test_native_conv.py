@@ -84,7 +84,8 @@ def test_native_grad_conv_equals_conv2d_in_value_and_gradients(cin, cout, bias):
     y_ref = F.conv2d(x_ref, ref[0], ref[1] if bias else None, padding=1)
     y_ref.backward(dy)
     assert y.is_contiguous(memory_format=CL)
-    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    # Another summation order of 9 * cin unit-sized terms (the tap-conv kernel for cout < 8).
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-4)
     for got, want in zip([x.grad, *(p.grad for p in conv.parameters())], [x_ref.grad, *(p.grad for p in ref)]):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
 

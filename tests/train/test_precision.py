@@ -66,7 +66,7 @@ def test_bf16_training_on_cpu_is_finite_and_close_to_fp32(tmp_path) -> None:
     assert abs(scores["bf16"] - scores["fp32"]) < BF16_PSNR_TOLERANCE_DB
 
 
-def test_channels_last_training_matches_nchw(tmp_path, capsys, monkeypatch) -> None:
+def test_channels_last_training_matches_nchw(tmp_path, capsys) -> None:
     """`optim.channels_last` trains in channels_last (the weights stay so) and ends where NCHW
     does, up to float rounding: the convolutions' summation order differs, and Adam turns rounding
     in a gradient that is zero in exact arithmetic (a cascade's last bias, which hard DC cancels)
@@ -75,9 +75,6 @@ def test_channels_last_training_matches_nchw(tmp_path, capsys, monkeypatch) -> N
         "optim.max_steps=4", "optim.lr=0.003", "optim.batch_size=2", "data.max_train_slices=8",
         "data.max_eval_slices=2", "model.kwargs.channels=8", "model.kwargs.convs=3"])
     data = make_task_datasets(cfg.data, cfg.seed)
-    # As on a CPU where oneDNN runs AVX2 code, so that the kernel trains wherever it compiles
-    # (with AVX-512 `fit` leaves the convs to oneDNN: test_native_conv tests that choice).
-    monkeypatch.setattr("mrdistill.train.loop.kernel_preferred", lambda: True)
     weights, losses = {}, {}
     for layout in (False, True):
         cfg.optim.channels_last = layout
