@@ -30,17 +30,18 @@ NARROW = 8  # fewer channels than this on one side: a memory-bound conv at a cas
 
 
 def kernel_preferred() -> bool:
-    """True where the compiled weight gradient beats oneDNN's: where oneDNN runs AVX2 (or older)
-    code, i.e. on a CPU without AVX-512 or with oneDNN capped below it (ONEDNN_MAX_CPU_ISA). Measured
-    (benchmarks/README.md, one 32->32 conv at 240^2 batch 4, 2 threads): on an AVX2 AMD EPYC the
-    kernel 82-114 GFLOP/s vs oneDNN channels_last 22-54; on an AVX-512 AMD EPYC oneDNN 248 vs the
-    kernel 143, and with oneDNN capped at AVX2 there 83 vs 141."""
+    """True where the compiled weight gradient of a wide conv beats oneDNN's: where oneDNN runs AVX2
+    (or older) code, i.e. on a CPU without AVX-512 or with oneDNN capped below it
+    (ONEDNN_MAX_CPU_ISA). Measured (benchmarks/README.md, `conv_grad.py`: one 32->32 conv, 240^2,
+    batch 4, 2 threads): on an AVX2-only AMD EPYC the kernel 82-114 GFLOP/s vs oneDNN channels_last
+    22-54; on an AVX-512 AMD EPYC (Zen 5) oneDNN 237 vs the kernel 135, and with oneDNN capped at
+    AVX2 there 83 vs 157."""
     cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
     capped = cap.startswith(("SSE", "AVX")) and not cap.startswith(("AVX512", "AVX10"))
     return capped or torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
-def _weight_grad(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] | None:
+def kernel_weight_grad(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] | None:
     """(gw float32 (Cout, Cin, 3, 3), gb float32 (Cout,)) of y = conv3x3(x) from the kernel, or None.
 
     x: float32 (n, Cin, H, W), dy: float32 (n, Cout, H, W), both dense channels-last. The kernel
@@ -56,7 +57,7 @@ def _weight_grad(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] | None:
     return gw, dy.sum((0, 2, 3))
 
 
-def _tapconv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
+def narrow_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
     """conv2d(x, weight, bias, padding=1) to few output channels by the tap-conv kernel, the batch
     split over the torch threads (the kernel is single-threaded); None where it cannot run.
 
@@ -73,7 +74,7 @@ def _tapconv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
-def _kernel_weight_grad(x: Tensor, dy: Tensor) -> bool:
+def weight_grad_on_kernel(x: Tensor, dy: Tensor) -> bool:
     """Whether the weight gradient of this conv goes to the kernel: always for a narrow conv, for a
     wide one where oneDNN runs AVX2 code."""
     return min(x.shape[1], dy.shape[1]) < NARROW or kernel_preferred()
@@ -84,16 +85,16 @@ class _Conv3x3NativeGrad(torch.autograd.Function):
     conv to few channels, else oneDNN. Backward: the input gradient as the convolution with the
     flipped, transposed weight where the conv has few input channels (tap-conv kernel, else oneDNN;
     oneDNN's own backward-data is slower there), else by oneDNN; the weight and bias gradients as
-    `_kernel_weight_grad` says. oneDNN for whatever a kernel cannot take."""
+    `weight_grad_on_kernel` says. oneDNN for whatever a kernel cannot take."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        y = _tapconv(x, weight, bias) if weight.shape[0] < NARROW and x.shape[1] % 8 == 0 else None
+        y = narrow_conv(x, weight, bias) if weight.shape[0] < NARROW and x.shape[1] % 8 == 0 else None
         if y is None:
             y = F.conv2d(x, weight, bias, padding=1)
-        # channels_last (a no-op after `_channels_last` or for one channel): later convs expect it.
+        # channels_last (a no-op after `channels_last_view` or for one channel): later convs expect it.
         return y.contiguous(memory_format=torch.channels_last)
 
     @staticmethod
@@ -104,11 +105,11 @@ class _Conv3x3NativeGrad(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         need_b = need_b and ctx.has_bias
         gx = gw = gb = None
-        if (need_w or need_b) and _kernel_weight_grad(x, dy):
-            gw, gb = _weight_grad(x, dy) or (None, None)
+        if (need_w or need_b) and weight_grad_on_kernel(x, dy):
+            gw, gb = kernel_weight_grad(x, dy) or (None, None)
         if need_x and x.shape[1] < NARROW:
             flipped = weight.flip(2, 3).transpose(0, 1)  # (Cin, Cout, 3, 3)
-            gx = _tapconv(dy, flipped, None) if dy.shape[1] % 8 == 0 else None
+            gx = narrow_conv(dy, flipped, None) if dy.shape[1] % 8 == 0 else None
             if gx is None:
                 gx = F.conv2d(dy, flipped.contiguous(memory_format=torch.channels_last), padding=1)
         mask = [need_x and gx is None, need_w and gw is None, need_b and gb is None]
@@ -120,7 +121,7 @@ class _Conv3x3NativeGrad(torch.autograd.Function):
         return gx if need_x else None, gw if need_w else None, gb if need_b else None
 
 
-def _channels_last(x: Tensor) -> Tensor:
+def channels_last_view(x: Tensor) -> Tensor:
     """x float32 (n, C, H, W) as dense channels-last. A 1-channel tensor is both layouts at once and
     oneDNN then answers in NCHW; its channel stride set to 1 makes oneDNN answer in channels_last
     (no copy: with one channel that stride is never used to step)."""
@@ -137,7 +138,7 @@ class NativeGradConv2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if (torch.is_grad_enabled() and self.weight.requires_grad and x.dtype == torch.float32
                 and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")):
-            return _Conv3x3NativeGrad.apply(_channels_last(x), self.weight, self.bias)
+            return _Conv3x3NativeGrad.apply(channels_last_view(x), self.weight, self.bias)
         return super().forward(x)
 
 
