@@ -7,7 +7,8 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from mrdistill.models import build_model, native
-from mrdistill.models.native_conv import NativeGradConv2d, eligible, kernel_preferred, native_weight_grad
+from mrdistill.models.native_conv import (NativeGradConv2d, eligible, kernel_preferred, narrow_conv,
+                                          native_weight_grad)
 
 needs_kernel = pytest.mark.skipif(native.convgrad_kernel() is None,
                                   reason="no AVX2 CPU or no C compiler here: autograd's conv is used")
@@ -51,6 +52,23 @@ def test_weight_grad_kernel_equals_autograd(n, c, cout, h, w, threads):
     torch.testing.assert_close(gb, ref_b, rtol=1e-5, atol=1e-5 * (n * h * w) ** 0.5)
 
 
+@pytest.mark.skipif(native.tapconv_kernel() is None, reason="no AVX2 CPU or no C compiler here")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n,cout,bias", [(3, 1, True), (1, 2, False)])
+def test_narrow_conv_equals_conv2d_whatever_the_batch_split(n, cout, bias, threads):
+    """The tap-conv kernel's batch parts (one per thread) put together give conv2d's output."""
+    x = _randn(n, 16, 9, 21, seed=0).contiguous(memory_format=CL)
+    w, b = _randn(cout, 16, 3, 3, seed=1), _randn(cout, seed=2) if bias else None
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = narrow_conv(x, w, b)
+    finally:
+        torch.set_num_threads(before)
+    assert y.shape == (n, cout, 9, 21)
+    torch.testing.assert_close(y, F.conv2d(x, w, b, padding=1), rtol=1e-5, atol=1e-4)
+
+
 @needs_kernel
 def test_weight_grad_kernel_refuses_what_it_cannot_read():
     x, dy = _randn(1, 16, 5, 5, seed=0), _randn(1, 4, 5, 5, seed=1)
@@ -64,11 +82,15 @@ def test_weight_grad_kernel_refuses_what_it_cannot_read():
 
 
 @needs_kernel
+@pytest.mark.parametrize("preferred", [True, False])
 @pytest.mark.parametrize("cin,cout,bias", [(1, 8, True), (2, 16, True), (8, 8, False), (32, 1, True),
                                            (16, 3, True)])
-def test_native_grad_conv_equals_conv2d_in_value_and_gradients(cin, cout, bias):
+def test_native_grad_conv_equals_conv2d_in_value_and_gradients(cin, cout, bias, preferred, monkeypatch):
     """Every input: the first conv of a cascade (few input channels: the kernel with x and dy
-    swapped, the input gradient as a conv with the flipped weight), hidden and last convs."""
+    swapped, the input gradient by the tap-conv kernel as a conv with the flipped weight), hidden
+    convs (weight gradient by the kernel or by oneDNN, as `kernel_preferred` says) and last convs
+    (forward by the tap-conv kernel)."""
+    monkeypatch.setattr("mrdistill.models.native_conv.kernel_preferred", lambda: preferred)
     conv = nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
     torch.nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(2))
     ref = [p.detach().clone().requires_grad_() for p in conv.parameters()]
