@@ -172,11 +172,10 @@ def _minor_faults() -> int:
 def worker(conn: Connection, retain: bool, convs: int, size: int, batch_size: int, threads: int,
            names: list[str]) -> None:
     """One process's paths, run on request: ("first",) -> first-step losses; ("step", name) ->
-    (seconds, minor page faults); ("profile", name) -> a torch.profiler table; ("rss",) -> peak
-    resident MiB; ("stop",)."""
+    (seconds, minor page faults); ("profile", name) -> a torch.profiler table; ("memory",) -> (peak
+    resident MiB, whether freed memory is kept); ("stop",)."""
     torch.set_num_threads(threads)
-    if retain:
-        retain_freed_memory()
+    kept = retain_freed_memory() if retain else False  # False too where the user tunes malloc
     paths = build_paths(convs, make_batch(size, batch_size), names)
     while True:
         request = conn.recv()
@@ -190,8 +189,8 @@ def worker(conn: Connection, retain: bool, convs: int, size: int, batch_size: in
             with torch.profiler.profile() as prof:
                 paths[request[1]]()
             conn.send(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
-        elif request[0] == "rss":
-            conn.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        elif request[0] == "memory":
+            conn.send((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, kept))
         else:
             return
 
@@ -210,14 +209,14 @@ def timed_rounds(ask: Callable[[str, tuple], object], names: list[str], repeats:
 
 
 def summarise(times: dict[str, list[float]], faults: dict[str, list[int]], first: dict[str, float],
-              rss: dict[str, float]) -> dict[str, dict]:
+              memory: dict[str, tuple[float, bool]]) -> dict[str, dict]:
     out = {}
     for name, ts in times.items():
         ratios = [b / t for b, t in zip(times["baseline"], ts)]
         row = {"median_s": statistics.median(ts), "best_s": min(ts),
                "speedup_vs_baseline": statistics.median(ratios),
                "minor_faults_per_step": statistics.median(faults[name]),
-               "process_peak_rss_mib": rss[name],
+               "process_peak_rss_mib": memory[name][0], "freed_memory_kept": memory[name][1],
                "first_loss": first[name],
                "first_loss_diff_vs_baseline": abs(first[name] - first["baseline"])}
         if "baseline-retained" in times:
@@ -292,13 +291,13 @@ def measure_model(convs: int, names: list[str], args: argparse.Namespace) -> dic
         if args.profile:
             for name in names:
                 print(f"== {name}\n" + ask(name, ("profile", name)))
-        rss = {name: ask(name, ("rss",)) for name in names}
+        memory = {name: ask(name, ("memory",)) for name in names}
     finally:
         for conn in {id(c): c for c in conns.values()}.values():
             conn.send(("stop",))
         for proc in procs:
             proc.join()
-    return summarise(times, faults, first, rss)
+    return summarise(times, faults, first, memory)
 
 
 def main(argv: list[str] | None = None) -> None:
