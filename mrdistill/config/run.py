@@ -49,8 +49,7 @@ class OptimConfig:
     # Weights (and so activations) of the trained model in channels_last memory layout: faster
     # convolutions on GPUs; on an x86-64 CPU each part of a 3x3 conv then runs on oneDNN or a
     # compiled kernel, whichever is faster there (models/native_conv.py; a DC-CNN training step
-    # 1.2-1.6x faster than in NCHW, benchmarks/README.md). Same results up to float
-    # rounding.
+    # 1.2-1.6x faster than in NCHW, benchmarks/README.md). Same results up to float rounding.
     channels_last: bool = False
     # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
     # of work (0: off); always at each epoch end.

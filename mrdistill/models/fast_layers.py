@@ -16,7 +16,7 @@ from torch.nn import functional as F  # noqa: N812 - the usual alias
 
 from mrdistill.models.native import (CASCADE_CHANNELS, cascade_kernel, cascade_native, tapconv_kernel,
                                      tapconv_native)
-from mrdistill.models.parallel import run_chunks
+from mrdistill.models.parallel import run_chunks, thread_parts
 
 # Output channels up to which a conv runs as "taps matmul + shifted adds" instead of oneDNN.
 _TAP_CONV_MAX_OUT = 4
@@ -184,9 +184,7 @@ class NativeCascade(nn.Module):
         x = x.contiguous()
         n, _, h, w = x.shape
         out = torch.empty(n, self.out_channels, h, w)
-        count = max(1, min(torch.get_num_threads(), h // _MIN_BAND_ROWS))
-        edges = [h * i // count for i in range(count + 1)]
-        run_chunks(lambda rows: self._run(x, out, rows), [slice(a, b) for a, b in zip(edges, edges[1:])])
+        run_chunks(lambda rows: self._run(x, out, rows), thread_parts(h, most=h // _MIN_BAND_ROWS))
         return out
 
     def _run(self, x: Tensor, out: Tensor, rows: slice) -> Tensor:

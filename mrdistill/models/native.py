@@ -26,7 +26,7 @@ from torch import Tensor
 
 from mrdistill.atomic import atomic_path
 from mrdistill.cache import default_cache_dir
-from mrdistill.models.parallel import run_chunks
+from mrdistill.models.parallel import run_chunks, thread_parts
 
 KERNEL_DIR = Path(__file__).with_name("kernels")
 # AVX2 + FMA only (not -march=native): the cached library must run on any x86-64 CPU that has them.
@@ -120,9 +120,6 @@ def conv3x3_weight_grad_native(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] |
             or x.device.type != "cpu" or dy.device.type != "cpu" or dy.shape != (n, cout, h, w)
             or not (is_dense_nhwc(x) and is_dense_nhwc(dy))):
         return None
-    rows = n * h
-    count = max(1, min(torch.get_num_threads(), rows))
-    bounds = [rows * i // count for i in range(count + 1)]
 
     def run(part: slice) -> Tensor:  # this part's sums: gw (Cout, 3, 3, C) then gb (Cout,), flat
         sums = torch.zeros(cout * 9 * c + cout)
@@ -130,7 +127,7 @@ def conv3x3_weight_grad_native(x: Tensor, dy: Tensor) -> tuple[Tensor, Tensor] |
            cout, part.start, part.stop)
         return sums
 
-    total = torch.stack(run_chunks(run, [slice(bounds[i], bounds[i + 1]) for i in range(count)])).sum(0)
+    total = torch.stack(run_chunks(run, thread_parts(n * h))).sum(0)
     gw, gb = total[:cout * 9 * c].view(cout, 3, 3, c), total[cout * 9 * c:]
     # (Cout, 3, 3, C) memory is the channels_last layout of a (Cout, C, 3, 3) weight.
     return gw.permute(0, 3, 1, 2), gb

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from mrdistill.models.native import conv3x3_weight_grad_native, convgrad_kernel, tapconv_native
-from mrdistill.models.parallel import run_chunks
+from mrdistill.models.parallel import run_chunks, thread_parts
 
 NARROW = 8  # fewer channels than this on one side: a memory-bound conv at a cascade's end
 
@@ -65,10 +65,7 @@ def narrow_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None
     Returns float32 (n, Cout, H, W) contiguous."""
     taps = weight.detach().permute(0, 2, 3, 1).contiguous()  # (Cout, 3, 3, C), as the kernel reads
     b = torch.zeros(weight.shape[0]) if bias is None else bias.detach().contiguous()
-    n = x.shape[0]
-    count = max(1, min(torch.get_num_threads(), n))
-    parts = [slice(n * i // count, n * (i + 1) // count) for i in range(count)]
-    outs = run_chunks(lambda part: tapconv_native(x[part], taps, b), parts)
+    outs = run_chunks(lambda part: tapconv_native(x[part], taps, b), thread_parts(x.shape[0]))
     if any(out is None for out in outs):
         return None
     return outs[0] if len(outs) == 1 else torch.cat(outs)

@@ -8,6 +8,13 @@ import torch
 from torch import Tensor
 
 
+def thread_parts(total: int, most: int | None = None) -> list[slice]:
+    """range(total) as contiguous, near-equal slices for `run_chunks`: one per intra-op thread, at
+    most `most` (default: `total`, one item each) and at least one."""
+    count = max(1, min(torch.get_num_threads(), total if most is None else most))
+    return [slice(total * i // count, total * (i + 1) // count) for i in range(count)]
+
+
 def run_chunks(run: Callable[[slice], Tensor], parts: list[slice]) -> list[Tensor]:
     """`[run(p) for p in parts]`, spread over the intra-op threads as independent chunk workers.
 

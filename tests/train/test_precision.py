@@ -90,8 +90,8 @@ def test_channels_last_training_matches_nchw(tmp_path, capsys) -> None:
         convs = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1]
         assert convs and all(p.is_contiguous(memory_format=torch.channels_last) and
                              not p.is_contiguous() for p in convs) == layout
-        # channels_last: the compiled weight gradient (models.native_conv), and the convs are
-        # plain nn.Conv2d again afterwards.
+        # channels_last: the convs train through models.native_conv (compiled kernels where they
+        # are faster), and are plain nn.Conv2d again afterwards.
         native_used = layout and native.convgrad_kernel() is not None
         assert trained_by == ({"NativeGradConv2d"} if native_used else {"Conv2d"})
         assert all(type(m) is nn.Conv2d for m in model.modules() if isinstance(m, nn.Conv2d))
