@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import math
 import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mrdistill.config import DataConfig, RunConfig, from_dict
 from mrdistill.data.build import make_datasets
+from mrdistill.data.datasets import SliceDataset
 from mrdistill.eval.report import summarise
 from mrdistill.train.evaluation import evaluate_models
 from mrdistill.train.checkpoint import load_model
@@ -50,6 +53,26 @@ def variants(epochs: int) -> dict[str, list[dict]]:
     }
 
 
+def site_datasets(cfg: DataConfig, seed: int, site: str, labeled: int | None,
+                  teacher: bool = False) -> dict:
+    """The data sets of one site. "shared": `make_datasets` as configured. "disjoint": the training
+    slices split by parity, the teacher's site the even ones (all with targets), the students' the
+    odd ones, `labeled` of them (evenly spaced) with targets and the rest undersampled-only."""
+    ds = make_datasets(cfg, seed)
+    if site == "shared":
+        return ds
+    full = make_datasets(dataclasses.replace(cfg, labeled_train_slices=None), seed)
+    records = full["train"].records[0 if teacher else 1::2]
+    keep = set(range(len(records))) if labeled is None else set(
+        np.linspace(0, len(records) - 1, labeled).round().astype(int).tolist())
+    out = {"train": SliceDataset([r for i, r in enumerate(records) if i in keep], cfg, "train", seed),
+           "val": full["val"], "test": full["test"]}
+    rest = [r for i, r in enumerate(records) if i not in keep]
+    if rest:
+        out["unlabeled"] = SliceDataset(rest, cfg, "train", seed, with_target=False)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--acceleration", type=float, default=4.0)
@@ -66,6 +89,15 @@ def main() -> None:
     ap.add_argument("--residual", action="store_true", help="residual cascades (Schlemper's DC-CNN)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--teacher-epochs", type=int, default=None, help="teacher budget (default: --epochs)")
+    ap.add_argument("--student", default='{"convs": 3}',
+                    help="JSON kwargs of the student DC-CNN (width: channels, depth: convs)")
+    ap.add_argument("--teacher-labeled", type=int, default=None,
+                    help="labelled slices the teacher trains on (default: --labeled)")
+    ap.add_argument("--teacher-seed", type=int, default=None,
+                    help="one teacher for every student seed (default: a teacher per seed)")
+    ap.add_argument("--site", choices=("shared", "disjoint"), default="shared",
+                    help="disjoint: the teacher trains on the even training slices with targets, "
+                         "the students' site is the odd ones (--labeled of them with targets)")
     ap.add_argument("--feature-select", default=None,
                     help="epoch kept by task-free stages (StageConfig.select; default: lowest "
                          "validation objective; val_metric reproduces rows recorded before issue 18)")
@@ -81,38 +113,48 @@ def main() -> None:
         base = {"out_dir": args.out, "seed": seed, "progress": False, "data": data, "optim": optim(args.epochs)}
         tbase = {**base, "optim": optim(args.teacher_epochs or args.epochs)}
         teacher_spec = {"name": "dccnn", "kwargs": {"convs": 5, "residual": args.residual}}
-        student_spec = {"name": "dccnn", "kwargs": {"convs": 3, "residual": args.residual}}
+        student_spec = {"name": "dccnn", "kwargs": {**json.loads(args.student), "residual": args.residual}}
         data_cfg = from_dict(DataConfig, copy.deepcopy(data))
-        ds = make_datasets(data_cfg, seed)
+        ds = site_datasets(data_cfg, seed, args.site, args.labeled)
+        tdata = {**data, "labeled_train_slices": args.teacher_labeled or args.labeled}
+        tseed = seed if args.teacher_seed is None else args.teacher_seed
+        tds = site_datasets(from_dict(DataConfig, copy.deepcopy(tdata)), tseed, args.site, None,
+                            teacher=True)
+        tbase = {**tbase, "seed": tseed, "data": tdata}
         models = {}
         t0 = time.time()
-        for role, spec, b in (("teacher", teacher_spec, tbase), ("student", student_spec, base)):
-            key = hashlib.sha1(json.dumps([b, spec], sort_keys=True).encode()).hexdigest()[:10]
+        for role, spec, b, d in (("teacher", teacher_spec, tbase, tds), ("student", student_spec, base, ds)):
+            key = hashlib.sha1(json.dumps([b, spec, args.site], sort_keys=True).encode()).hexdigest()[:10]
             cached = Path(args.out) / f"{role}-{key}" / "checkpoints" / "best.pt"
             if cached.exists():  # same data, seed and budget: reuse the trained model
                 models[role] = load_model(cached)
             else:
                 cfg = from_dict(RunConfig, {**b, "name": f"{role}-{key}", "model": spec})
-                models[role] = train_run(cfg, True, ds).model
+                models[role] = train_run(cfg, True, d).model
         for name in args.variants.split(","):
             if not name:
                 continue
             # Same optimizer-step budget as the plain student, even when undersampled-only slices
             # make the distilled student's epochs longer.
-            steps = args.epochs * math.ceil(len(ds["train"]) / args.batch)
-            seen = len(ds["train"]) + len(ds.get("unlabeled", []))
+            # "@lab": the students' labelled slices only (no teacher labels on undersampled-only
+            # ones): tells how much of a gain comes from those slices.
+            dds = {k: v for k, v in ds.items() if k != "unlabeled"} if name.endswith("@lab") else ds
+            steps = args.epochs * math.ceil(len(dds["train"]) / args.batch)
+            seen = len(dds["train"]) + len(dds.get("unlabeled", []))
             epochs = max(1, round(steps / math.ceil(seen / args.batch)))
             dbase = {**base, "optim": {**optim(epochs), "max_steps": steps}}
             stages = [{**st, "select": args.feature_select} if st["task_weight"] == 0 and args.feature_select
-                      else st for st in variants(epochs)[name.removesuffix("+init")]]
-            cfg = {**dbase, "name": f"{name}-{key}", "model": student_spec,
+                      else st for st in variants(epochs)[name.removesuffix("@lab").removesuffix("+init")]]
+            cfg = {**dbase, "name": f"{name.replace('@', '_')}-{key}", "model": student_spec,
                    "distill": {"teacher": "-", "stages": stages,
                                "init_from_teacher": "teacher_layers" if name.endswith("+init") else None}}
-            models[name] = distill_run(from_dict(RunConfig, cfg), True, ds, models["teacher"]).model
+            models[name] = distill_run(from_dict(RunConfig, cfg), True, dds, models["teacher"]).model
         ev = evaluate_models({"zero-filled": None, **models}, ds["test"])
         summary = summarise(ev.per_volume)
         for name, s in summary.items():
-            rec = {"model": name, "seed": seed, "acc": args.acceleration, "size": args.size,
+            rec = {"model": name, "seed": seed, "student": args.student, "site": args.site,
+                   "teacher_labeled": args.teacher_labeled, "teacher_seed": args.teacher_seed,
+                   "params": ev.params[name], "acc": args.acceleration, "size": args.size,
                    "labeled": args.labeled, "residual": args.residual, "batch": args.batch,
                    "teacher_epochs": args.teacher_epochs or args.epochs,
                    "epochs": args.epochs, "train": len(ds["train"]), "data": args.data,
