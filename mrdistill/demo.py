@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from mrdistill.config.checks import SEED, check_value
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.rundir import open_output
+from mrdistill.train.budget import matched_budget
 from mrdistill.train.runs import check_mask, distill_run, train_run
 
 def dccnn(convs: int, residual: bool, channels: int = 32) -> dict[str, Any]:
@@ -38,15 +38,6 @@ def kdmri_stages(at_epochs: int, kd_epochs: int, alpha: float, at_weight: float)
          "kd": [{"name": "imitation", "weight": 1.0 - alpha}]},
     ]
 
-
-# The CPU recipe, KD-MRI's two stages on more data: attention transfer alone for a fifth of the
-# budget, then L1 to the target where there is one plus imitation of the teacher everywhere,
-# including the undersampled-only slices that no plain student can learn from. With step matching
-# the `epochs` are shares of the plain student's budget (docs/results.md, section 1).
-CPU_STAGES = [
-    {"epochs": 1, "task_weight": 0.0, "kd": [{"name": "attention", "weight": 1000.0}]},
-    {"epochs": 4, "task_weight": 1.0, "kd": [{"name": "imitation", "weight": 1.0}]},
-]
 
 # The site recipe (docs/results.md, "Where distillation pays"): one stage of L1 to the target where
 # there is one plus imitation of the teacher on every slice, the undersampled-only ones included.
@@ -81,29 +72,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "stages": kdmri_stages(50, 150, alpha=0.5, at_weight=1000.0),
     },
 }
-
-
-def matched_stages(stages: list[dict[str, Any]], student_steps: int,
-                   steps_per_epoch: int) -> list[dict[str, Any]]:
-    """Give a schedule exactly the plain student's optimizer steps (its budget).
-
-    The stages' `epochs` are read as shares of the budget: the total is the number of (longer,
-    when undersampled-only slices are added) epochs that covers `student_steps`, split in those
-    proportions; the last stage stops at the step that makes the total exactly `student_steps`.
-    """
-    if not stages:
-        raise ValueError("no stages to match")
-    total = max(len(stages), math.ceil(student_steps / steps_per_epoch))
-    shares = [float(st["epochs"]) for st in stages]
-    epochs = [max(1, round(total * w / sum(shares))) for w in shares[:-1]]
-    last_steps = student_steps - sum(epochs) * steps_per_epoch
-    if last_steps < 1:
-        raise ValueError(f"the earlier stages already use {sum(epochs) * steps_per_epoch} of "
-                         f"{student_steps} steps")
-    epochs.append(math.ceil(last_steps / steps_per_epoch))
-    matched = [{**st, "epochs": e} for st, e in zip(stages, epochs)]
-    matched[-1]["max_steps"] = last_steps
-    return matched
 
 
 @dataclass
@@ -144,15 +112,7 @@ def demo_configs(preset: str, out: Path, data: DataConfig, seed: int, device: st
     student_optim = dict(p["student"])
     stages = copy.deepcopy(p["stages"])
     if p["match_steps"]:
-        batch = student_optim["batch_size"]
-        student_steps = student_optim["epochs"] * math.ceil(labeled / batch)
-        stages = matched_stages(stages, student_steps, math.ceil(seen / batch))
-        # Decay the learning rate after the same share of the whole budget as the plain student
-        # does (each stage restarts its optimizer and schedule).
-        share = student_optim.get("step_size", student_optim["epochs"]) / student_optim["epochs"]
-        total = sum(st["epochs"] for st in stages)
-        distill_optim = {**student_optim, "epochs": total,
-                         "step_size": max(1, round(share * total))}
+        stages, distill_optim = matched_budget(stages, student_optim, labeled, seen)
     else:
         distill_optim = student_optim
     teacher_ckpt = str(out / "teacher" / "checkpoints" / "best.pt")

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mrdistill.demo import PRESETS, demo_configs, demo_data, matched_stages
+from mrdistill.demo import PRESETS, demo_configs, demo_data
 from mrdistill.errors import MrdistillError
 
 
@@ -31,21 +31,16 @@ def test_step_matched_budget(tmp_path):
     assert stages[-1].epochs * per_epoch >= stages[-1].max_steps
 
 
-@pytest.mark.parametrize("shares, steps, per_epoch, epochs, last", [
-    ([1], 600, 40, [15], 600),
-    ([1, 4], 600, 40, [3, 12], 480),
-    ([1, 4], 610, 40, [3, 13], 490),  # the last stage stops mid-epoch
-    ([1, 1, 2], 100, 10, [2, 2, 6], 60),
-])
-def test_matched_stages_split_the_budget(shares, steps, per_epoch, epochs, last):
-    out = matched_stages([{"epochs": w, "task_weight": 1.0} for w in shares], steps, per_epoch)
-    assert [st["epochs"] for st in out] == epochs and out[-1]["max_steps"] == last
-    assert all("max_steps" not in st for st in out[:-1])
-
-
-def test_matched_stages_rejects_a_budget_the_early_stages_use_up():
-    with pytest.raises(ValueError, match="already use"):
-        matched_stages([{"epochs": 9}, {"epochs": 1}], 10, 5)
+def test_quick_is_the_site_setting(tmp_path):
+    """The teacher saw more fully sampled slices than the students' site; both students share one
+    (smaller) architecture, and only the distilled one learns from the teacher."""
+    data = demo_data("quick", 4.0)
+    cfgs = demo_configs("quick", tmp_path, data, 0, "cpu", False, labeled=10, seen=78)
+    assert cfgs["teacher"].data.labeled_train_slices == PRESETS["quick"]["teacher_labeled"] == 40
+    assert cfgs["student"].data.labeled_train_slices == cfgs["distilled"].data.labeled_train_slices == 10
+    assert cfgs["student"].model == cfgs["distilled"].model
+    assert cfgs["student"].model.kwargs["channels"] < cfgs["teacher"].model.kwargs["channels"]
+    assert cfgs["student"].distill is None and cfgs["distilled"].distill is not None
 
 
 def test_bad_demo_arguments():

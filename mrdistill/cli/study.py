@@ -1,4 +1,6 @@
-"""`mrdistill study`: KD methods x ordinary/student-friendly teachers x accelerations, one table.
+"""`mrdistill study`: KD methods x ordinary/student-friendly teachers x accelerations, one table;
+or, for a config with a `students` list, the quality-speed front (student sizes x plain/KD recipes
+x seeds: PSNR against ms and GFLOPs per slice, and the smallest student within `delta` dB).
 
 Trained runs are cached by config hash under the study folder, so an interrupted study resumes and
 a repeated one only re-evaluates.
@@ -11,7 +13,9 @@ import argparse
 from mrdistill.cli.common import add_device_arg
 from mrdistill.device import resolve_device
 from mrdistill.cli.common import add_out_arg, split_out
-from mrdistill.study import PRESETS, load_study_config, run_study
+from mrdistill.study import PRESETS, StudyConfig, load_study_config, run_study
+from mrdistill.study.front import run_front
+from mrdistill.study.front_config import FrontConfig, is_front, load_front_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,9 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("--config", default=None, help="YAML study config (default: the built-in "
                    "default study, as in configs/study_sft.yaml)")
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="smoke: plumbing in < 3 min on a CPU; cpu_residual: the recorded CPU study "
-                        "(docs/results.md); cpu: an earlier CPU study (non-residual)")
+    p.add_argument("--preset", default=None,
+                   help=f"the SFT study's presets ({', '.join(sorted(PRESETS))}; smoke: plumbing in "
+                        "< 3 min on a CPU; cpu_residual: the recorded CPU study, docs/results.md), "
+                        "or a preset of a front config's `presets:` (e.g. smoke)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a study config value, e.g. --set seeds=[42,43,44] (repeatable)")
     add_device_arg(p, None)
@@ -30,13 +35,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = load_study_config(args.config, args.preset, args.overrides)
+def _with_args(cfg: StudyConfig | FrontConfig, args: argparse.Namespace) -> None:
+    """The command-line options that override the config: --no-progress, --device, --out."""
     if args.no_progress:
         cfg.progress = False
     cfg.device = str(resolve_device(args.device or cfg.device))
     if args.out is not None:
         cfg.out_dir, cfg.name = split_out(args.out)
+
+
+def run(args: argparse.Namespace) -> int:
+    if is_front(args.config, args.overrides):
+        front = load_front_config(args.config, args.preset, args.overrides)
+        _with_args(front, args)
+        done = run_front(front)
+        print(done.markdown)
+        print(f"front: {done.out / 'front.md'}  table: {done.out / 'front.csv'}  "
+              f"figure: {done.out / 'front.png'}")
+        return 0
+    cfg = load_study_config(args.config, args.preset, args.overrides)
+    _with_args(cfg, args)
     result = run_study(cfg)
     print(result.markdown)
     print(f"report: {result.out / 'report.md'}  table: {result.out / 'study.csv'}  "

@@ -46,13 +46,15 @@ MAX_COILS = 64
 
 @dataclass
 class BenchModel:
-    """A model to measure: `label` names it in tables; `source` is its checkpoint or "built"."""
+    """A model to measure: `label` names it in tables; `source` is its checkpoint or "built";
+    `backends` (None: the settings' backends) the ones this model runs on."""
 
     label: str
     name: str
     kwargs: dict[str, Any]
     model: nn.Module
     source: str
+    backends: list[str] | None = None
 
 
 @dataclass
@@ -106,7 +108,8 @@ def scored_image(out: object) -> Tensor:
     return out[0].float().cpu()  # exported graphs: (image, raw)
 
 
-def _batch_for(model: nn.Module, s: BenchSettings) -> ExampleBatch:
+def batch_for(model: nn.Module, s: BenchSettings) -> ExampleBatch:
+    """The settings' example batch in the form `model` reads (complex or real images)."""
     complex_data = bool(getattr(model, "complex_input", getattr(model, "in_channels", 1) > 1))
     return example_batch(s.batch, s.shape[0], s.shape[1], s.coils, complex_data, s.mask_kind, s.acceleration)
 
@@ -130,14 +133,14 @@ def run_benchmark(models: list[BenchModel], s: BenchSettings, command: str = "",
     batches: dict[str, ExampleBatch] = {}
     with tempfile.TemporaryDirectory(prefix="mrdistill-bench-") as workdir:
         for m in models:
-            batch = batches[m.label] = _batch_for(m.model, s)
+            batch = batches[m.label] = batch_for(m.model, s)
             ref = eager_reference(m.model, batch, False, f"{m.label} at {s.shape[0]}x{s.shape[1]}")
             references[m.label] = magnitude(ref)
             report["models"][m.label] = {
                 "name": m.name, "kwargs": m.kwargs, "source": m.source,
                 "parameters": count_parameters(m.model),
                 "flops_per_slice": count_flops(m.model, batch.kspace[:1], batch.mask[:1])}
-            for b in s.backends:
+            for b in m.backends or s.backends:
                 backends[f"{m.label}/{b}"] = build_backend(b, m.model, batch, s.device, Path(workdir),
                                                            f"{m.label}-{b}".replace("/", "_"))
         errors, memory = {}, {}
@@ -178,7 +181,7 @@ def add_ratios(report: dict) -> dict:
         return results[label][backend]["seconds_per_call"]
 
     report["speedup_vs_reference"] = {
-        label: {b: per_round_ratio(times(first, b), times(label, b)) for b in rows}
+        label: {b: per_round_ratio(times(first, b), times(label, b)) for b in rows if b in results[first]}
         for label, rows in results.items() if label != first}
     report["speedup_vs_eager"] = {
         label: {b: per_round_ratio(times(label, "eager"), times(label, b)) for b in rows if b != "eager"}

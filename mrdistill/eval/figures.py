@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from mrdistill.atomic import atomic_write_bytes
 from mrdistill.errors import MrdistillError
@@ -116,6 +117,44 @@ def save_panel(
         fig.colorbar(mappable, ax=list(axes[1]), shrink=0.9, label="absolute error")
     if title:
         fig.suptitle(title, fontsize=11)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+FrontPoint = tuple[float | None, float, float, float]  # ms/slice, GFLOPs/slice, PSNR, PSNR sd
+
+
+def save_front_plot(path: str | os.PathLike[str], series: Mapping[str, Sequence[FrontPoint]],
+                    teacher: tuple[float | None, float, float], zero_filled: float | None,
+                    title: str) -> None:
+    """The quality-speed front as a PNG, atomically: PSNR against ms per slice (left) and against
+    GFLOPs per slice (right), both on log axes; one line with sd error bars per variant (plain,
+    each KD recipe), the teacher as a star, the zero-filled PSNR as a dashed horizontal line.
+
+    series: variant -> points (ms/slice or None, GFLOPs/slice, PSNR dB, sd over seeds dB);
+    teacher: (ms/slice or None, GFLOPs/slice, PSNR dB)."""
+    fig = Figure(figsize=(10.0, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    for ax, k, xlabel in ((axes[0], 0, "ms per slice (eager, p50)"), (axes[1], 1, "GFLOPs per slice")):
+        for variant, points in series.items():
+            pts = [p for p in points if p[k] is not None]
+            if pts:
+                ax.errorbar([p[k] for p in pts], [p[2] for p in pts], yerr=[p[3] for p in pts],
+                            marker="o", capsize=3, label=variant)
+        if teacher[k] is not None:
+            ax.plot([teacher[k]], [teacher[2]], marker="*", markersize=14, linestyle="none",
+                    color="black", label="teacher")
+        if zero_filled is not None:
+            ax.axhline(zero_filled, linestyle="--", color="grey", label="zero-filled")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on short ranges
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test PSNR (dB)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=11)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI)
     atomic_write_bytes(path, buf.getvalue())

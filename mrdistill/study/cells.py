@@ -63,6 +63,15 @@ def method_stages(method: StudyMethod, cfg: StudyConfig) -> list[StageConfig]:
             StageConfig(epochs=cfg.task_epochs, task_weight=1.0, kd=[])]
 
 
+def cell_config(cfg: Any, data: dict[str, Any], model: Any, optim: dict[str, Any], seed: int,
+                **extra: Any) -> RunConfig:
+    """The run config of one cell: `cfg` (a study or front config) gives device, val_metric and
+    progress; data and optim are dicts, model a `ModelConfig`; `extra` e.g. `distill`, `sft`."""
+    base = {"seed": seed, "device": cfg.device, "val_metric": cfg.val_metric,
+            "progress": cfg.progress, "data": data, "model": to_dict(model), "optim": optim}
+    return from_dict(RunConfig, {**base, **extra}, "study cell")
+
+
 def _run_config(cfg: StudyConfig, acc: float, model: Any, seed: int, *, teacher: bool = False,
                 **extra: Any) -> RunConfig:
     data = to_dict(cfg.data)
@@ -70,9 +79,7 @@ def _run_config(cfg: StudyConfig, acc: float, model: Any, seed: int, *, teacher:
     optim = to_dict(cfg.optim)
     if teacher and cfg.teacher_epochs is not None:
         optim["epochs"] = cfg.teacher_epochs
-    base = {"seed": seed, "device": cfg.device, "val_metric": cfg.val_metric,
-            "progress": cfg.progress, "data": data, "model": to_dict(model), "optim": optim}
-    return from_dict(RunConfig, {**base, **extra}, "study cell")
+    return cell_config(cfg, data, model, optim, seed, **extra)
 
 
 def plan_cells(cfg: StudyConfig, acc: float) -> list[Cell]:

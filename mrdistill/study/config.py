@@ -48,8 +48,24 @@ def paper_methods() -> list[StudyMethod]:
             StudyMethod("SP", [term("similarity", 1000.0)])]
 
 
+class StudyFolders:
+    """The output and cell-cache folders of a study or a front (`out_dir`, `name`, `cache_dir`)."""
+
+    out_dir: str
+    name: str
+    cache_dir: str | None
+
+    @property
+    def out(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    @property
+    def cells_dir(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else self.out / "cells"
+
+
 @dataclass
-class StudyConfig:
+class StudyConfig(StudyFolders):
     """Everything `mrdistill study` needs; see docs/study.md."""
 
     name: str = checked("study_sft", NAME)
@@ -86,14 +102,6 @@ class StudyConfig:
     figure_method: str | None = None  # method shown in the figure panels (None: the first)
     progress: bool = True
 
-    @property
-    def out(self) -> Path:
-        return Path(self.out_dir) / self.name
-
-    @property
-    def cells_dir(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir else self.out / "cells"
-
     def active_methods(self) -> list[StudyMethod]:
         return [m for m in self.methods if self.only is None or m.label in self.only]
 
@@ -129,10 +137,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """`b` merged over `a`, mapping by mapping (a new dict; the inputs are not changed)."""
     out = dict(a)
     for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -142,7 +151,7 @@ def load_study_config(path: str | Path | None = None, preset: str | None = None,
     data: dict[str, Any] = load_yaml(path) if path is not None else {}
     if preset is not None:
         check_choice("study preset", preset, list(PRESETS))
-        data = _merge(data, copy.deepcopy(PRESETS[preset]))
+        data = deep_merge(data, copy.deepcopy(PRESETS[preset]))
     apply_overrides(data, overrides or [])
     cfg = from_dict(StudyConfig, data, "study")
     validate(cfg)

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from mrdistill.atomic import atomic_write_text
+from mrdistill.config import StageConfig
 from mrdistill.data.build import make_datasets
 from mrdistill.data.datasets import SliceDataset
-from mrdistill.data.sample import collate_samples
+from mrdistill.data.sample import Sample, collate_samples
 from mrdistill.distill.sft import check_pair
 from mrdistill.eval.figures import save_panel
 from mrdistill.eval.report import summarise, write_per_slice_csv
@@ -38,20 +40,27 @@ class StudyResult:
     seconds: float = 0.0
 
 
-def dry_check(cfg: StudyConfig, train: SliceDataset) -> None:
-    """Before any training: build every method's objective on fresh models and run its setup on
-    one sample, so unknown methods, missing feature keys and mismatched shapes fail at once."""
-    teacher = build_model(cfg.teacher.name, seed=0, **cfg.teacher.kwargs)
-    student = build_model(cfg.student.name, seed=0, **cfg.student.kwargs)
-    check_pair(teacher, student)
-    sample = collate_samples([train[0]]).to(cfg.device)
-    teacher.to(cfg.device)
-    student.to(cfg.device)
-    for method in cfg.active_methods():
-        for stage in method_stages(method, cfg):
+def setup_objectives(teacher: nn.Module, student: nn.Module, schedules: list[list[StageConfig]],
+                     sample: Sample, device: str) -> None:
+    """Build every stage's objective on these (fresh) models and run its setup on one sample, so
+    unknown methods, missing feature keys and mismatched shapes fail before any training."""
+    sample = sample.to(device)
+    teacher.to(device)
+    student.to(device)
+    for stages in schedules:
+        for stage in stages:
             objective = build_objective(stage, teacher)
             if hasattr(objective, "setup"):
                 objective.setup(student, sample)
+
+
+def dry_check(cfg: StudyConfig, train: SliceDataset) -> None:
+    """Before any training: every method's objective on fresh models (`setup_objectives`)."""
+    teacher = build_model(cfg.teacher.name, seed=0, **cfg.teacher.kwargs)
+    student = build_model(cfg.student.name, seed=0, **cfg.student.kwargs)
+    check_pair(teacher, student)
+    setup_objectives(teacher, student, [method_stages(m, cfg) for m in cfg.active_methods()],
+                     collate_samples([train[0]]), cfg.device)
 
 
 def _figure(path: Path, cells: list[Cell], ev_recons: dict, cfg: StudyConfig, acc: float) -> None:

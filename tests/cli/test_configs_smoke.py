@@ -27,7 +27,7 @@ _DONE: dict[str, Path] = {}  # config stem -> the output folder its smoke run wr
 
 
 def command(doc: dict[str, Any]) -> str:
-    if "methods" in doc:
+    if "methods" in doc or "students" in doc:  # the SFT study or a quality-speed front
         return "study"
     return "distill" if doc.get("distill") else "train"
 
@@ -67,7 +67,7 @@ def smoke(stem: str, out: Path, fastmri: Path, capsys) -> str:
             smoke(teacher[0], out, fastmri, capsys)
         key = "distill.teacher.weights" if isinstance(doc["distill"]["teacher"], dict) else "distill.teacher"
         args += ["--set", f"{key}={_DONE[teacher[0]] / teacher[1]}"]
-    if command(doc) == "study":
+    if "methods" in doc:
         first_acc = (doc.get("accelerations") or [4])[0]
         args += ["--set", f"only=[{doc['methods'][0]['label']}]", "--set", f"accelerations=[{first_acc}]"]
     code, stdout, err = run_cli(args, capsys)
