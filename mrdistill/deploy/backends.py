@@ -26,7 +26,7 @@ from mrdistill.deploy.inputs import ExampleBatch
 from mrdistill.deploy.projection import make_projection
 from mrdistill.deploy.runtime import require_export_extra
 from mrdistill.errors import MrdistillError, check_choice
-from mrdistill.models.fast_inference import optimise_for_inference
+from mrdistill.accel import optimise_for_inference
 
 BACKENDS = ("eager", "fast", "compile", "torchscript", "onnxruntime", "cuda")
 

@@ -30,7 +30,7 @@ from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import volume_metrics
-from mrdistill.models.native_conv import native_weight_grad
+from mrdistill.accel import channels_last_applies, fast_training
 from mrdistill.train import distributed
 from mrdistill.train.batches import loader_options, make_loader
 from mrdistill.train.checkpoint import all_finite, model_payload, save_checkpoint, state_to_cpu
@@ -75,6 +75,12 @@ def _panel(recons: dict[str, VolumeRecon]) -> torch.Tensor:
     zero_filled = F.interpolate(r.zero_filled[i][None, None].float(), size=out.shape, mode="nearest")[0, 0]
     parts = [zero_filled, target, out, (out - target).abs()]
     return torch.cat(parts, dim=-1) / max(r.max_value, 1e-12)
+
+
+def uses_channels_last(setting: bool | str, device: torch.device) -> bool:
+    """`optim.channels_last` resolved for `device`: true/false as given, "auto" where the fast CPU
+    training path applies (`accel.channels_last_applies`)."""
+    return channels_last_applies(device) if setting == "auto" else bool(setting)
 
 
 def _grad_norm(params: list[nn.Parameter], clip: float | None) -> torch.Tensor:
@@ -266,7 +272,8 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
     amp = Precision(optim.precision, device)
     model.to(device)
     objective.to(device)
-    if optim.channels_last:  # 4-D weights only; activations follow the weights' layout
+    channels_last = uses_channels_last(optim.channels_last, device)
+    if channels_last:  # 4-D weights only; activations follow the weights' layout
         model.to(memory_format=torch.channels_last)
     setup = getattr(objective, "setup", None)
     if callable(setup):
@@ -287,8 +294,8 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
     bar = tqdm(total=total_steps, initial=st.pos.step, desc=stage,
                disable=not (progress and ctx.is_main), leave=False)
     # channels_last on the CPU: each part of a conv by oneDNN or a compiled kernel, whichever is
-    # faster there (models.native_conv).
-    with native_weight_grad(model, enabled=optim.channels_last):
+    # faster there (accel.fast_training).
+    with fast_training(model, enabled=channels_last):
         while st.pos.epoch < epochs and st.pos.step < total_steps:
             st.start_epoch(st.pos.epoch)
             model.train()

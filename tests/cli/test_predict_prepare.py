@@ -19,7 +19,7 @@ from format_fixtures import (write_dicom_series, write_fastmri_folder,  # noqa: 
 from mrdistill.cli.main import main  # noqa: E402
 from mrdistill.eval.metrics import psnr, ssim  # noqa: E402
 from mrdistill.models import build_model, list_models  # noqa: E402
-from mrdistill.models.fast_inference import optimise_for_inference  # noqa: E402
+from mrdistill.accel import optimise_for_inference  # noqa: E402
 from mrdistill.config import DataConfig, MaskConfig  # noqa: E402
 from mrdistill.physics.fft import fft2c, ifft2c  # noqa: E402
 from mrdistill.physics.masks import make_mask, stable_seed  # noqa: E402

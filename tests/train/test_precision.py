@@ -13,7 +13,8 @@ from mrdistill.config import load_run_config
 from mrdistill.data.build import make_task_datasets
 from mrdistill.distill import DistillObjective
 from mrdistill.errors import MrdistillError
-from mrdistill.models import build_model, native
+from mrdistill.accel import training_kernels_available
+from mrdistill.models import build_model
 from mrdistill.physics.fft import fft2c
 from mrdistill.train.loop import fit
 from mrdistill.train.precision import Precision, check_precision
@@ -90,9 +91,9 @@ def test_channels_last_training_matches_nchw(tmp_path, capsys) -> None:
         convs = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1]
         assert convs and all(p.is_contiguous(memory_format=torch.channels_last) and
                              not p.is_contiguous() for p in convs) == layout
-        # channels_last: the convs train through models.native_conv (compiled kernels where they
+        # channels_last: the convs train through accel.fast_training (compiled kernels where they
         # are faster), and are plain nn.Conv2d again afterwards.
-        native_used = layout and native.convgrad_kernel() is not None
+        native_used = layout and training_kernels_available()
         assert trained_by == ({"NativeGradConv2d"} if native_used else {"Conv2d"})
         assert all(type(m) is nn.Conv2d for m in model.modules() if isinstance(m, nn.Conv2d))
         weights[layout] = torch.cat([p.detach().flatten() for p in model.parameters()])
