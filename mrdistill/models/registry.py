@@ -31,6 +31,12 @@ def register_model(name: str) -> Callable[[M], M]:
     return wrap
 
 
+def registered_name(model: nn.Module) -> str:
+    """The registry name of `model`'s class ("dccnn"), or the class name for a module that was not
+    registered (a plugin builder's product)."""
+    return getattr(type(model), "registry_name", type(model).__name__)
+
+
 def list_models() -> list[str]:
     """Names of all registered models."""
     return sorted(_MODELS)

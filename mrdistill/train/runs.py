@@ -13,7 +13,6 @@ from torch import nn
 from mrdistill.config import MaskConfig, RunConfig, StageConfig, load_yaml, save_config, to_dict
 from mrdistill.data.datasets import MixedDataset, SliceDataset
 from mrdistill.data.build import make_task_datasets
-from mrdistill.data.superres import check_model_data
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.teacher_correction import TeacherCorrectionObjective
 from mrdistill.distill.init import init_from_teacher
@@ -23,6 +22,7 @@ from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.foreign import import_plugins
 from mrdistill.models.registry import check_model_kwargs
+from mrdistill.models.upsampling import check_model_data
 from mrdistill.models.vdsr import Bicubic
 from mrdistill.physics.masks import make_mask
 from mrdistill.rundir import OutputDir, committing, open_output
