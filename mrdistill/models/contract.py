@@ -16,7 +16,7 @@ forward contract without declaring the attributes (docs/teachers.md) gets the de
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields, make_dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -73,27 +73,20 @@ class ReconModule(nn.Module):
     exportable: bool = False
 
 
-@dataclass(frozen=True)
-class Declared:
-    """A model's contract values (see `ReconModel`), read once by `declared`."""
-
-    input_kind: str
-    complex_input: bool
-    in_channels: int
-    image_channels: int
-    images: int
-    accepts_smaps: bool
-    scale: int
-    exportable: bool
+# A model's contract values, read once by `declared`: the attributes of `ReconModel`, as a frozen
+# dataclass made from its annotations (so the two lists cannot drift apart).
+Declared = make_dataclass("Declared", list(ReconModel.__annotations__.items()), frozen=True)
+Declared.__doc__ = "A model's contract values (see `ReconModel`), read once by `declared`."
 
 
 DEFAULTS = {f.name: getattr(ReconModule, f.name) for f in fields(Declared)}
 
 
-def declared(model: nn.Module) -> Declared:
+def declared(model: nn.Module) -> Any:
     """The contract values `model` declares, the `ReconModule` defaults for those it does not (a
     plugin model following only the forward contract). Raises `MrdistillError` naming the
-    attribute for a value outside the contract (an unknown input kind, a non-positive count)."""
+    attribute for a value outside the contract (an unknown input kind, a non-positive count).
+    Returns a frozen `Declared`, with the attributes of `ReconModel`."""
     values = {name: getattr(model, name, default) for name, default in DEFAULTS.items()}
     name = type(model).__name__
     if values["input_kind"] not in INPUT_KINDS:

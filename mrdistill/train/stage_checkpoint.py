@@ -3,7 +3,6 @@ full resume state, `train.state`)."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 

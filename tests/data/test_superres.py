@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,7 +12,6 @@ from mrdistill.data.superres import (area_downsample, central_block_mask, crop_k
 from mrdistill.errors import MrdistillError
 from mrdistill.models import build_model
 from mrdistill.models.base import run_model
-from mrdistill.models.vdsr import Bicubic
 from mrdistill.physics.fft import fft2c, ifft2c
 
 
