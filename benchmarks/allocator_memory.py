@@ -1,5 +1,5 @@
 """Peak memory and speed of training with glibc's default malloc vs freed memory kept
-(`mrdistill.allocator.retain_freed_memory`, what the `mrdistill` program does), on a stream of
+(`mrdistill.accel.allocator.retain_freed_memory`, what the `mrdistill` program does), on a stream of
 batches whose image width changes from step to step, as fastMRI volumes' widths do.
 
 Usage: python benchmarks/allocator_memory.py --steps 72 --batch 2 --threads 2
@@ -28,7 +28,7 @@ WIDTHS = (368, 372, 320, 384, 356, 396)
 _CHILD = """
 import hashlib, json, os, resource, sys, time, torch
 import torch.nn.functional as F
-from mrdistill.allocator import retain_freed_memory
+from mrdistill.accel.allocator import retain_freed_memory
 from mrdistill.models import build_model
 mode, steps, batch, threads, every = sys.argv[1], *map(int, sys.argv[2:6])
 widths = [int(w) for w in sys.argv[6].split(",")]

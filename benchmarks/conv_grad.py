@@ -1,6 +1,6 @@
 """The parts of one 3x3 conv's training step on this CPU: oneDNN forward, input gradient and weight
 gradient in NCHW and channels_last, and mrdistill's compiled weight-gradient kernel
-(`models.native_conv`), in GFLOP/s. With `--narrow`: the two narrow convs at a cascade's ends
+(`accel.native_conv`), in GFLOP/s. With `--narrow`: the two narrow convs at a cascade's ends
 (C->1 and 1->C) in channels_last, each part by oneDNN and by the kernel `native_conv` uses for it.
 
 Usage: python benchmarks/conv_grad.py --size 240 --batch 4 --channels 32 --repeats 7 --threads 2
@@ -28,8 +28,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from mrdistill.machine import cpu_model  # noqa: E402
-from mrdistill.models.native import conv3x3_weight_grad_native  # noqa: E402
-from mrdistill.models.native_conv import channels_last_view, kernel_weight_grad, narrow_conv  # noqa: E402
+from mrdistill.accel.native import conv3x3_weight_grad_native  # noqa: E402
+from mrdistill.accel.native_conv import channels_last_view, kernel_weight_grad, narrow_conv  # noqa: E402
 from train_step import command_line, save_report  # noqa: E402
 
 CL = torch.channels_last

@@ -38,9 +38,9 @@ from mrdistill.deploy.benchmark import machine_info  # noqa: E402
 from mrdistill.deploy.measure import (MEMORY_METHOD, matmul_peak, peak_rss_mib, per_round_ratio,  # noqa: E402
                                       seconds, summarise, timed_rounds)
 from mrdistill.models import build_model, count_parameters  # noqa: E402
-from mrdistill.models import native  # noqa: E402
-from mrdistill.models.fast_inference import optimise_for_inference, tune_malloc_for_inference  # noqa: E402
-from mrdistill.models.fast_layers import TapConv  # noqa: E402
+from mrdistill.accel import native  # noqa: E402
+from mrdistill.accel.fast_inference import optimise_for_inference, tune_malloc_for_inference  # noqa: E402
+from mrdistill.accel.fast_layers import TapConv  # noqa: E402
 from mrdistill.models.flops import count_flops  # noqa: E402
 from mrdistill.physics.fft import fft2c  # noqa: E402
 from mrdistill.physics.masks import make_mask  # noqa: E402

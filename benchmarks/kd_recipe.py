@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--site", choices=("shared", "disjoint"), default="shared",
                     help="disjoint: the teacher trains on the even training slices with targets, "
                          "the students' site is the odd ones (--labeled of them with targets)")
+    ap.add_argument("--channels-last", default="auto", choices=("auto", "true", "false"),
+                    help="optim.channels_last of every run; the recorded rows were trained with false")
     ap.add_argument("--feature-select", default=None,
                     help="epoch kept by task-free stages (StageConfig.select; default: lowest "
                          "validation objective; val_metric reproduces rows recorded before issue 18)")
@@ -108,8 +110,9 @@ def main() -> None:
             "labeled_train_slices": args.labeled, **json.loads(args.data)}
     Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     for seed in [int(s) for s in args.seeds.split(",")]:
+        layout = {"auto": "auto", "true": True, "false": False}[args.channels_last]
         optim = lambda e: {"epochs": e, "batch_size": args.batch,  # noqa: E731
-                           "step_size": max(e * 2 // 3, 1), "gamma": 0.3}
+                           "step_size": max(e * 2 // 3, 1), "gamma": 0.3, "channels_last": layout}
         base = {"out_dir": args.out, "seed": seed, "progress": False, "data": data, "optim": optim(args.epochs)}
         tbase = {**base, "optim": optim(args.teacher_epochs or args.epochs)}
         teacher_spec = {"name": "dccnn", "kwargs": {"convs": 5, "residual": args.residual}}

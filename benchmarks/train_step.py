@@ -5,7 +5,7 @@ Usage: python benchmarks/train_step.py --size 240 --batch 4 --repeats 7 --thread
 
 One training step = zero_grad, forward, L1 loss against the target, backward, Adam step. Two
 worker processes hold the paths: one with glibc's default malloc (how the seeds' scripts run) and
-one that keeps freed memory (`mrdistill.allocator.retain_freed_memory`, as the `mrdistill` program
+one that keeps freed memory (`mrdistill.accel.allocator.retain_freed_memory`, as the `mrdistill` program
 runs). Every path is timed in the same interleaved rounds (order rotated each round; one process
 works at a time), so background load hits all of them alike; reported: median seconds per step,
 the minor page faults per step, each process's peak resident memory, and per round the ratio
@@ -15,7 +15,7 @@ baseline / path (median over rounds). Paths:
   (uncentred, mask shifted once), NCHW, float32; default malloc;
 - `baseline-retained`: the same with freed memory kept (what the allocator alone changes);
 - `ours`: `mrdistill` `DCCNN` as `mrdistill train` runs it (eager, NCHW, float32, memory kept);
-- `ours-channels_last`: with `optim.channels_last` as `train.loop.fit` runs it (`models.native_conv`:
+- `ours-channels_last`: with `optim.channels_last` as `train.loop.fit` runs it (`accel.native_conv`:
   each part of a conv by oneDNN or a compiled kernel, whichever is faster on this CPU);
 - `ours-channels_last-onednn`: channels_last with autograd's own conv backward (oneDNN only);
 - `ours-bf16`: `ours` under CPU bf16 autocast (`optim.precision: bf16`; DC stays float32);
@@ -52,10 +52,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from mrdistill.allocator import retain_freed_memory  # noqa: E402
+from mrdistill.accel.allocator import retain_freed_memory  # noqa: E402
 from mrdistill.machine import cpu_model  # noqa: E402
 from mrdistill.models import build_model  # noqa: E402
-from mrdistill.models.native_conv import kernel_preferred, native_weight_grad  # noqa: E402
+from mrdistill.accel.native_conv import kernel_preferred, native_weight_grad  # noqa: E402
 from mrdistill.physics.fft import fft2c  # noqa: E402
 from mrdistill.physics.masks import make_mask  # noqa: E402
 

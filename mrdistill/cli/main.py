@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 # 53 s instead of 3 s on a shared 2-core machine).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from mrdistill.allocator import retain_freed_memory
+from mrdistill.accel import retain_freed_memory
 from mrdistill.cli import demo, distill, evaluate, listing, train
 from mrdistill.cli import study
 from mrdistill.cli import benchmark, export, predict, prepare

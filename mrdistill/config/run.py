@@ -15,6 +15,7 @@ NON_EMPTY = Check("a non-empty string", lambda v: isinstance(v, str) and bool(v.
 CHECKPOINT_CHOICE = one_of("last", "best")
 PRECISIONS = ("fp32", "bf16", "fp16")  # optim.precision (train/precision.py)
 STAGE_SELECTIONS = ("val_metric", "val_objective", "last")  # see StageConfig.select
+CHANNELS_LAST = Check("true, false or 'auto'", lambda v: isinstance(v, bool) or v == "auto")
 
 
 @dataclass
@@ -46,11 +47,13 @@ class OptimConfig:
     # "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast + GradScaler; CUDA only). FFTs and
     # data consistency run in float32 whatever is chosen (train/precision.py).
     precision: str = checked("fp32", one_of(*PRECISIONS))
-    # Weights (and so activations) of the trained model in channels_last memory layout: faster
-    # convolutions on GPUs; on an x86-64 CPU each part of a 3x3 conv then runs on oneDNN or a
-    # compiled kernel, whichever is faster there (models/native_conv.py; a DC-CNN training step
-    # 1.2-1.6x faster than in NCHW, benchmarks/README.md). Same results up to float rounding.
-    channels_last: bool = False
+    # Weights (and so activations) of the trained model in channels_last memory layout: on an
+    # x86-64 CPU each part of a 3x3 conv then runs on oneDNN or a compiled kernel, whichever is
+    # faster there (`accel.fast_training`; a DC-CNN training step 1.2-1.6x faster than in NCHW,
+    # benchmarks/README.md). Same results up to float rounding, so a table recorded in NCHW
+    # reproduces bit for bit only with `false`. "auto": on for CPU training where that path
+    # applies (`accel.channels_last_applies`), off elsewhere.
+    channels_last: bool | str = checked("auto", CHANNELS_LAST)
     # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
     # of work (0: off); always at each epoch end.
     checkpoint_every: int | None = checked(None, COUNT)

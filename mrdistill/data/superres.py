@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from mrdistill.config import DataConfig, SuperResConfig
@@ -155,7 +155,7 @@ def make_sr_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SRDataset]:
     return {split: SRDataset(records[split], cfg, split, sr) for split in SPLITS}
 
 
-def _check_image(arr: np.ndarray) -> np.ndarray:
+def check_image(arr: np.ndarray) -> np.ndarray:
     """A finite real (S, H, W) stack from an (H, W) image or (S, H, W) stack; else MrdistillError."""
     if np.iscomplexobj(arr):
         arr = np.abs(arr)
@@ -169,43 +169,3 @@ def _check_image(arr: np.ndarray) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
         raise MrdistillError("image has non-numeric or non-finite values")
     return arr[None] if arr.ndim == 2 else arr
-
-
-def upsample(model: nn.Module, image: np.ndarray) -> np.ndarray:
-    """Super-resolve an image with a trained SR model (`input_kind == "lowres"`).
-
-    image: (H, W) or a slice stack (S, H, W), any real dtype (complex: magnitude is used).
-    Returns float32 (s*H, s*W) or (S, s*H, s*W). Intensities are divided by the stack maximum
-    (training slices are normalised per volume the same way) and scaled back afterwards.
-    Raises `MrdistillError` for a reconstruction model or a colour / wrongly shaped image.
-    """
-    if getattr(model, "input_kind", "kspace") != "lowres":
-        raise MrdistillError(f"{type(model).__name__} is a reconstruction model (input_kind "
-                             f"'kspace'); upsampling needs a super-resolution model (input_kind 'lowres')")
-    arr = np.asarray(image)
-    stack = _check_image(arr).astype(np.float32)
-    peak = float(np.abs(stack).max())
-    norm = peak if peak > 0 else 1.0
-    device = next(iter(model.parameters()), torch.empty(0)).device
-    model.eval()
-    parts = []
-    with torch.no_grad():
-        for k in range(0, len(stack), 8):
-            x = torch.from_numpy(stack[k:k + 8] / norm)[:, None].to(device)
-            parts.append(model(x, None).image[:, 0].float().cpu())
-    out = (torch.cat(parts).numpy() * norm).astype(np.float32)
-    return out[0] if arr.ndim == 2 else out
-
-
-def check_model_data(model: nn.Module, cfg: DataConfig, role: str = "model") -> None:
-    """`MrdistillError` when a super-resolution model meets reconstruction data or another scale
-    (k-space models run on both kinds of data)."""
-    if getattr(model, "input_kind", "kspace") != "lowres":
-        return
-    scale = getattr(model, "scale", None)
-    if cfg.superres is None:
-        raise MrdistillError(f"the {role} is a super-resolution model (x{scale}) but the data are "
-                             f"for reconstruction: set data.superres.scale: {scale}")
-    if scale != cfg.superres.scale:
-        raise MrdistillError(f"the {role} upsamples x{scale} but data.superres.scale is "
-                             f"{cfg.superres.scale}: make them equal")

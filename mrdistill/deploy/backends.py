@@ -26,7 +26,8 @@ from mrdistill.deploy.inputs import ExampleBatch
 from mrdistill.deploy.projection import make_projection
 from mrdistill.deploy.runtime import require_export_extra
 from mrdistill.errors import MrdistillError, check_choice
-from mrdistill.models.fast_inference import optimise_for_inference
+from mrdistill.accel import optimise_for_inference
+from mrdistill.models.contract import declared
 
 BACKENDS = ("eager", "fast", "compile", "torchscript", "onnxruntime", "cuda")
 
@@ -68,7 +69,7 @@ def build_backend(name: str, model: nn.Module, batch: ExampleBatch, device: str,
                   label: str) -> Backend:
     """`name` (one of BACKENDS) for `model` (eval mode) on `batch`; files go under `workdir`."""
     start = time.perf_counter()
-    with_smaps = batch.smaps is not None and getattr(model, "accepts_smaps", False)
+    with_smaps = batch.smaps is not None and declared(model).accepts_smaps
     if name in ("eager", "cuda", "compile"):
         where = "cuda" if name == "cuda" else device
         runnable = copy.deepcopy(model).to(where).eval()
@@ -84,7 +85,7 @@ def build_backend(name: str, model: nn.Module, batch: ExampleBatch, device: str,
     if name == "fast":
         fast = optimise_for_inference(model, batch.kspace, batch.mask)
         return Backend(_eager_call(fast, batch, False, "cpu"), None, "cpu",
-                       getattr(fast, "description", "eager fallback (no fast path for this model)"),
+                       fast.description,
                        time.perf_counter() - start)
     fmt = "onnx" if name == "onnxruntime" else "torchscript"
     h, w = batch.kspace.shape[-2:]

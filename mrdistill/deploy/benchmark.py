@@ -35,6 +35,7 @@ from mrdistill.errors import MrdistillError
 from mrdistill.machine import cpu_model
 from mrdistill.models import build_model, count_parameters
 from mrdistill.models.base import ReconOutput
+from mrdistill.models.contract import declared
 from mrdistill.models.flops import count_flops
 from mrdistill.physics.fft import magnitude
 from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint
@@ -110,7 +111,7 @@ def scored_image(out: object) -> Tensor:
 
 def batch_for(model: nn.Module, s: BenchSettings) -> ExampleBatch:
     """The settings' example batch in the form `model` reads (complex or real images)."""
-    complex_data = bool(getattr(model, "complex_input", getattr(model, "in_channels", 1) > 1))
+    complex_data = declared(model).complex_input
     return example_batch(s.batch, s.shape[0], s.shape[1], s.coils, complex_data, s.mask_kind, s.acceleration)
 
 

@@ -31,6 +31,7 @@ from mrdistill.deploy.projection import make_projection
 from mrdistill.deploy.runtime import (INPUT_NAMES, OUTPUT_NAMES, Runner, onnx_runner, require_export_extra,
                                       torchscript_runner)
 from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.models.contract import declared
 from mrdistill.physics.fft import magnitude
 from mrdistill.physics.masks import make_mask
 from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint
@@ -138,7 +139,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, *,
     form = "column" if make_mask(kind, (h, w), data.acceleration, seed=0).shape[-2] == 1 else "grid"
     graph, with_smaps = build_graph(model, make_projection(form, h, w), coils)
     graph.eval()
-    complex_data = bool(getattr(model, "complex_input", getattr(model, "in_channels", 1) > 1))
+    complex_data = declared(model).complex_input
     example = example_batch(2, h, w, coils, complex_data, kind, data.acceleration)
     reference = eager_reference(model, example, with_smaps, f"{ckpt['model_name']} at {h}x{w}, {coils} coil(s)")
     args = example.graph_args(with_smaps)
@@ -188,8 +189,7 @@ def io_contract(form: str, h: int, w: int, coils: int, with_smaps: bool) -> list
 
 def outputs_contract(model: nn.Module, h: int, w: int) -> list[dict[str, Any]]:
     """The graph's outputs as recorded in the sidecar."""
-    complex_out = bool(getattr(model, "complex_input", getattr(model, "in_channels", 1) > 1))
-    channels = getattr(model, "images", 1) * 2 if complex_out else 1
+    channels = declared(model).image_channels
     return [{"name": "image", "shape": ["N", 1, h, w], "dtype": "float32",
              "meaning": "the scored image: magnitude (root-sum-of-squares) in complex mode, "
                         "the real image in real mode; multiply by the volume scale"},

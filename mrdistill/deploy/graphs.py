@@ -23,8 +23,10 @@ from mrdistill.deploy.dft import Pair, cconj_mul, cmul
 from mrdistill.deploy.projection import Projection, to_pair
 from mrdistill.errors import MrdistillError
 from mrdistill.models.chpnet import CHPNet
+from mrdistill.models.contract import declared
 from mrdistill.models.dccnn import DCCNN
 from mrdistill.models.modl import MoDL
+from mrdistill.models.registry import registered_name
 from mrdistill.models.vdsr import VDSR
 from mrdistill.physics.fft import magnitude
 
@@ -179,9 +181,9 @@ class MoDLGraph(nn.Module):
 def build_graph(model: nn.Module, proj: Projection, coils: int) -> tuple[nn.Module, bool]:
     """The export graph of `model` on `proj`'s grid for k-space with `coils` coils, and whether it
     takes coil maps. Raises `MrdistillError` (one line: why) for models that cannot be exported."""
-    name = getattr(model, "registry_name", type(model).__name__)
-    if getattr(model, "input_kind", "kspace") != "kspace":
-        raise MrdistillError(f"{name} with scale {getattr(model, 'scale', '?')} is a super-resolution "
+    name, contract = registered_name(model), declared(model)
+    if contract.input_kind != "kspace":
+        raise MrdistillError(f"{name} with scale {contract.scale} is a super-resolution "
                              "model (low-res image input): export covers k-space reconstruction only")
     if isinstance(model, MoDL):
         with_smaps = model.images == 1 and coils > 1

@@ -28,6 +28,7 @@ from mrdistill.distill.registry import get_feature
 from mrdistill.distill.teacher_cache import input_key
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models.base import ReconOutput, run_model
+from mrdistill.models.contract import declared
 from mrdistill.physics.fft import magnitude
 
 WEIGHTINGS = ("adaptive", "plain")
@@ -129,7 +130,7 @@ class MemoTeacher(nn.Module):
 
     @property
     def accepts_smaps(self) -> bool:
-        return bool(getattr(self.teacher, "accepts_smaps", False))
+        return declared(self.teacher).accepts_smaps
 
     @torch.no_grad()
     def forward(self, kspace: Tensor, mask: Tensor, *, smaps: Tensor | None = None,

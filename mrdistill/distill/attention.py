@@ -41,7 +41,19 @@ __all__ = ["AttentionTransfer", "attention_distance", "attention_map", "default_
 @register_kd("attention")
 class AttentionTransfer(nn.Module):
     """Mean over pairs of distance(norm(Q_S), norm(Q_T)); pairs map student key -> teacher key
-    (None: by the models' depth, `distill.pairs.depth_pairs`)."""
+    (None: by the models' depth, `distill.pairs.depth_pairs`).
+
+    Paper: Zagoruyko & Komodakis, "Paying More Attention to Attention", ICLR 2017.
+
+    Formula: Q = sum_c |F_c|^p (N, H, W); L = mean over pairs of d(Q_S / ||Q_S||, Q_T / ||Q_T||).
+
+    In a stage of a config (`mrdistill list` names every loss):
+
+    ```yaml
+    kd:
+      - {name: attention, weight: 1000.0, kwargs: {p: 2.0, normalize: sample}}
+    ```
+    """
 
     needs_features = True
 

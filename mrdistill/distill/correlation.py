@@ -34,7 +34,20 @@ def correlation_matrix(feature: Tensor, kernel: str = "gaussian", gamma: float =
 
 @register_kd("correlation")
 class CorrelationCongruence(PairwiseKD):
-    """Mean over pairs of ||C_T - C_S||^2 / B^2 (Gaussian kernel, Taylor order P, or bilinear)."""
+    """Mean over pairs of ||C_T - C_S||^2 / B^2 (Gaussian kernel, Taylor order P, or bilinear).
+
+    Paper: Peng et al., "Correlation Congruence for Knowledge Distillation", ICCV 2019.
+
+    Formula: C[i, j] = k(f_i, f_j) over the batch (Gaussian RBF by its Taylor series, or f_i . f_j);
+        L = ||C_T - C_S||^2 / B^2.
+
+    In a stage of a config (`mrdistill list` names every loss):
+
+    ```yaml
+    kd:
+      - {name: correlation, weight: 1.0, kwargs: {kernel: gaussian, gamma: 0.4, order: 2}}
+    ```
+    """
 
     method = "correlation"
 

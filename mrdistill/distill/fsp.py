@@ -36,7 +36,21 @@ def fsp_distance(gs: Tensor, gt: Tensor) -> Tensor:
 
 @register_kd("fsp")
 class FlowOfSolution(nn.Module):
-    """Mean over consecutive pairs k of ||G(S_k, S_k+1) - G(T_k, T_k+1)||_F^2 (needs >= 2 pairs)."""
+    """Mean over consecutive pairs k of ||G(S_k, S_k+1) - G(T_k, T_k+1)||_F^2 (needs >= 2 pairs).
+
+    Paper: Yim et al., "A Gift from Knowledge Distillation: Fast Optimization, Network
+    Minimization and Transfer Learning", CVPR 2017.
+
+    Formula: G(F1, F2)[i, j] = sum_hw F1[i, h, w] F2[j, h, w] / (H W); L = mean_k ||G(S_k, S_k+1) -
+        G(T_k, T_k+1)||_F^2.
+
+    In a stage of a config (`mrdistill list` names every loss):
+
+    ```yaml
+    kd:
+      - {name: fsp, weight: 1.0}
+    ```
+    """
 
     needs_features = True
 

@@ -84,6 +84,19 @@ class HeteroFeatureKD(nn.Module):
 
     pairs: {student_key: teacher_key} (required). The teacher is detached here; `feedback` gives the
     same distance with the student side detached, for a teacher that learns from its student.
+
+    Paper: Qiu, Zhang & Li, "A good teacher learns while teaching" (CHPNet), Knowledge-Based
+    Systems 2025 (transformer teacher, CNN student).
+
+    Formula: L = mean over pairs of d(standardise(resize(a(F_S))), standardise(F_T)), a a 1x1 conv
+        adapter, d = L2 by default.
+
+    In a stage of a config (`mrdistill list` names every loss):
+
+    ```yaml
+    kd:
+      - {name: hetero_feature, weight: 0.01, kwargs: {pairs: {iter2.dec2: body}}}
+    ```
     """
 
     needs_features = True

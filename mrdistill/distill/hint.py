@@ -45,7 +45,20 @@ def hint_distance(regressed: Tensor, hint: Tensor) -> Tensor:
 @register_kd("hint")
 class Hint(nn.Module):
     """Mean over pairs of `||r(F_S) - F_T||^2 / numel`; `regressor=False` compares the features
-    directly (what SFT-KD-Recon's code calls FitNets), which needs equal shapes."""
+    directly (what SFT-KD-Recon's code calls FitNets), which needs equal shapes.
+
+    Paper: Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015.
+
+    Formula: L = mean over pairs of ||r(F_S) - F_T||^2 / numel, r a 1x1 conv regressor (student
+        side).
+
+    In a stage of a config (`mrdistill list` names every loss):
+
+    ```yaml
+    kd:
+      - {name: hint, weight: 1.0, kwargs: {regressor: true}}
+    ```
+    """
 
     needs_features = True
 

@@ -24,6 +24,19 @@ class Imitation(nn.Module):
 
     compat="kdmri" reproduces KD-MRI's released code, which divides the (already mean) L1 by the
     number of elements, making the term almost zero; use it only to reproduce their numbers.
+
+    Paper: Murugesan et al., "KD-MRI: A knowledge distillation framework for image reconstruction
+    and image restoration in MRI workflow", MIDL 2020 (the imitation loss).
+
+    Formula: L = d(x_S, x_T), d = L1 (mean |x_S - x_T|) or L2 (mean (x_S - x_T)^2) on the
+        network-layout images.
+
+    In a stage of a config (`mrdistill list` names every loss):
+
+    ```yaml
+    kd:
+      - {name: imitation, weight: 0.5, kwargs: {distance: l1}}
+    ```
     """
 
     needs_features = False

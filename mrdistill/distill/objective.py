@@ -33,6 +33,23 @@ class DistillObjective(nn.Module):
 
     `terms` maps a name to (KD loss module, weight). The KD modules are submodules (their adapters
     are trained with the student); the teacher is kept out of `parameters()`.
+
+    >>> from mrdistill.config import DataConfig
+    >>> from mrdistill.data.build import make_datasets
+    >>> from mrdistill.data.sample import collate_samples
+    >>> from mrdistill.distill import DistillObjective, build_kd
+    >>> from mrdistill.models import build_model
+    >>> data = make_datasets(DataConfig(image_size=32, max_train_slices=4, max_eval_slices=2, slab=2))
+    >>> batch = collate_samples([data["train"][0], data["train"][1]])
+    >>> teacher = build_model("dccnn", convs=5, channels=8, seed=0)
+    >>> student = build_model("dccnn", convs=3, channels=8, seed=1)
+    >>> objective = DistillObjective(teacher, {"attention": (build_kd("attention"), 1000.0),
+    ...                                        "imitation": (build_kd("imitation"), 0.5)}, task_weight=0.5)
+    >>> losses = objective(student, batch)
+    >>> sorted(losses)
+    ['kd/attention', 'kd/imitation', 'loss', 'task']
+    >>> bool(losses["loss"] > 0)
+    True
     """
 
     def __init__(self, teacher: nn.Module | None = None,

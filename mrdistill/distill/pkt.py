@@ -37,7 +37,21 @@ def pkt_divergence(ps: Tensor, pt: Tensor) -> Tensor:
 
 @register_kd("pkt")
 class ProbabilisticTransfer(PairwiseKD):
-    """Mean over pairs of KL(p_T || p_S) of the cosine-kernel conditional probabilities."""
+    """Mean over pairs of KL(p_T || p_S) of the cosine-kernel conditional probabilities.
+
+    Paper: Passalis & Tefas, "Learning Deep Representations with Probabilistic Knowledge
+    Transfer", ECCV 2018.
+
+    Formula: K(i, j) = (cos(f_i, f_j) + 1) / 2, p(i|j) = K(i, j) / sum_{k != j} K(k, j); L = mean_j
+        sum_i p_T(i|j) log(p_T(i|j) / p_S(i|j)).
+
+    In a stage of a config (`mrdistill list` names every loss):
+
+    ```yaml
+    kd:
+      - {name: pkt, weight: 1.0}
+    ```
+    """
 
     method = "pkt"
 

@@ -37,10 +37,24 @@ def list_kd() -> list[str]:
     return sorted(_KD)
 
 
-def build_kd(name: str, **kwargs: Any) -> nn.Module:
-    """Instantiate a registered KD loss; unknown names or arguments raise `MrdistillError`."""
+def kd_class(name: str) -> type[nn.Module]:
+    """The class registered as KD loss `name` (its docstring: paper, formula, a YAML snippet)."""
     check_choice("KD method", name, list(_KD))
-    cls = _KD[name]
+    return _KD[name]
+
+
+def build_kd(name: str, **kwargs: Any) -> nn.Module:
+    """Instantiate a registered KD loss; unknown names or arguments raise `MrdistillError`.
+
+    >>> from mrdistill.distill import build_kd
+    >>> at = build_kd("attention", p=2.0)
+    >>> type(at).__name__, at.needs_features
+    ('AttentionTransfer', True)
+    >>> build_kd("attention", q=1)
+    Traceback (most recent call last):
+    mrdistill.errors.MrdistillError: KD method 'attention' has no option 'q'; valid: pairs, p, normalize, distance
+    """
+    cls = kd_class(name)
     valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     for key in kwargs:
         if key not in valid:

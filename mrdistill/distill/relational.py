@@ -80,7 +80,20 @@ def rkd_terms(es: Tensor, et: Tensor) -> tuple[Tensor, Tensor]:
 
 @register_kd("relational")
 class RelationalKD(nn.Module):
-    """Mean over pairs of distance_weight * L_D + angle_weight * L_A (Huber, delta 1)."""
+    """Mean over pairs of distance_weight * L_D + angle_weight * L_A (Huber, delta 1).
+
+    Paper: Park et al., "Relational Knowledge Distillation", CVPR 2019.
+
+    Formula: L = distance_weight * Huber(psi_D(S), psi_D(T)) + angle_weight * Huber(psi_A(S),
+        psi_A(T)), psi_D the pair distances / their mean, psi_A the triplet angle cosines.
+
+    In a stage of a config (`mrdistill list` names every loss):
+
+    ```yaml
+    kd:
+      - {name: relational, weight: 1.0, kwargs: {distance_weight: 1.0, angle_weight: 2.0}}
+    ```
+    """
 
     needs_features = True
 

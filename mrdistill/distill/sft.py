@@ -30,6 +30,7 @@ from mrdistill.data.sample import Sample
 from mrdistill.distill.objective import task_loss
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
+from mrdistill.models.dccnn import DCCNN
 from mrdistill.physics.fft import ifft2c, image_to_network
 
 STUDENT_PREFIX = "student."
@@ -38,7 +39,7 @@ STUDENT_PREFIX = "student."
 def check_pair(teacher: nn.Module, student: nn.Module) -> None:
     """Teacher and student must be DC-CNNs with the same number of cascades and channels."""
     for role, m in (("teacher", teacher), ("student", student)):
-        if not hasattr(m, "forward_from") or not hasattr(m, "cascades"):
+        if not isinstance(m, DCCNN):
             raise MrdistillError(f"SFT needs DC-CNN teacher and student (cascades that can run "
                                  f"from a given image); the {role} is {type(m).__name__}")
     if len(teacher.cascades) != len(student.cascades):

@@ -23,7 +23,20 @@ def similarity_matrix(feature: Tensor) -> Tensor:
 
 @register_kd("similarity")
 class SimilarityPreserving(PairwiseKD):
-    """Mean over pairs of ||norm(G_T) - norm(G_S)||_F^2 / B^2."""
+    """Mean over pairs of ||norm(G_T) - norm(G_S)||_F^2 / B^2.
+
+    Paper: Tung & Mori, "Similarity-Preserving Knowledge Distillation", ICCV 2019.
+
+    Formula: G = Q Q^T (B, B) of the flattened features, rows L2-normalised; L = ||G_T - G_S||_F^2 /
+        B^2.
+
+    In a stage of a config (`mrdistill list` names every loss):
+
+    ```yaml
+    kd:
+      - {name: similarity, weight: 1000.0}
+    ```
+    """
 
     method = "similarity"
 

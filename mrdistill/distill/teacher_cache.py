@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from mrdistill.config import DataConfig
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput, input_kind
+from mrdistill.models.contract import declared
 
 
 def input_key(*inputs: Tensor | None) -> str:
@@ -46,7 +47,7 @@ class CachedTeacher(nn.Module):
         super().__init__()
         self.teacher = teacher.eval().requires_grad_(False)
         self.input_kind = input_kind(teacher)
-        self.accepts_smaps = getattr(teacher, "accepts_smaps", False)
+        self.accepts_smaps = declared(teacher).accepts_smaps
         self.memo: dict[tuple[str, bool], ReconOutput] = {}
 
     @torch.no_grad()

@@ -7,12 +7,10 @@ from typing import TYPE_CHECKING, NamedTuple
 from torch import Tensor, nn
 
 from mrdistill.errors import MrdistillError
+from mrdistill.models.contract import declared
 
 if TYPE_CHECKING:
     from mrdistill.data.sample import Sample
-
-INPUT_KINDS = ("kspace", "lowres")
-
 
 class ReconOutput(NamedTuple):
     """image: float32 (N, C_net, H, W) in the network representation (use
@@ -25,19 +23,17 @@ class ReconOutput(NamedTuple):
 
 def input_kind(model: nn.Module) -> str:
     """"kspace" (reconstruction: `model(kspace, mask)`, the default for every model) or "lowres"
-    (super-resolution: `model(lowres float (N, 1, h, w), None)`), read from `model.input_kind`."""
-    kind = getattr(model, "input_kind", "kspace")
-    if kind not in INPUT_KINDS:
-        raise ValueError(f"{type(model).__name__}.input_kind must be one of {INPUT_KINDS}, got {kind!r}")
-    return kind
+    (super-resolution: `model(lowres float (N, 1, h, w), None)`), as the model declares it
+    (`contract.declared`)."""
+    return declared(model).input_kind
 
 
 def coil_maps_for(model: nn.Module, sample: "Sample") -> Tensor | None:
     """The coil maps `run_model` passes to `model` for this batch: `sample.smaps` complex64
     (N, C, H, W) when the batch has them and the model declares `accepts_smaps`, else None. A
     model given maps returns a coil-combined image; without maps, one image per coil (or one)."""
-    smaps = getattr(sample, "smaps", None)
-    return smaps if smaps is not None and getattr(model, "accepts_smaps", False) else None
+    smaps = sample.smaps
+    return smaps if smaps is not None and declared(model).accepts_smaps else None
 
 
 def run_model(model: nn.Module, sample: "Sample", return_features: bool = False) -> ReconOutput:
@@ -50,7 +46,7 @@ def run_model(model: nn.Module, sample: "Sample", return_features: bool = False)
     float32 (N, 1, h, w) (their target is the high-res image (N, 1, H, W)).
     """
     if input_kind(model) == "lowres":
-        lowres, target, scale = sample.zero_filled, sample.target, getattr(model, "scale", None)
+        lowres, target, scale = sample.zero_filled, sample.target, declared(model).scale
         # Reconstruction data hold a full-size zero-filled image here: refuse, never mis-score.
         if scale and target is not None and \
                 tuple(n * scale for n in lowres.shape[-2:]) != tuple(target.shape[-2:]):

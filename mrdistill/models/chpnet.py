@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
+from mrdistill.models.contract import ReconModule
 from mrdistill.models.registry import register_model
 from mrdistill.models.swinir import pad_to_multiple
 from mrdistill.models.vdsr import check_input_channels, check_sr_scale
@@ -106,7 +107,7 @@ class SharedUNet(nn.Module):
 
 
 @register_model("chpnet")
-class CHPNet(nn.Module):
+class CHPNet(ReconModule):
     """forward(lowres float32 (N, in_channels, h, w), None) for scale >= 2, or forward(kspace
     complex64 (N, C, H, W), mask) for scale = 1 -> ReconOutput(image float32 (N, in_channels,
     s*h, s*w), features: "upsample" (v0), per iteration i (1-based) "iter{i}.enc{l}" (N, channels,
@@ -124,6 +125,8 @@ class CHPNet(nn.Module):
             raise MrdistillError(f"chpnet needs iterations >= 1, got {iterations}")
         self.scale, self.in_channels, self.iterations = scale, in_channels, iterations
         self.input_kind = "lowres" if scale > 1 else "kspace"
+        self.complex_input, self.image_channels = in_channels == 2, in_channels
+        self.exportable = self.input_kind == "kspace"  # deploy.graphs.CHPNetGraph
         self.unet = SharedUNet(in_channels, channels, levels)
         self.delta = nn.Parameter(torch.full((iterations,), float(delta)))
         self.eta = nn.Parameter(torch.full((iterations,), float(eta)))

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models.base import ReconOutput
+from mrdistill.models.contract import ReconModule
 from mrdistill.models.registry import register_model
 from mrdistill.physics.consistency import dc_network_image
 from mrdistill.physics.fft import ifft2c, image_to_network
@@ -49,7 +50,7 @@ class Cascade(nn.Module):
 
 
 @register_model("dccnn")
-class DCCNN(nn.Module):
+class DCCNN(ReconModule):
     """Deep cascade of CNNs with hard or soft (learned lambda) data consistency.
 
     Soft DC learns one lambda > 0 per cascade as softplus of a free parameter (`raw_lambdas`), as
@@ -74,6 +75,8 @@ class DCCNN(nn.Module):
         if dc == "soft" and not (math.isfinite(dc_lambda) and dc_lambda > 0):
             raise MrdistillError(f"dccnn dc_lambda must be a finite number > 0, got {dc_lambda}")
         self.complex_input = in_channels == 2
+        self.exportable = True  # deploy.graphs.DCCNNGraph
+        self.in_channels = self.image_channels = in_channels
         self.residual = residual
         self.cascades = nn.ModuleList(
             Cascade(convs, channels, in_channels, activation) for _ in range(cascades)

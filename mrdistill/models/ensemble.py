@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
+from mrdistill.models.contract import ReconModule, declared
 from mrdistill.models.registry import build_model, register_model
 from mrdistill.physics.fft import magnitude
 
@@ -28,7 +29,7 @@ def member_variance(images: list[Tensor]) -> Tensor:
 
 
 @register_model("ensemble")
-class Ensemble(nn.Module):
+class Ensemble(ReconModule):
     """`members` copies of the registered model `member(**member_kwargs)`, initialised differently.
 
     forward(kspace, mask, *, return_features=False) -> ReconOutput with image = mean of the members'
@@ -46,11 +47,15 @@ class Ensemble(nn.Module):
         # Members are built one after another from the caller's RNG stream, so they differ.
         self.members = nn.ModuleList(build_model(member, **(member_kwargs or {}))
                                      for _ in range(members))
+        first = declared(self.members[0])  # the members share one layout
+        self.input_kind, self.scale = first.input_kind, first.scale
+        self.complex_input, self.in_channels = first.complex_input, first.in_channels
+        self.image_channels, self.images = first.image_channels, first.images
 
     @property
     def accepts_smaps(self) -> bool:
         """Coil maps are passed on when every member uses them."""
-        return all(getattr(m, "accepts_smaps", False) for m in self.members)
+        return all(declared(m).accepts_smaps for m in self.members)
 
     def forward(self, kspace: Tensor, mask: Tensor, *, smaps: Tensor | None = None,
                 return_features: bool = False) -> ReconOutput:

@@ -22,12 +22,13 @@ from torch import Tensor, nn
 from mrdistill.data.coils import rss
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models.base import ReconOutput
+from mrdistill.models.contract import ReconModule
 from mrdistill.physics.fft import complex_to_channels, ifft2c
 
 INPUTS = ("complex", "magnitude")
 
 
-class ImageModel(nn.Module):
+class ImageModel(ReconModule):
     """forward(kspace complex64 (N, C, H, W), mask, *, return_features) -> ReconOutput(net(x), {}).
 
     x is the zero-filled image: input "complex" = the C coil images as channels float32
@@ -40,6 +41,9 @@ class ImageModel(nn.Module):
         super().__init__()
         check_choice("ImageModel input", input, INPUTS)
         self.net, self.input = net, input
+        # Contract values: complex k-space in; the network's layout is the user's, assumed
+        # image-to-image (as many channels out as in).
+        self.in_channels = self.image_channels = 2 if input == "complex" else 1
 
     @property
     def weights_root(self) -> nn.Module:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mrdistill.models.base import ReconOutput
+from mrdistill.models.contract import ReconModule
 from mrdistill.models.registry import register_model
 from mrdistill.physics.consistency import conjugate_gradient
 from mrdistill.physics.fft import image_to_network, network_to_image
@@ -74,7 +75,7 @@ def dc_solve(op: MRIOperator, rhs0: Tensor, z: Tensor, lam: Tensor, iters: int) 
 
 
 @register_model("modl")
-class MoDL(nn.Module):
+class MoDL(ReconModule):
     """forward(kspace complex64 (N, C, H, W), mask (N, 1, 1|H, W), *, smaps=None) -> ReconOutput.
 
     in_channels: the network layout of the image (as in DC-CNN): 1 = real-image mode (single coil;
@@ -98,6 +99,8 @@ class MoDL(nn.Module):
         self.unrolls, self.cg_iters = unrolls, cg_iters
         self.complex_input = in_channels > 1
         self.images = in_channels // 2 if self.complex_input else 1  # complex images per sample
+        self.in_channels = self.image_channels = in_channels
+        self.exportable = True  # deploy.graphs.MoDLGraph
         self.denoiser = Denoiser(in_channels, convs, channels, batchnorm)
         # softplus(raw) = lam keeps lam positive while it learns.
         self.raw_lam = nn.Parameter(torch.tensor(math.log(math.expm1(lam)), dtype=torch.float32))

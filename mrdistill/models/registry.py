@@ -31,6 +31,12 @@ def register_model(name: str) -> Callable[[M], M]:
     return wrap
 
 
+def registered_name(model: nn.Module) -> str:
+    """The registry name of `model`'s class ("dccnn"), or the class name for a module that was not
+    registered (a plugin builder's product)."""
+    return getattr(type(model), "registry_name", type(model).__name__)
+
+
 def list_models() -> list[str]:
     """Names of all registered models."""
     return sorted(_MODELS)
@@ -96,6 +102,17 @@ def build_model(name: str, seed: int | None = None, **kwargs: Any) -> nn.Module:
     (see `check_model_kwargs`).
 
     With `seed`, parameters are initialised from that seed without changing global RNG state.
+
+    >>> import torch
+    >>> from mrdistill.models import build_model
+    >>> model = build_model("dccnn", cascades=2, convs=3, channels=8, seed=0)
+    >>> kspace = torch.randn(1, 1, 32, 32, dtype=torch.complex64)
+    >>> out = model(kspace, torch.ones(1, 1, 1, 32), return_features=True)
+    >>> out.image.shape, sorted(out.features)[:3]
+    (torch.Size([1, 1, 32, 32]), ['cascade1.conv1', 'cascade1.conv2', 'cascade1.conv3'])
+    >>> build_model("dccnn", convs=0)
+    Traceback (most recent call last):
+    mrdistill.errors.MrdistillError: dccnn model.convs: expected an integer >= 1, got 0
     """
     check_model_kwargs(name, kwargs, f"{name} model")
     cls = _MODELS[name]

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from mrdistill.data.superres import bicubic_upsample
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
+from mrdistill.models.contract import ReconModule
 from mrdistill.models.registry import register_model
 from mrdistill.models.vdsr import check_input_channels, check_sr_scale
 from mrdistill.physics.consistency import dc_network_image
@@ -156,7 +157,7 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
 
 
 @register_model("swinir")
-class SwinIR(nn.Module):
+class SwinIR(ReconModule):
     """forward(lowres float32 (N, in_channels, h, w), None) for scale >= 2, or forward(kspace
     complex64 (N, C, H, W), mask) for scale = 1 -> ReconOutput(image float32 (N, in_channels,
     s*h, s*w), features: "shallow", "group{i}" (1-based), "body" (all (N, embed_dim, h, w): token
@@ -176,6 +177,7 @@ class SwinIR(nn.Module):
         self.scale, self.in_channels, self.window = scale, in_channels, window
         self.global_residual = global_residual
         self.input_kind = "lowres" if scale > 1 else "kspace"
+        self.complex_input, self.image_channels = in_channels == 2, in_channels
         self.conv_first = nn.Conv2d(in_channels, embed_dim, 3, padding=1)
         self.groups = nn.ModuleList(ResidualGroup(embed_dim, depth, heads, window, mlp_ratio)
                                     for _ in range(groups))

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from mrdistill.data.coils import rss
 from mrdistill.models.base import ReconOutput
+from mrdistill.models.contract import ReconModule
 from mrdistill.models.registry import register_model
 from mrdistill.physics.fft import complex_to_channels, ifft2c
 
@@ -123,7 +124,7 @@ def instance_normalise(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 @register_model("unet")
-class UNet(UnetCore):
+class UNet(UnetCore, ReconModule):
     """fastMRI's image-domain U-Net under mrdistill's model contract.
 
     forward(kspace complex64 (N, C, H, W), mask) -> ReconOutput. The input image is the zero-filled
@@ -134,6 +135,12 @@ class UNet(UnetCore):
     `image` is float32 (N, out_chans, H, W): the magnitude for out_chans 1, else channels.
     Features: "down{i}", "bottleneck", "up{i}" (i 1-based). No data consistency.
     """
+
+    def __init__(self, in_chans: int = 1, out_chans: int = 1, chans: int = 32, num_pool_layers: int = 4,
+                 drop_prob: float = 0.0) -> None:
+        super().__init__(in_chans, out_chans, chans, num_pool_layers, drop_prob)
+        # Complex k-space in (magnitude or coil channels taken from it); contract values.
+        self.in_channels, self.image_channels = in_chans, out_chans
 
     def forward(self, kspace: Tensor, mask: Tensor | None = None, *,
                 return_features: bool = False) -> ReconOutput:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from mrdistill.data.coils import rss
 from mrdistill.models.base import ReconOutput
+from mrdistill.models.contract import ReconModule
 from mrdistill.models.registry import register_model
 from mrdistill.models.unet import UnetCore
 from mrdistill.physics.fft import channels_to_complex, complex_to_channels, fft2c, ifft2c
@@ -143,7 +144,7 @@ class VarNetBlock(nn.Module):
 
 
 @register_model("varnet")
-class VarNet(nn.Module):
+class VarNet(ReconModule):
     """forward(kspace complex64 (N, C, H, W), mask (N, 1, 1|H, W), *, num_low_frequencies=None)
     -> ReconOutput with `image` float32 (N, 1, H, W), the root-sum-of-squares reconstruction.
 
@@ -154,6 +155,8 @@ class VarNet(nn.Module):
     complex image R(k_i), "cascade{i}.bottleneck" (N, 2^pools chans, H'/2^pools, W'/2^pools) with
     H', W' padded to multiples of 16.
     """
+
+    image_channels = 1  # the root-sum-of-squares magnitude
 
     def __init__(self, num_cascades: int = 12, sens_chans: int = 8, sens_pools: int = 4,
                  chans: int = 18, pools: int = 4, mask_center: bool = True) -> None:

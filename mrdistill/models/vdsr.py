@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from mrdistill.data.superres import bicubic_upsample, fourier_upsample
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models.base import ReconOutput
+from mrdistill.models.contract import ReconModule
 from mrdistill.models.registry import register_model
 from mrdistill.physics.consistency import dc_network_image
 from mrdistill.physics.fft import ifft2c, image_to_network
@@ -48,7 +49,7 @@ def check_input_channels(x: Tensor, channels: int, what: str) -> None:
 
 
 @register_model("vdsr")
-class VDSR(nn.Module):
+class VDSR(ReconModule):
     """forward(kspace complex64 (N, C, H, W), mask) with scale=1, or forward(lowres float32
     (N, in_channels, h, w), None) with scale >= 2 -> ReconOutput(image float32 (N, in_channels,
     s*h, s*w), features "conv{j}" (after conv j and its ReLU, 1-based; the last conv has no ReLU),
@@ -73,6 +74,8 @@ class VDSR(nn.Module):
         self.scale, self.upsampler, self.dc = scale, upsampler, dc
         self.in_channels = in_channels
         self.input_kind = "lowres" if scale > 1 else "kspace"
+        self.complex_input, self.image_channels = in_channels == 2, in_channels
+        self.exportable = self.input_kind == "kspace"  # deploy.graphs.VDSRGraph
         widths = [in_channels] + [channels] * (layers - 1) + [in_channels]
         self.convs = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 3, padding=1)
                                    for i in range(layers))
@@ -109,11 +112,12 @@ class VDSR(nn.Module):
         return ReconOutput(out, features)
 
 
-class Bicubic(nn.Module):
+class Bicubic(ReconModule):
     """The super-resolution baseline: bicubic interpolation, no parameters (not registered).
     forward(lowres float (N, C, h, w), None) -> ReconOutput(image (N, C, s*h, s*w), {})."""
 
     input_kind = "lowres"
+    complex_input, in_channels, image_channels = False, 1, 1  # any channel count works
 
     def __init__(self, scale: int) -> None:
         super().__init__()

@@ -29,6 +29,7 @@ from mrdistill.config import DataConfig, SelfSupConfig
 from mrdistill.data.sample import Sample
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models.base import coil_maps_for, run_model
+from mrdistill.models.ensemble import Ensemble
 from mrdistill.physics.fft import magnitude, network_to_image
 from mrdistill.physics.masks import stable_seed
 from mrdistill.selfsup.losses import agreement_loss, reundersampling_loss, ssdu_loss
@@ -75,8 +76,7 @@ class ProjectionHead(nn.Module):
 
 def members_of(model: nn.Module) -> list[nn.Module]:
     """The teachers: an ensemble's members, or the model itself."""
-    members = getattr(model, "members", None)
-    return list(members) if isinstance(members, nn.ModuleList) else [model]
+    return list(model.members) if isinstance(model, Ensemble) else [model]
 
 
 def fresh_seeds(rng: np.random.Generator, n: int, rank: int = 0, world_size: int = 1) -> list[int]:

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from mrdistill.data.crop import crop_like
 from mrdistill.data.sample import Sample, collate_samples
 from mrdistill.models.base import input_kind, run_model
-from mrdistill.models.fast_inference import EagerInference, optimise_for_inference
+from mrdistill.accel import EagerInference, optimise_for_inference
 from mrdistill.physics.fft import magnitude
 
 

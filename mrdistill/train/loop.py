@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +26,28 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from mrdistill.config import DataConfig, OptimConfig, check_fields
+from mrdistill.config import check_fields
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.sample import collate_samples
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import volume_metrics
-from mrdistill.models.native_conv import native_weight_grad
+from mrdistill.accel import channels_last_applies, fast_training
 from mrdistill.train import distributed
 from mrdistill.train.batches import loader_options, make_loader
-from mrdistill.train.checkpoint import all_finite, model_payload, save_checkpoint, state_to_cpu
+from mrdistill.train.checkpoint import state_to_cpu
+from mrdistill.train.collective import checkpoint_due, gradient_is_bad, loss_is_bad
 from mrdistill.train.inference import VolumeRecon, reconstruct
+from mrdistill.train.params import make_optimizer, trained_params
+from mrdistill.train.plan import StagePlan, StageParts
 from mrdistill.train.precision import Precision
+from mrdistill.train.resume import restore_stage
 from mrdistill.train.schedule import EpochScheduler
 from mrdistill.train.selection import (LOWER_IS_BETTER, SELECTIONS, selection_score,
                                        validation_objective)
-from mrdistill.train.state import (RESUME_KEY, FitResult, RunState, StagePosition, apply_hooks,
-                                   describe, position_from)
+from mrdistill.train.stage_checkpoint import NonFiniteWeights, write_stage
+from mrdistill.train.state import FitResult, RunState, StagePosition
 
-__all__ = ["DivergenceError", "FitResult", "LOWER_IS_BETTER", "fit", "validation_score"]
+__all__ = ["DivergenceError", "FitResult", "LOWER_IS_BETTER", "StagePlan", "fit", "validation_score"]
 
 
 class DivergenceError(MrdistillError):
@@ -77,67 +82,39 @@ def _panel(recons: dict[str, VolumeRecon]) -> torch.Tensor:
     return torch.cat(parts, dim=-1) / max(r.max_value, 1e-12)
 
 
-def _grad_norm(params: list[nn.Parameter], clip: float | None) -> torch.Tensor:
-    """The gradients' total 2-norm (clipped to `clip` when given; the norm before clipping)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if clip:
-        return torch.nn.utils.clip_grad_norm_(params, clip)
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+def uses_channels_last(setting: bool | str, device: torch.device) -> bool:
+    """`optim.channels_last` resolved for `device`: true/false as given, "auto" where the fast CPU
+    training path applies (`accel.channels_last_applies`)."""
+    return channels_last_applies(device) if setting == "auto" else bool(setting)
 
 
 class _Stage:
-    """One `fit` call: optimizer, schedule, loader and counters, checkpointed as a whole."""
+    """One `fit` call: its parts (optimiser, schedule, ...), loader and counters; the pieces it runs
+    on (optimiser construction, resume, collective decisions, checkpoint writing) live in
+    `train.params`, `train.resume`, `train.collective` and `train.stage_checkpoint`."""
 
-    def __init__(self, model: nn.Module, objective: nn.Module, train_set: Dataset, optim: OptimConfig,
-                 run: RunState, *, stage: str, seed: int, lr: float, device: str | torch.device,
-                 epochs: int, val_metric: str, select: str,
-                 model_name: str, model_kwargs: dict[str, Any], meta: dict[str, Any],
-                 data: DataConfig | None, ctx: distributed.DistContext, amp: Precision) -> None:
-        self.model, self.objective, self.optim, self.run, self.stage = model, objective, optim, run, stage
-        self.select, self.ctx, self.amp = select, ctx, amp
-        self.device, self.model_name, self.model_kwargs, self.meta = device, model_name, model_kwargs, meta
-        params = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
-        groups: list[dict[str, Any]] = [{"params": params}]
-        extra_groups = getattr(objective, "extra_param_groups", None)
-        if callable(extra_groups):
-            # Modules the objective trains besides the student but keeps out of `parameters()`,
-            # e.g. a teacher that learns while teaching (distill.teacher_correction), at their own lr.
-            groups += extra_groups(lr)
-            params = params + [p for g in groups[1:] for p in g["params"]]
-        self.params = params
-        # Trained parameters DDP does not see (a teacher that learns while teaching).
-        self.unwrapped = params[len(groups[0]["params"]):]
-        self.opt = torch.optim.Adam(groups, lr=lr, weight_decay=optim.weight_decay)
-        self.sched = EpochScheduler(self.opt, optim, epochs, val_metric)
-        self.step_fn = distributed.wrap(model, objective, ctx, torch.device(device))
-        self.loader = make_loader(train_set, optim.batch_size, seed,
-                                  **loader_options(data, torch.device(device), ctx.rank, ctx.world_size))
+    def __init__(self, model: nn.Module, objective: nn.Module, train_set: Dataset, plan: StagePlan,
+                 run: RunState, ctx: distributed.DistContext, amp: Precision) -> None:
+        self.plan, self.optim, self.run, self.stage = plan, plan.optim, run, plan.stage
+        self.model, self.objective, self.select, self.ctx = model, objective, plan.select, ctx
+        self.device = torch.device(plan.device)
+        trained = trained_params(model, objective, plan.stage_lr)
+        self.params, self.unwrapped = trained.params, trained.unwrapped
+        opt = make_optimizer(trained, plan.stage_lr, plan.optim)
+        sched = EpochScheduler(opt, plan.optim, plan.stage_epochs, plan.val_metric)
+        self.parts = StageParts(model, objective, opt, sched, amp)
+        self.opt, self.sched, self.amp = opt, sched, amp
+        self.step_fn = distributed.wrap(model, objective, ctx, self.device)
+        self.loader = make_loader(train_set, plan.optim.batch_size, plan.seed,
+                                  **loader_options(plan.data, self.device, ctx.rank, ctx.world_size))
         self.pos = StagePosition()
         self.best_model: dict[str, torch.Tensor] | None = None
         self.last_save = time.monotonic()
         self.slices = 0  # slices of the epoch's steps in this process (throughput only)
 
-    # -- resume -----------------------------------------------------------------------------------
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Continue from a checkpoint written inside this stage."""
-        section = checkpoint[RESUME_KEY]
-        self.model.load_state_dict(checkpoint["model"])
-        self.objective.load_state_dict(checkpoint["extra"])
-        apply_hooks(self.objective, section["objective"])
-        self.opt.load_state_dict(section["optimizer"])
-        self.sched.load_state_dict(section["scheduler"])
-        self.amp.load_state_dict(section.get("scaler") or {})
-        self.pos = position_from(section)
-        ranks = section.get("ranks") or {"world_size": 1}
-        if ranks["world_size"] != self.ctx.world_size:
-            raise MrdistillError(
-                f"{self.run.last_good}: written by a run of {ranks['world_size']} process(es) "
-                f"(torchrun ranks); resume it with the same number, not {self.ctx.world_size}")
-        if self.ctx.enabled:  # each rank's own loss sums of the unfinished epoch
-            self.pos.sums = ranks["sums"][self.ctx.rank]
-        self.best_model = section["best_model"]
+        self.pos, self.best_model = restore_stage(checkpoint, self.parts, self.ctx, str(self.run.last_good))
 
     def start_epoch(self, epoch: int) -> None:
         """Seek the data order to where the stage stands (the middle of an epoch when resumed)."""
@@ -151,7 +128,6 @@ class _Stage:
             gen.set_state(self.pos.loader_rng)
             sampler.skip = self.pos.batch
 
-    # -- one step -----------------------------------------------------------------------------------
     def step(self, batch: Any) -> None:
         """One optimizer step on `batch`; a non-finite loss or gradient is skipped (counted) while
         `optim.skip_nonfinite` allows, else the run stops. With float16 an overflowing gradient is
@@ -164,13 +140,12 @@ class _Stage:
         # Decided by all ranks together: a rank that skipped backward alone would leave the others
         # waiting in DDP's gradient all-reduce. (With float16 the GradScaler's inf check sees the
         # all-reduced gradients, the same on every rank.)
-        dev = torch.device(self.device)
-        bad = "loss" if distributed.any_rank(not bool(torch.isfinite(loss)), self.ctx, dev) else None
+        bad = "loss" if loss_is_bad(loss, self.ctx, self.device) else None
         if bad is None:
             self.amp.backward(loss)
             distributed.average_gradients(self.unwrapped, self.ctx)
-            if self.amp.scaler is None and distributed.any_rank(
-                    not bool(torch.isfinite(_grad_norm(self.params, self.optim.grad_clip))), self.ctx, dev):
+            if self.amp.scaler is None and gradient_is_bad(self.params, self.optim.grad_clip,
+                                                           self.ctx, self.device):
                 bad = "gradient"
         self.pos.batch += 1
         self.pos.step += 1
@@ -179,7 +154,7 @@ class _Stage:
             self.nonfinite(bad)
             return
         if self.amp.scaler is None:
-            self.opt.step()  # gradients already clipped by _grad_norm
+            self.opt.step()  # gradients already clipped by gradient_is_bad
         else:
             self.amp.step(self.opt, self.params, self.optim.grad_clip)
         # One device-to-host copy for all terms (float64 holds float32/bf16 values exactly, so
@@ -207,66 +182,28 @@ class _Stage:
     def global_step(self) -> int:
         return self.run.step_offset + self.pos.step
 
-    # -- checkpoints ----------------------------------------------------------------------------
     def due(self) -> bool:
-        """A step checkpoint is due (every `checkpoint_every` steps, or `checkpoint_minutes`)."""
-        every, minutes = self.optim.checkpoint_every, self.optim.checkpoint_minutes
-        if every and self.pos.step % every == 0:
-            return True
-        if not minutes:
-            return False
-        # Saving is collective (the ranks' loss sums are gathered): rank 0's clock decides.
-        late = time.monotonic() - self.last_save >= 60.0 * minutes
-        return bool(distributed.from_main(float(late), self.ctx, torch.device(self.device)))
+        """A step checkpoint is due (`collective.checkpoint_due`)."""
+        return checkpoint_due(self.pos.step, self.optim.checkpoint_every, self.optim.checkpoint_minutes,
+                              self.last_save, self.ctx, self.device)
 
     def save(self, metric: dict[str, float], best: bool = False) -> None:
-        """`last.pt` (full resume state) and, when `best`, `best.pt` first: a kill between the two
-        resumes from the previous `last.pt` and writes the same `best.pt` again."""
-        model_state = self.model.state_dict()
-        if not all_finite(model_state):
+        """`last.pt` (and `best.pt` when `best`): `stage_checkpoint.write_stage`."""
+        try:
+            self.run.last_good = write_stage(self.run, self.plan, self.parts, self.pos, self.best_model,
+                                             self.ctx, metric, best)
+        except NonFiniteWeights:
             self.diverged("non-finite weights")
-        payload = model_payload(self.model, self.model_name, self.model_kwargs, extra=self.objective,
-                                epoch=self.pos.epoch, metric=metric, stage=self.stage, **self.meta)
-        ckpt_dir = self.run.ckpt_dir
-        section = self.run.section(self.stage, self.pos, self.best_model, self.opt, self.sched,
-                                   self.objective, self.amp.state_dict())
-        # The ranks' loss sums of the unfinished epoch differ (their data do): each gets its own back.
-        section["ranks"] = {"world_size": self.ctx.world_size,
-                            "sums": distributed.gather(self.pos.sums, self.ctx)}
-        if self.ctx.is_main:  # under torchrun only rank 0 writes
-            if best:
-                save_checkpoint(ckpt_dir / "best.pt", payload)
-            save_checkpoint(ckpt_dir / "last.pt", {**payload, RESUME_KEY: section})
-        self.run.last_good = describe(ckpt_dir / "last.pt", section)
         self.last_save = time.monotonic()
 
 
-def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: SliceDataset,
-        optim: OptimConfig, run_dir: Path, *, model_name: str, model_kwargs: dict[str, Any],
-        seed: int = 0, val_metric: str = "psnr", device: str | torch.device = "cpu",
-        epochs: int | None = None, lr: float | None = None, max_steps: int | None = None,
-        stage: str = "train", select: str = "val_metric", data: DataConfig | None = None,
-        progress: bool = True, meta: dict[str, Any] | None = None,
-        run: RunState | None = None) -> FitResult:
-    """Train `model` with `objective`; validate every epoch; keep `last.pt` and `best.pt`.
-
-    `best.pt` holds the epoch that `select` keeps (`train.selection`: the best `val_metric` on
-    `val_set`, the lowest objective on `val_set`, or the last epoch); its weights are loaded back
-    into `model`. `epochs`/`lr`/`max_steps` override the optimiser config for this stage; `data`
-    gives the loading options (workers). `run` follows a multi-stage run (and resumes it); None:
-    a fresh one-stage run in `run_dir`. Under torchrun the ranks train data-parallel
-    (`train.distributed`); only rank 0 writes.
-    """
-    check_choice("epoch selection", select, SELECTIONS)
-    check_fields(optim, "optim")  # configs built in code are checked too
-    run = run or RunState(run_dir)
-    epochs = optim.epochs if epochs is None else epochs
-    ctx = distributed.context(device)
-    device = distributed.local_device(device, ctx)
-    amp = Precision(optim.precision, device)
+def _prepare(model: nn.Module, objective: nn.Module, train_set: Dataset, device: torch.device,
+             channels_last: bool) -> None:
+    """Model and objective on `device` (the model in channels_last when asked); the objective's
+    student-side adapters built (`objective.setup`), before the optimiser sees the parameters."""
     model.to(device)
     objective.to(device)
-    if optim.channels_last:  # 4-D weights only; activations follow the weights' layout
+    if channels_last:  # 4-D weights only; activations follow the weights' layout
         model.to(memory_format=torch.channels_last)
     setup = getattr(objective, "setup", None)
     if callable(setup):
@@ -275,20 +212,54 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
         # left untouched, and bad feature pairs fail here, before any training.
         setup(model, collate_samples([train_set[0]]).to(device))
         objective.to(device)
-    st = _Stage(model, objective, train_set, optim, run, stage=stage, seed=seed,
-                lr=optim.lr if lr is None else lr, device=device, epochs=epochs,
-                val_metric=val_metric, select=select, model_name=model_name,
-                model_kwargs=model_kwargs, meta=meta or {}, data=data, ctx=ctx, amp=amp)
-    checkpoint = run.begin(stage)
+
+
+def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: SliceDataset,
+        plan: StagePlan, run: RunState | Path) -> FitResult:
+    """Train `model` with `objective` as `plan` says; validate every epoch; keep `last.pt` and
+    `best.pt`.
+
+    `best.pt` holds the epoch that `plan.select` keeps (`train.selection`: the best
+    `plan.val_metric` on `val_set`, the lowest objective on `val_set`, or the last epoch); its
+    weights are loaded back into `model`. `run`: the `RunState` of a multi-stage run (resumed
+    inside the stage it was in), or the folder of a fresh one-stage run. Under torchrun the ranks
+    train data-parallel (`train.distributed`); only rank 0 writes.
+
+    >>> import tempfile
+    >>> from mrdistill.config import DataConfig, OptimConfig
+    >>> from mrdistill.data.build import make_datasets
+    >>> from mrdistill.distill import DistillObjective
+    >>> from mrdistill.models import build_model
+    >>> data = make_datasets(DataConfig(image_size=32, max_train_slices=4, max_eval_slices=2, slab=2))
+    >>> model = build_model("dccnn", cascades=1, convs=3, channels=8, seed=0)
+    >>> plan = StagePlan(OptimConfig(epochs=1, batch_size=2), model_name="dccnn",
+    ...                  model_kwargs={"cascades": 1, "convs": 3, "channels": 8}, progress=False)
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     result = fit(model, DistillObjective(), data["train"], data["val"], plan, out)
+    >>> result.best_epoch, result.steps
+    (1, 2)
+    """
+    check_choice("epoch selection", plan.select, SELECTIONS)
+    check_fields(plan.optim, "optim")  # configs built in code are checked too
+    run = run if isinstance(run, RunState) else RunState(Path(run))
+    epochs = plan.stage_epochs
+    ctx = distributed.context(plan.device)
+    device = distributed.local_device(plan.device, ctx)
+    plan = replace(plan, device=device)
+    amp = Precision(plan.optim.precision, device)
+    channels_last = uses_channels_last(plan.optim.channels_last, device)
+    _prepare(model, objective, train_set, device, channels_last)
+    st = _Stage(model, objective, train_set, plan, run, ctx, amp)
+    checkpoint = run.begin(plan.stage)
     if checkpoint is not None:
         st.restore(checkpoint)
-    max_steps = optim.max_steps if max_steps is None else max_steps
+    max_steps = plan.stage_max_steps
     total_steps = epochs * len(st.loader) if max_steps is None else min(epochs * len(st.loader), max_steps)
-    bar = tqdm(total=total_steps, initial=st.pos.step, desc=stage,
-               disable=not (progress and ctx.is_main), leave=False)
+    bar = tqdm(total=total_steps, initial=st.pos.step, desc=plan.stage,
+               disable=not (plan.progress and ctx.is_main), leave=False)
     # channels_last on the CPU: each part of a conv by oneDNN or a compiled kernel, whichever is
-    # faster there (models.native_conv).
-    with native_weight_grad(model, enabled=optim.channels_last):
+    # faster there (accel.fast_training).
+    with fast_training(model, enabled=channels_last):
         while st.pos.epoch < epochs and st.pos.step < total_steps:
             st.start_epoch(st.pos.epoch)
             model.train()
@@ -300,10 +271,10 @@ def fit(model: nn.Module, objective: nn.Module, train_set: Dataset, val_set: Sli
                 bar.update(1)
                 if st.pos.step < total_steps and st.due():
                     st.save({})
-            _end_epoch(st, model, val_set, val_metric, time.perf_counter() - start, bar)
+            _end_epoch(st, model, val_set, plan.val_metric, time.perf_counter() - start, bar)
     bar.close()
     distributed.barrier(ctx)  # the other ranks may read what rank 0 has just written
-    result = st.pos.result(select)
+    result = st.pos.result(plan.select)
     run.end(result)
     if st.best_model is not None:
         model.load_state_dict(st.best_model)

@@ -11,7 +11,7 @@ Image volumes (NIfTI, DICOM, PNG/JPG, NPY) are fully sampled magnitude images: e
 divided by its max, k-space is simulated (real, or complex for complex-input models), undersampled
 with the seeded mask and reconstructed; the result is scaled back and written in the input's format
 family (`data.volume_io.write_like`). Super-resolution checkpoints (`input_kind == "lowres"`)
-upsample the images instead (`data.superres.upsample`).
+upsample the images instead (`models.upsampling.upsample`).
 
 `PredictConfig.zero_filled` writes the zero-filled baseline instead: the same files, masks and
 scaling as the model's predictions, so the two can be scored side by side (`evaluate`).
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +38,8 @@ from mrdistill.data.fastmri_io import inspect_file_limited, write_reconstruction
 from mrdistill.data.volume_io import output_path, write_like
 from mrdistill.data.volumes import InputItem, find_inputs, read_volume
 from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.models.contract import declared
+from mrdistill.models.upsampling import upsample
 from mrdistill.physics.fft import ifft2c
 from mrdistill.rundir import open_output
 from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint, recorded_data
@@ -105,26 +107,14 @@ def training_mask(checkpoint: str | Path, cfg: PredictConfig | None = None) -> M
     return recorded.mask if recorded is not None else (cfg or PredictConfig()).fallback_mask
 
 
-def _upsampler() -> Callable[[nn.Module, np.ndarray], np.ndarray]:
-    try:
-        from mrdistill.data.superres import upsample
-    except ImportError:
-        raise MrdistillError("this checkpoint holds a super-resolution model (input_kind 'lowres'), "
-                             "but mrdistill.data.superres.upsample is not available") from None
-    return upsample
-
-
 def _is_lowres(model: nn.Module) -> bool:
-    return getattr(model, "input_kind", "kspace") == "lowres"
+    return declared(model).input_kind == "lowres"
 
 
 def _mode(model: nn.Module) -> str:
-    """"real" for real-image models (KD-MRI's 1-channel DC-CNN), else "complex": read from the
-    model's `complex_input` flag, else its `in_channels` (1 = real)."""
-    flag = getattr(model, "complex_input", None)
-    if flag is None:
-        flag = getattr(model, "in_channels", 2) != 1
-    return "complex" if flag else "real"
+    """"real" for real-image models (KD-MRI's 1-channel DC-CNN), else "complex": the model's
+    declared `complex_input` (`models.contract`)."""
+    return "complex" if declared(model).complex_input else "real"
 
 
 def predict_fastmri(model: nn.Module, path: Path, cfg: PredictConfig,
@@ -139,7 +129,7 @@ def predict_fastmri(model: nn.Module, path: Path, cfg: PredictConfig,
     if _is_lowres(model):  # the magnitude of the stored k-space, super-resolved
         slices = [center_crop(rss(ifft2c(ds.read_slice(info, s)[0]), dim=-3), size).numpy()
                   for s in range(info.num_slices)]
-        return _upsampler()(model, np.stack(slices)).astype(np.float32)
+        return upsample(model, np.stack(slices)).astype(np.float32)
     recons, _ = reconstruct(None if cfg.zero_filled else model, ds, cfg.device, cfg.batch_size,
                             fast=cfg.fast, fast_paths=fast_paths)
     pred = recons[info.name].prediction
@@ -153,7 +143,7 @@ def predict_image_volume(model: nn.Module, item: InputItem, cfg: PredictConfig,
     """(the `ImageVolume` read, its reconstruction float32 (S, H, W) in the input's units)."""
     vol = read_volume(item, cfg.slice_axis)
     if _is_lowres(model):
-        return vol, _upsampler()(model, vol.data).astype(np.float32)
+        return vol, upsample(model, vol.data).astype(np.float32)
     peak = float(vol.data.max())
     records = [SliceRecord(item.name, i, vol.data[i] / peak) for i in range(vol.data.shape[0])]
     ds = SliceDataset(records, DataConfig(mode=_mode(model), mask=cfg.mask), "test")

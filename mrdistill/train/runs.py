@@ -13,7 +13,6 @@ from torch import nn
 from mrdistill.config import MaskConfig, RunConfig, StageConfig, load_yaml, save_config, to_dict
 from mrdistill.data.datasets import MixedDataset, SliceDataset
 from mrdistill.data.build import make_task_datasets
-from mrdistill.data.superres import check_model_data
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.teacher_correction import TeacherCorrectionObjective
 from mrdistill.distill.init import init_from_teacher
@@ -23,6 +22,7 @@ from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.foreign import import_plugins
 from mrdistill.models.registry import check_model_kwargs
+from mrdistill.models.upsampling import check_model_data
 from mrdistill.models.vdsr import Bicubic
 from mrdistill.physics.masks import make_mask
 from mrdistill.rundir import OutputDir, committing, open_output
@@ -32,6 +32,7 @@ from mrdistill.train.checkpoint import (data_meta, load_checkpoint, load_model, 
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.logging import check_tensorboard
 from mrdistill.train.loop import FitResult, fit
+from mrdistill.train.plan import run_plan
 from mrdistill.train.precision import check_precision
 from mrdistill.train.state import RunState
 from mrdistill.train.sft_run import sft_train
@@ -252,10 +253,7 @@ def _train(cfg: RunConfig, out: OutputDir, run: RunState,
     model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     check_model_data(model, cfg.data)
     out.commit()  # the new run has started: a replaced run folder is removed now
-    result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
-                 model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
-                 val_metric=cfg.val_metric, device=cfg.device, stage="train",
-                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data), run=run)
+    result = fit(model, DistillObjective(), data["train"], data["val"], run_plan(cfg, "train"), run)
     table = _test_report(cfg, run_dir, model, data["test"], f"{cfg.name}: test set")
     return RunResult(run_dir, model, [result], table)
 
@@ -321,12 +319,9 @@ def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, 
                 cached = CachedTeacher(teacher)
             frozen = cached
         objective = build_objective(stage, frozen)
-        fits.append(fit(student, objective, train_set, data["val"], cfg.optim, run_dir,
-                        model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
-                        seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
-                        epochs=stage.epochs, lr=stage.lr, max_steps=stage.max_steps,
-                        stage=f"stage{k + 1}", select=stage.selection, data=cfg.data,
-                        progress=cfg.progress, meta=data_meta(cfg.data), run=run))
+        plan = run_plan(cfg, f"stage{k + 1}", seed=cfg.seed + k, epochs=stage.epochs, lr=stage.lr,
+                        max_steps=stage.max_steps, select=stage.selection)
+        fits.append(fit(student, objective, train_set, data["val"], plan, run))
         if isinstance(objective, TeacherCorrectionObjective):
             teacher = run.carry("teacher", objective.teacher)  # later stages learn from it
             _save_corrected_teacher(cfg, run_dir, teacher, k + 1)

@@ -19,6 +19,7 @@ from mrdistill.train import distributed
 from mrdistill.train.checkpoint import data_meta, load_checkpoint, model_payload, save_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
+from mrdistill.train.plan import run_plan
 from mrdistill.train.state import RunState
 
 SFT_STUDENT = "sft_student.pt"
@@ -53,10 +54,7 @@ def sft_train(cfg: RunConfig, run: RunState,
     inference), export the branch student, and report the teacher on the test set."""
     teacher, objective = build_sft(cfg)
     run_dir = run.run_dir
-    result = fit(teacher, objective, data["train"], data["val"], cfg.optim, run_dir,
-                 model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
-                 val_metric=cfg.val_metric, device=cfg.device, stage="sft",
-                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data), run=run)
+    result = fit(teacher, objective, data["train"], data["val"], run_plan(cfg, "sft"), run)
     if not distributed.is_main():
         return teacher, [result], ""  # under torchrun rank 0 exports, evaluates and writes
     export_sft_student(cfg, run_dir)

@@ -26,9 +26,10 @@ from mrdistill.models import build_model
 from mrdistill.selfsup.teachers import (CHECKPOINTS, SelfSupervisedObjective, check_selfsup,
                                         members_of)
 from mrdistill.train import distributed
-from mrdistill.train.checkpoint import data_meta, load_checkpoint
+from mrdistill.train.checkpoint import load_checkpoint
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.loop import FitResult, fit
+from mrdistill.train.plan import run_plan
 from mrdistill.train.state import RunState
 
 
@@ -65,10 +66,8 @@ def selfsup_train(cfg: RunConfig, run: RunState,
     model = build_model(name, seed=cfg.seed, **kwargs)
     ctx = distributed.context(cfg.device)  # each rank draws its own part of the batch's masks
     objective = SelfSupervisedObjective(sc, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
-    result = fit(model, objective, without_targets(data), data["val"], cfg.optim, run_dir,
-                 model_name=name, model_kwargs=kwargs, seed=cfg.seed, val_metric=cfg.val_metric,
-                 device=cfg.device, stage=f"selfsup-{sc.method}", data=cfg.data,
-                 progress=cfg.progress, meta=data_meta(cfg.data), run=run)
+    plan = run_plan(cfg, f"selfsup-{sc.method}", model_name=name, model_kwargs=kwargs)
+    result = fit(model, objective, without_targets(data), data["val"], plan, run)
     keep_checkpoint(model, run_dir, sc.checkpoint)
     models: dict[str, nn.Module | None] = {cfg.name: model}
     if sc.teachers > 1:
@@ -111,10 +110,7 @@ def adaptive_distill(cfg: RunConfig, run: RunState, data: dict[str, SliceDataset
     student = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     if cfg.distill.init:
         student.load_state_dict(load_checkpoint(cfg.distill.init)["model"])
-    result = fit(student, objective, train, data["val"], cfg.optim, run_dir,
-                 model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
-                 val_metric=cfg.val_metric, device=cfg.device, stage=f"kd-{ac.weighting}",
-                 data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data), run=run)
+    result = fit(student, objective, train, data["val"], run_plan(cfg, f"kd-{ac.weighting}"), run)
     keep_checkpoint(student, run_dir, ac.checkpoint)
     table = _report(cfg, run_dir, {"teachers": teacher, cfg.name: student}, data["test"], notes)
     return student, [result], table

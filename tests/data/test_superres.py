@@ -1,20 +1,17 @@
-"""Super-resolution data: k-space and area downsampling, the SR data set, and `upsample`."""
+"""Super-resolution data: k-space and area downsampling, the SR data set."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from mrdistill.config import DataConfig, SuperResConfig
 from mrdistill.data.build import make_datasets, make_task_datasets
-from mrdistill.data.superres import (area_downsample, central_block_mask, check_model_data,
-                                     crop_kspace, fourier_upsample, kspace_downsample, pad_kspace,
-                                     upsample)
+from mrdistill.data.superres import (area_downsample, central_block_mask, crop_kspace,
+                                     fourier_upsample, kspace_downsample, pad_kspace)
 from mrdistill.errors import MrdistillError
 from mrdistill.models import build_model
 from mrdistill.models.base import run_model
-from mrdistill.models.vdsr import Bicubic
 from mrdistill.physics.fft import fft2c, ifft2c
 
 
@@ -80,44 +77,8 @@ def test_task_datasets_reject_bad_settings(tiny_data):
             make_task_datasets(DataConfig(**{**tiny_data.__dict__, "superres": sr}))
 
 
-def test_model_and_data_must_agree(tiny_data):
-    sr_data = DataConfig(**{**tiny_data.__dict__, "superres": SuperResConfig(2)})
-    check_model_data(build_model("vdsr", scale=2, layers=3), sr_data)
-    check_model_data(build_model("vdsr", layers=3), sr_data)  # k-space models run on SR data too
-    with pytest.raises(MrdistillError, match="upsamples x4"):
-        check_model_data(build_model("vdsr", scale=4, layers=3), sr_data)
-    with pytest.raises(MrdistillError, match="set data.superres"):
-        check_model_data(build_model("vdsr", scale=2, layers=3), tiny_data)
-
-
 def test_sr_model_refuses_reconstruction_data(tiny_data):
     sample = make_datasets(tiny_data)["test"][0]
     batch = sample._replace(zero_filled=sample.zero_filled[None], target=sample.target[None])
     with pytest.raises(MrdistillError, match="not x2 super-resolution data"):
         run_model(build_model("vdsr", scale=2, layers=3, channels=8), batch)
-
-
-def test_upsample_shapes_and_intensity_equivariance():
-    model = build_model("vdsr", seed=0, scale=2, layers=3, channels=8)
-    image = np.random.default_rng(0).random((10, 12)).astype(np.float32)
-    out = upsample(model, image)
-    assert out.shape == (20, 24) and out.dtype == np.float32
-    # Inputs are normalised by their maximum: scaling the image scales the result.
-    np.testing.assert_allclose(upsample(model, 7.0 * image), 7.0 * out, rtol=1e-5, atol=1e-5)
-    stack = upsample(model, np.stack([image, image]))
-    assert stack.shape == (2, 20, 24)
-    np.testing.assert_allclose(stack[1], out, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(upsample(Bicubic(2), np.full((4, 4), 5.0)), np.full((8, 8), 5.0),
-                               rtol=1e-6)
-
-
-def test_upsample_rejects_bad_input():
-    model = build_model("vdsr", scale=2, layers=3, channels=8)
-    with pytest.raises(MrdistillError, match="colour image with 3 channels"):
-        upsample(model, np.zeros((16, 16, 3)))
-    with pytest.raises(MrdistillError, match=r"\(H, W\) or a slice stack"):
-        upsample(model, np.zeros((2, 2, 8, 8)))
-    with pytest.raises(MrdistillError, match="non-finite"):
-        upsample(model, np.full((8, 8), np.nan))
-    with pytest.raises(MrdistillError, match="reconstruction model"):
-        upsample(build_model("vdsr", layers=3), np.zeros((8, 8)))

@@ -15,6 +15,7 @@ from mrdistill.models import build_model
 from mrdistill.models.base import ReconOutput, run_model
 from mrdistill.train.checkpoint import load_checkpoint
 from mrdistill.train.loop import fit
+from mrdistill.train.plan import StagePlan
 
 TEACHER = {"embed_dim": 16, "groups": 2, "depth": 2, "heads": 2, "window": 4}
 STUDENT = {"channels": 8, "levels": 3, "iterations": 2}
@@ -114,8 +115,8 @@ def test_fit_trains_and_checkpoints_the_adapters(tmp_path):
     objective = DistillObjective(teacher, {"hetero": (kd, 1.0)})
     objective.setup(student, collate_samples([ds["train"][0]]))  # what `fit` does first
     before = [a.weight.detach().clone() for a in kd.adapters]
-    fit(student, objective, ds["train"], ds["val"], OptimConfig(epochs=1, batch_size=2), tmp_path,
-        model_name="chpnet", model_kwargs={"scale": 2, **STUDENT}, progress=False)
+    fit(student, objective, ds["train"], ds["val"], StagePlan(OptimConfig(epochs=1, batch_size=2),
+        model_name="chpnet", model_kwargs={"scale": 2, **STUDENT}, progress=False), tmp_path)
     assert all(not torch.equal(b, a.weight) for b, a in zip(before, kd.adapters))
     extra = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["extra"]
     assert "kd.hetero.adapters.1.weight" in extra

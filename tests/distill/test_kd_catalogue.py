@@ -16,6 +16,7 @@ from mrdistill.errors import MrdistillError
 from mrdistill.models import ReconOutput, build_model
 from mrdistill.train.checkpoint import load_checkpoint
 from mrdistill.train.loop import fit
+from mrdistill.train.plan import StagePlan
 
 BATCH = synthetic_batch()
 
@@ -148,8 +149,8 @@ def test_fit_trains_and_checkpoints_the_adapters_but_exports_only_the_model(tmp_
     pairs = {"cascade1.conv2": "cascade1.conv3", "cascade2.conv2": "cascade2.conv3"}
     hint = build_kd("hint", pairs=pairs)  # 16 -> 32 channels: sizes known only after setup
     objective = DistillObjective(teacher, {"hint": (hint, 1.0)}, task_weight=0.5)
-    fit(student, objective, ds["train"], ds["val"], OptimConfig(epochs=1), tmp_path,
-        model_name="dccnn", model_kwargs={"cascades": 2, "convs": 3, "channels": 16}, progress=False)
+    fit(student, objective, ds["train"], ds["val"], StagePlan(OptimConfig(epochs=1), model_name="dccnn",
+        model_kwargs={"cascades": 2, "convs": 3, "channels": 16}, progress=False), tmp_path)
     reg = hint.regressors["0"]
     assert (reg.in_channels, reg.out_channels) == (16, 32)
     init = build_kd("hint", pairs=pairs, channels={k: [16, 32] for k in pairs})
@@ -166,8 +167,8 @@ def test_bad_feature_key_fails_before_training(tmp_path, tiny_data):
     objective = DistillObjective(teacher, {"pkt": (pkt, 1.0)})
     with pytest.raises(MrdistillError, match="student has no feature 'cascade1.conv7'; valid: "
                                              "cascade1.conv1"):
-        fit(student, objective, ds["train"], ds["val"], OptimConfig(epochs=1), tmp_path,
-            model_name="dccnn", model_kwargs={}, progress=False)
+        fit(student, objective, ds["train"], ds["val"], StagePlan(OptimConfig(epochs=1),
+            model_name="dccnn", model_kwargs={}, progress=False), tmp_path)
     assert not (tmp_path / "log.csv").exists()
 
 
@@ -176,6 +177,6 @@ def test_every_method_trains_in_a_single_weighted_stage(tmp_path, tiny_data, nam
     ds = make_datasets(tiny_data)
     teacher, student = build_model("dccnn", seed=0), build_model("dccnn", convs=3, seed=1)
     objective = DistillObjective(teacher, {name: (build_kd(name), 0.5)}, task_weight=1.0)
-    res = fit(student, objective, ds["train"], ds["val"], OptimConfig(epochs=1, max_steps=2), tmp_path,
-              model_name="dccnn", model_kwargs={"convs": 3}, progress=False)
+    res = fit(student, objective, ds["train"], ds["val"], StagePlan(OptimConfig(epochs=1, max_steps=2),
+              model_name="dccnn", model_kwargs={"convs": 3}, progress=False), tmp_path)
     assert res.history[0]["step"] == 2 and math.isfinite(res.history[0][f"kd/{name}"])

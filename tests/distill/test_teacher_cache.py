@@ -17,6 +17,7 @@ from mrdistill.models import build_model
 from mrdistill.train.batches import make_loader
 from mrdistill.train.loop import fit
 from mrdistill.train.runs import distill_run
+from mrdistill.train.plan import StagePlan
 
 
 def _distill(tmp_path, tiny_data, cache: bool, teacher: torch.nn.Module) -> torch.nn.Module:
@@ -58,8 +59,8 @@ def test_distillation_with_the_cache_matches_without(tmp_path, tiny_data) -> Non
         run_dir.mkdir()
         objective = DistillObjective(CachedTeacher(teacher) if cache else teacher, terms)
         fit(build_model("dccnn", cascades=1, convs=3, channels=8, seed=0), objective, ds["train"],
-            ds["val"], OptimConfig(epochs=2, batch_size=3), run_dir, model_name="dccnn",
-            model_kwargs={}, seed=1, progress=False)
+            ds["val"], StagePlan(OptimConfig(epochs=2, batch_size=3), model_name="dccnn",
+            model_kwargs={}, seed=1, progress=False), run_dir)
         logs[cache] = list(csv.DictReader(open(run_dir / "log.csv")))
     assert len(logs[True]) == len(logs[False]) == 2
     for plain, cached in zip(logs[False], logs[True]):

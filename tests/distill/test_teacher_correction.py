@@ -12,6 +12,7 @@ from mrdistill.distill.teacher_correction import (TeacherCorrectionObjective, ed
 from mrdistill.errors import MrdistillError
 from mrdistill.models import build_model
 from mrdistill.train.loop import fit
+from mrdistill.train.plan import StagePlan
 
 TEACHER = {"embed_dim": 8, "groups": 1, "depth": 2, "heads": 2, "window": 4}
 STUDENT = {"channels": 4, "levels": 2, "iterations": 2}
@@ -128,7 +129,7 @@ def test_fit_updates_the_teacher_copy_through_the_loop_hook(tmp_path, tiny_data)
     teacher, student, obj = make(TeacherCorrectionConfig(teacher_lr_scale=1.0))
     frozen = [p.detach().clone() for p in teacher.parameters()]
     start = [p.detach().clone() for p in obj.teacher.parameters()]
-    fit(student, obj, ds["train"], ds["val"], OptimConfig(epochs=1, batch_size=4), tmp_path,
-        model_name="chpnet", model_kwargs=STUDENT, progress=False)
+    fit(student, obj, ds["train"], ds["val"], StagePlan(OptimConfig(epochs=1, batch_size=4),
+        model_name="chpnet", model_kwargs=STUDENT, progress=False), tmp_path)
     assert any(not torch.equal(a, p) for a, p in zip(start, obj.teacher.parameters()))
     assert all(torch.equal(a, p) for a, p in zip(frozen, teacher.parameters()))

@@ -11,6 +11,7 @@ from mrdistill.distill import DistillObjective
 from mrdistill.models import build_model
 from mrdistill.train.batches import loader_options, make_loader, rank_part
 from mrdistill.train.loop import fit
+from mrdistill.train.plan import StagePlan
 
 
 def _train(tmp_path, tiny_data: DataConfig, workers: int) -> dict[str, torch.Tensor]:
@@ -20,8 +21,8 @@ def _train(tmp_path, tiny_data: DataConfig, workers: int) -> dict[str, torch.Ten
     model = build_model("dccnn", cascades=1, convs=3, channels=8, seed=0)
     run_dir = tmp_path / f"w{workers}"
     run_dir.mkdir()
-    fit(model, DistillObjective(), ds["train"], ds["val"], OptimConfig(epochs=2, batch_size=3),
-        run_dir, model_name="dccnn", model_kwargs={}, seed=3, data=tiny_data, progress=False)
+    fit(model, DistillObjective(), ds["train"], ds["val"], StagePlan(OptimConfig(epochs=2, batch_size=3),
+        model_name="dccnn", model_kwargs={}, seed=3, data=tiny_data, progress=False), run_dir)
     return model.state_dict()
 
 

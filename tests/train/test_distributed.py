@@ -59,7 +59,7 @@ def torchrun(args: list[str], nproc: int = 2, timeout: float = 240,
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> tuple[Path, Path]:
     """An uninterrupted 2-rank run: (its config, its run folder). In channels_last, so that DDP
-    also averages the gradients of the compiled weight-gradient kernel (models.native_conv) where
+    also averages the gradients of the compiled weight-gradient kernel (accel.native_conv) where
     this machine builds it."""
     folder = tmp_path_factory.mktemp("two")
     config = _config(folder, optim={"epochs": 2, "batch_size": 2, "lr": 0.003, "checkpoint_every": 3,

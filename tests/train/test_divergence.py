@@ -17,6 +17,7 @@ from mrdistill.models import build_model
 from mrdistill.train import loop
 from mrdistill.train.checkpoint import all_finite, load_checkpoint
 from mrdistill.train.loop import DivergenceError, fit
+from mrdistill.train.plan import StagePlan
 
 KW = {"cascades": 1, "convs": 3, "channels": 8}
 
@@ -51,8 +52,8 @@ def tiny_data_module():
 def run_fit(tmp_path, data, objective, **optim):
     model = build_model("dccnn", seed=0, **KW)
     cfg = OptimConfig(**{"epochs": 3, "batch_size": 2, "lr": 3e-3, **optim})
-    return fit(model, objective, data["train"], data["val"], cfg, tmp_path, model_name="dccnn",
-               model_kwargs=KW, progress=False, stage="stage1")
+    return fit(model, objective, data["train"], data["val"], StagePlan(cfg, model_name="dccnn",
+               model_kwargs=KW, progress=False, stage="stage1"), tmp_path)
 
 
 def test_nan_loss_stops_with_last_good_checkpoint_intact(tmp_path, data):

@@ -4,7 +4,7 @@ import torch
 from conftest import synthetic_batch
 from mrdistill.data.sample import Sample, collate_samples
 from mrdistill.models import build_model
-from mrdistill.models.fast_inference import InferenceDCCNN
+from mrdistill.accel.fast_inference import InferenceDCCNN
 from mrdistill.train.evaluation import evaluate_models, extra_columns
 from mrdistill.train.inference import _fast_path, fast_seconds_per_slice, reconstruct
 

@@ -11,13 +11,15 @@ from mrdistill.models import build_model
 from mrdistill.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from mrdistill.train.loop import fit
 from mrdistill.train.runs import distill_run, train_run
+from mrdistill.train.plan import StagePlan
 
 
 def test_fit_improves_writes_checkpoints_and_log(tmp_path, tiny_data):
     ds = make_datasets(tiny_data)
     model = build_model("dccnn", convs=3, cascades=2, seed=0)
-    res = fit(model, DistillObjective(), ds["train"], ds["val"], OptimConfig(epochs=3, lr=3e-3),
-              tmp_path, model_name="dccnn", model_kwargs={"convs": 3, "cascades": 2}, progress=False)
+    res = fit(model, DistillObjective(), ds["train"], ds["val"], StagePlan(OptimConfig(epochs=3,
+              lr=3e-3), model_name="dccnn", model_kwargs={"convs": 3, "cascades": 2}, progress=False),
+              tmp_path)
     assert 1 <= res.best_epoch <= 3 and len(res.history) == 3
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3] and "val_psnr" in rows[0]
@@ -32,8 +34,8 @@ def test_fit_improves_writes_checkpoints_and_log(tmp_path, tiny_data):
 def test_max_steps_budget(tmp_path, tiny_data):
     ds = make_datasets(tiny_data)
     res = fit(build_model("dccnn", convs=3, cascades=1), DistillObjective(), ds["train"], ds["val"],
-              OptimConfig(epochs=10, max_steps=3, batch_size=4), tmp_path, model_name="dccnn",
-              model_kwargs={"cascades": 1, "convs": 3}, progress=False)
+              StagePlan(OptimConfig(epochs=10, max_steps=3, batch_size=4), model_name="dccnn",
+              model_kwargs={"cascades": 1, "convs": 3}, progress=False), tmp_path)
     assert res.history[-1]["step"] == 3
 
 

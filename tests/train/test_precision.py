@@ -13,10 +13,12 @@ from mrdistill.config import load_run_config
 from mrdistill.data.build import make_task_datasets
 from mrdistill.distill import DistillObjective
 from mrdistill.errors import MrdistillError
-from mrdistill.models import build_model, native
+from mrdistill.accel import training_kernels_available
+from mrdistill.models import build_model
 from mrdistill.physics.fft import fft2c
 from mrdistill.train.loop import fit
 from mrdistill.train.precision import Precision, check_precision
+from mrdistill.train.plan import StagePlan
 from conftest import run_cli, synthetic_batch
 
 # bf16 vs fp32 on the kdmri_teacher smoke preset: measured 0.003 dB apart (validation PSNR).
@@ -56,9 +58,9 @@ def test_bf16_training_on_cpu_is_finite_and_close_to_fp32(tmp_path) -> None:
         cfg.optim.precision = precision
         model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
         (tmp_path / precision).mkdir()
-        res = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, tmp_path / precision,
+        res = fit(model, DistillObjective(), data["train"], data["val"], StagePlan(cfg.optim,
                   model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
-                  progress=False)
+                  progress=False), tmp_path / precision)
         assert all(math.isfinite(row["loss"]) for row in res.history)
         assert all(torch.isfinite(p).all() for p in model.parameters())
         scores[precision] = res.best_value
@@ -84,15 +86,15 @@ def test_channels_last_training_matches_nchw(tmp_path, capsys) -> None:
             if isinstance(m, nn.Conv2d):
                 m.register_forward_hook(lambda mod, *_: trained_by.add(type(mod).__name__)
                                         if torch.is_grad_enabled() else None)
-        res = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim,
-                  tmp_path / str(layout), model_name=cfg.model.name,
-                  model_kwargs=cfg.model.kwargs, seed=cfg.seed, progress=False)
+        res = fit(model, DistillObjective(), data["train"], data["val"], StagePlan(cfg.optim,
+                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
+                  progress=False), tmp_path / str(layout))
         convs = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1]
         assert convs and all(p.is_contiguous(memory_format=torch.channels_last) and
                              not p.is_contiguous() for p in convs) == layout
-        # channels_last: the convs train through models.native_conv (compiled kernels where they
+        # channels_last: the convs train through accel.fast_training (compiled kernels where they
         # are faster), and are plain nn.Conv2d again afterwards.
-        native_used = layout and native.convgrad_kernel() is not None
+        native_used = layout and training_kernels_available()
         assert trained_by == ({"NativeGradConv2d"} if native_used else {"Conv2d"})
         assert all(type(m) is nn.Conv2d for m in model.modules() if isinstance(m, nn.Conv2d))
         weights[layout] = torch.cat([p.detach().flatten() for p in model.parameters()])

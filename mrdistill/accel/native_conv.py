@@ -23,8 +23,8 @@ import torch.nn.functional as F  # noqa: N812 - the usual alias
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from mrdistill.models.native import conv3x3_weight_grad_native, convgrad_kernel, tapconv_native
-from mrdistill.models.parallel import run_chunks, thread_parts
+from mrdistill.accel.native import conv3x3_weight_grad_native, convgrad_kernel, tapconv_native
+from mrdistill.accel.parallel import run_chunks, thread_parts
 
 NARROW = 8  # fewer channels than this on one side: a memory-bound conv at a cascade's end
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from mrdistill.models import build_model, native
-from mrdistill.models.fast_layers import NativeCascade, TapConv
+from mrdistill.accel import native
+from mrdistill.models import build_model
+from mrdistill.accel.fast_layers import NativeCascade, TapConv
 
 needs_kernel = pytest.mark.skipif(native.tapconv_kernel() is None,
                                   reason="no AVX2 CPU or no C compiler here: the torch path is used")
@@ -183,7 +184,7 @@ def test_native_cascade_module_fits_only_what_the_kernel_covers():
 
 @needs_cascade_kernel
 def test_native_cascade_splits_one_slice_into_row_bands_across_threads(monkeypatch):
-    import mrdistill.models.fast_layers as fast_layers
+    import mrdistill.accel.fast_layers as fast_layers
 
     bands = []
 

@@ -2,7 +2,7 @@
 
 Fast path (`optimise_for_inference`): for `DCCNN` an `InferenceDCCNN` snapshot that
 - runs all convs of a cascade in one call to a compiled AVX-512 kernel that streams over image rows
-  (`fast_layers.NativeCascade`, `mrdistill.models.native`, built on first use), so hidden activations
+  (`fast_layers.NativeCascade`, `mrdistill.accel.native`, built on first use), so hidden activations
   stay in cache; where that kernel is unavailable (no AVX-512, no C compiler, `native=False`), conv
   by conv (`fast_layers.LayerCascade`): oneDNN with weights reordered (prepacked) once and
   bias + ReLU/LeakyReLU fused (`torch.ops.mkldnn._convolution_pointwise`) on channels_last
@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from mrdistill.models.base import ReconOutput
 from mrdistill.models.dccnn import DCCNN
-from mrdistill.models.fast_layers import FusedConv, LayerCascade, NativeCascade, TapConv
-from mrdistill.models.parallel import run_chunks
+from mrdistill.accel.fast_layers import FusedConv, LayerCascade, NativeCascade, TapConv
+from mrdistill.accel.parallel import run_chunks
 from mrdistill.physics.column_dc import column_dc, column_dc_operators, column_rows
 from mrdistill.physics.consistency import dc_network_image
 from mrdistill.physics.fft import ifft2c, image_to_network

@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from conftest import synthetic_batch
-from mrdistill.models import build_model, native
-from mrdistill.models.fast_inference import EagerInference, InferenceDCCNN, optimise_for_inference
-from mrdistill.models.parallel import run_chunks
+from mrdistill.accel import native
+from mrdistill.models import build_model
+from mrdistill.accel.fast_inference import EagerInference, InferenceDCCNN, optimise_for_inference
+from mrdistill.accel.parallel import run_chunks
 from mrdistill.models.flops import count_flops
 from mrdistill.physics.column_dc import column_projection
 from mrdistill.physics.fft import fft2c, ifft2c
@@ -119,7 +120,7 @@ def test_fast_path_refuses_features_and_other_models_fall_back():
 
 
 def test_without_onednn_ops_the_plain_conv_fallback_still_matches(monkeypatch):
-    import mrdistill.models.fast_layers as layers
+    import mrdistill.accel.fast_layers as layers
 
     def unavailable(*args):
         raise RuntimeError("no oneDNN in this build")

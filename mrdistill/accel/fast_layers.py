@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 - the usual alias
 
-from mrdistill.models.native import (CASCADE_CHANNELS, cascade_kernel, cascade_native, tapconv_kernel,
+from mrdistill.accel.native import (CASCADE_CHANNELS, cascade_kernel, cascade_native, tapconv_kernel,
                                      tapconv_native)
-from mrdistill.models.parallel import run_chunks, thread_parts
+from mrdistill.accel.parallel import run_chunks, thread_parts
 
 # Output channels up to which a conv runs as "taps matmul + shifted adds" instead of oneDNN.
 _TAP_CONV_MAX_OUT = 4

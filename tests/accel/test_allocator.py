@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-import mrdistill.allocator as allocator
+import mrdistill.accel.allocator as allocator
 import mrdistill.cli.main as cli_main
 
 # Seven training steps of a one-cascade DC-CNN at batch 4, 320^2, 32 channels (each activation 50 MiB,
@@ -20,7 +20,7 @@ import mrdistill.cli.main as cli_main
 _STEPS = """
 import hashlib, resource, sys, torch
 import torch.nn.functional as F
-from mrdistill.allocator import retain_freed_memory
+from mrdistill.accel.allocator import retain_freed_memory
 from mrdistill.models import build_model
 torch.set_num_threads(1)
 print(retain_freed_memory() if sys.argv[1] == "retain" else "default")

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from mrdistill.models import build_model, native
-from mrdistill.models.native_conv import (NativeGradConv2d, eligible, kernel_preferred, narrow_conv,
+from mrdistill.accel import native
+from mrdistill.models import build_model
+from mrdistill.accel.native_conv import (NativeGradConv2d, eligible, kernel_preferred, narrow_conv,
                                           native_weight_grad)
 
 needs_kernel = pytest.mark.skipif(native.convgrad_kernel() is None,
@@ -90,7 +91,7 @@ def test_native_grad_conv_equals_conv2d_in_value_and_gradients(cin, cout, bias, 
     swapped, the input gradient by the tap-conv kernel as a conv with the flipped weight), hidden
     convs (weight gradient by the kernel or by oneDNN, as `kernel_preferred` says) and last convs
     (forward by the tap-conv kernel)."""
-    monkeypatch.setattr("mrdistill.models.native_conv.kernel_preferred", lambda: preferred)
+    monkeypatch.setattr("mrdistill.accel.native_conv.kernel_preferred", lambda: preferred)
     conv = nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
     torch.nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(2))
     ref = [p.detach().clone().requires_grad_() for p in conv.parameters()]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mrdistill.models.parallel import thread_parts
+from mrdistill.accel.parallel import thread_parts
 
 
 @pytest.mark.parametrize(("total", "most", "threads", "count"), [

@@ -3,7 +3,7 @@
 Nothing here is required: where there is no x86-64 CPU with AVX2 + FMA (AVX-512 for the cascade
 kernel), no C compiler, or the build fails, `tapconv_kernel()` / `cascade_kernel()` /
 `convgrad_kernel()` return None and callers keep their torch path. A kernel is a plain C file in
-`mrdistill/models/kernels/` (no torch headers, so a build takes well under a second), compiled once into
+`mrdistill/accel/kernels/` (no torch headers, so a build takes well under a second), compiled once into
 `default_cache_dir()/kernels/<name>-<hash>.so` (the hash covers the source, compiler and flags;
 written atomically, so concurrent builds are safe) and called through ctypes, which releases the
 GIL, so chunk worker threads run it in parallel. `MRDISTILL_NATIVE=0` turns all kernels off;
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from mrdistill.atomic import atomic_path
 from mrdistill.cache import default_cache_dir
-from mrdistill.models.parallel import run_chunks, thread_parts
+from mrdistill.accel.parallel import run_chunks, thread_parts
 
 KERNEL_DIR = Path(__file__).with_name("kernels")
 # AVX2 + FMA only (not -march=native): the cached library must run on any x86-64 CPU that has them.
