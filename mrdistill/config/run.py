@@ -15,6 +15,7 @@ NON_EMPTY = Check("a non-empty string", lambda v: isinstance(v, str) and bool(v.
 CHECKPOINT_CHOICE = one_of("last", "best")
 PRECISIONS = ("fp32", "bf16", "fp16")  # optim.precision (train/precision.py)
 STAGE_SELECTIONS = ("val_metric", "val_objective", "last")  # see StageConfig.select
+TEACHER_FORMATS = ("fastmri", "mrdistill")  # TeacherConfig.format
 
 
 @dataclass
@@ -167,7 +168,7 @@ class TeacherConfig:
     weights: str = ""
     # "fastmri": a plain state_dict (fastMRI's released *_state_dict.pt, any module's state_dict(),
     # or a Lightning checkpoint's "state_dict"); "mrdistill": an mrdistill checkpoint's "model".
-    format: str = checked("fastmri", one_of("fastmri", "mrdistill"))
+    format: str = checked("fastmri", one_of(*TEACHER_FORMATS))
 
 
 @dataclass

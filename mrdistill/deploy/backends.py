@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mrdistill.config.deploy import BACKENDS
 from mrdistill.deploy.export import runner_for, trace_graph
 from mrdistill.deploy.graphs import build_graph
 from mrdistill.deploy.inputs import ExampleBatch
@@ -28,7 +29,6 @@ from mrdistill.deploy.runtime import require_export_extra
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models.fast_inference import optimise_for_inference
 
-BACKENDS = ("eager", "fast", "compile", "torchscript", "onnxruntime", "cuda")
 
 
 @dataclass

@@ -33,6 +33,7 @@ from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.logging import check_tensorboard
 from mrdistill.train.loop import FitResult, fit
 from mrdistill.train.precision import check_precision
+from mrdistill.train.splits import record_splits
 from mrdistill.train.state import RunState
 from mrdistill.train.sft_run import sft_train
 from mrdistill.train.teachers import load_teacher, teacher_identity
@@ -197,6 +198,9 @@ def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObj
     return DistillObjective(teacher, terms, task_weight=stage.task_weight)
 
 
+TEACHER_ROW = "teacher"  # the teacher's row in a distillation's report
+
+
 def baseline_for(cfg: RunConfig) -> tuple[str, nn.Module | None]:
     """The reference row of a report: bicubic interpolation for super-resolution, zero filling
     (model None) for reconstruction."""
@@ -204,12 +208,21 @@ def baseline_for(cfg: RunConfig) -> tuple[str, nn.Module | None]:
     return ("bicubic", Bicubic(sr.scale)) if sr is not None else ("zero-filled", None)
 
 
+def _record_splits(run_dir: Path, data: dict[str, SliceDataset]) -> None:
+    """splits.json: the volumes of train/val/test (`train.splits`), for `--split`."""
+    if distributed.is_main():  # under torchrun rank 0 writes
+        record_splits(run_dir, data)
+
+
 def _test_report(cfg: RunConfig, run_dir: Path, model: nn.Module, test: SliceDataset,
-                 title: str) -> str:
+                 title: str, teacher: nn.Module | None = None) -> str:
+    """The test-set report: the baseline, the teacher (of a distillation; on the same data) and
+    the run's model."""
     if not distributed.is_main():
         return ""  # under torchrun rank 0 evaluates and writes
     baseline, base_model = baseline_for(cfg)
-    ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
+    rows = {baseline: base_model, **({TEACHER_ROW: teacher} if teacher is not None else {}), cfg.name: model}
+    ev = evaluate_models(rows, test, cfg.device)
     return write_evaluation(run_dir, ev, title, [f"config: {run_dir / 'config.yaml'}"],
                             zero_filled=baseline)
 
@@ -241,6 +254,7 @@ def _train(cfg: RunConfig, out: OutputDir, run: RunState,
            datasets: dict[str, SliceDataset] | None) -> RunResult:
     run_dir = out.path
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
+    _record_splits(run_dir, data)
     if cfg.selfsup is not None:
         out.commit()
         model, fits, table = selfsup_train(cfg, run, data)
@@ -291,6 +305,7 @@ def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, 
     assert cfg.distill is not None
     run_dir, adaptive = out.path, cfg.distill.adaptive
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
+    _record_splits(run_dir, data)
     if adaptive is not None:
         out.commit()
         student, fits, table = adaptive_distill(cfg, run, data, teacher)
@@ -330,6 +345,6 @@ def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, 
         if isinstance(objective, TeacherCorrectionObjective):
             teacher = run.carry("teacher", objective.teacher)  # later stages learn from it
             _save_corrected_teacher(cfg, run_dir, teacher, k + 1)
-    table = _test_report(cfg, run_dir, student, data["test"], f"{cfg.name}: test set")
+    table = _test_report(cfg, run_dir, student, data["test"], f"{cfg.name}: test set", teacher)
     return RunResult(run_dir, student, fits, table)
 

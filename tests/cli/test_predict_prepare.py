@@ -132,9 +132,17 @@ def test_evaluate_several_prediction_folders_in_one_table(tmp_path, capsys):
     assert metrics["models"]["model"] == alone
     rows = (tmp_path / "ev" / "per_volume.csv").read_text().splitlines()
     assert rows[0].startswith("predictions,volume,") and len(rows) == 5
+    # a figure (the middle slice) of every volume up to --figures, and an index of them
     figures = sorted(p.name for p in (tmp_path / "ev" / "figures").iterdir())
-    assert figures == ["file1000_slice0.png", "file1000_slice1.png", "file1000_slice2.png"]
-    assert "figure: file1000_slice1.png" in (tmp_path / "ev" / "report.md").read_text()
+    assert figures == ["file1000_slice1.png", "file1001_slice1.png", "index.md"]
+    index = (tmp_path / "ev" / "figures" / "index.md").read_text()
+    assert "| file1000 | 1 | [file1000_slice1.png](file1000_slice1.png) |" in index
+    assert "| file1001 | 1 |" in index
+    assert "figure: file1001_slice1.png" in (tmp_path / "ev" / "report.md").read_text()
+    assert cli([*args, "--out", tmp_path / "ev1", "--figures", "1"], capsys)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "ev1" / "figures").iterdir()) == ["file1000_slice1.png", "index.md"]
+    code, _, err = cli([*args, "--out", tmp_path / "ev2", "--figures", "-1"], capsys)
+    assert code == 2 and "--figures must be in 0..1000" in err and not (tmp_path / "ev2").exists()
 
 
 def test_predict_test_files_and_multicoil(tmp_path, capsys):
