@@ -35,6 +35,7 @@ from mrdistill.train import distributed
 from mrdistill.train.batches import loader_options, make_loader
 from mrdistill.train.checkpoint import all_finite, model_payload, save_checkpoint, state_to_cpu
 from mrdistill.train.inference import VolumeRecon, reconstruct
+from mrdistill.train.optimizers import build_optimizer
 from mrdistill.train.precision import Precision
 from mrdistill.train.schedule import EpochScheduler
 from mrdistill.train.selection import (LOWER_IS_BETTER, SELECTIONS, selection_score,
@@ -109,7 +110,7 @@ class _Stage:
         self.params = params
         # Trained parameters DDP does not see (a teacher that learns while teaching).
         self.unwrapped = params[len(groups[0]["params"]):]
-        self.opt = torch.optim.Adam(groups, lr=lr, weight_decay=optim.weight_decay)
+        self.opt = build_optimizer(groups, optim, lr)
         self.sched = EpochScheduler(self.opt, optim, epochs, val_metric)
         self.step_fn = distributed.wrap(model, objective, ctx, torch.device(device))
         self.loader = make_loader(train_set, optim.batch_size, seed,

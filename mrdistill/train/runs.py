@@ -186,16 +186,19 @@ def run_state(cfg: RunConfig, out: OutputDir, resume: bool) -> Iterator[RunState
         run.log.close()
 
 
-def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObjective:
-    """The objective of one stage: task term plus the stage's weighted KD terms."""
+def build_objective(stage: StageConfig, teacher: nn.Module | None,
+                    loss: str | dict = "l1") -> DistillObjective:
+    """The objective of one stage: task term (`loss`, from optim.loss) plus the stage's weighted
+    KD terms."""
     terms = {}
     for i, term in enumerate(stage.kd):
         key = term.name if term.name not in terms else f"{term.name}{i}"
         terms[key] = (build_kd(term.name, **term.kwargs), term.weight)
     if stage.teacher_correction is not None:  # the teacher learns while teaching
         assert teacher is not None
-        return TeacherCorrectionObjective(teacher, terms, stage.task_weight, stage.teacher_correction)
-    return DistillObjective(teacher, terms, task_weight=stage.task_weight)
+        return TeacherCorrectionObjective(teacher, terms, stage.task_weight, stage.teacher_correction,
+                                          loss=loss)
+    return DistillObjective(teacher, terms, task_weight=stage.task_weight, loss=loss)
 
 
 TEACHER_ROW = "teacher"  # the teacher's row in a distillation's report
@@ -266,7 +269,8 @@ def _train(cfg: RunConfig, out: OutputDir, run: RunState,
     model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     check_model_data(model, cfg.data)
     out.commit()  # the new run has started: a replaced run folder is removed now
-    result = fit(model, DistillObjective(), data["train"], data["val"], cfg.optim, run_dir,
+    result = fit(model, DistillObjective(loss=cfg.optim.loss), data["train"], data["val"], cfg.optim,
+                 run_dir,
                  model_name=cfg.model.name, model_kwargs=cfg.model.kwargs, seed=cfg.seed,
                  val_metric=cfg.val_metric, device=cfg.device, stage="train",
                  data=cfg.data, progress=cfg.progress, meta=data_meta(cfg.data), run=run)
@@ -335,7 +339,7 @@ def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, 
             if cached is None or cached.teacher is not teacher:  # a corrected teacher: a new cache
                 cached = CachedTeacher(teacher)
             frozen = cached
-        objective = build_objective(stage, frozen)
+        objective = build_objective(stage, frozen, cfg.optim.loss)
         fits.append(fit(student, objective, train_set, data["val"], cfg.optim, run_dir,
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
