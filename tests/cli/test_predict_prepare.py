@@ -316,6 +316,27 @@ def test_fastmri_knee_configs_train_and_distill(tmp_path, capsys):
     teacher = tmp_path / "runs" / "fastmri_knee_teacher" / "checkpoints" / "best.pt"
     assert load_checkpoint(teacher)["data"]["mask"]["kind"] == "random"  # the training data, recorded
     assert load_checkpoint(teacher)["data"]["dataset"] == "fastmri"
+    # named splits: the run recorded its volumes; predict and evaluate take the held-out ones
+    run = teacher.parents[1]
+    splits = json.loads((run / "splits.json").read_text())["splits"]
+    assert splits["val"]["volumes"] == ["file1000"] and splits["test"]["volumes"] == ["file1001"]
+    assert splits["test"]["files"] == [str((tmp_path / "knee" / "singlecoil_val" / "file1001.h5").resolve())]
+    code, out, err = cli(["predict", "--run", run, "--split", "test", "--out", tmp_path / "held_out",
+                          "--no-progress"], capsys)
+    assert code == 0 and "wrote 1 volume(s)" in out, err
+    assert sorted(p.name for p in (tmp_path / "held_out").glob("*.h5")) == ["file1001.h5"]
+    assert cli(["evaluate", "--run", run, "--split", "test", "--out", tmp_path / "ev_test"], capsys)[0] == 0
+    assert cli(["evaluate", "--run", run, "--out", tmp_path / "ev_default"], capsys)[0] == 0
+    test_scores = json.loads((tmp_path / "ev_test" / "metrics.json").read_text())["models"]
+    assert test_scores == json.loads((tmp_path / "ev_default" / "metrics.json").read_text())["models"]
+    assert "split: test (recorded in splits.json)" in (tmp_path / "ev_test" / "report.md").read_text()
+    (run / "splits.json").rename(tmp_path / "splits.json")  # a run that recorded none
+    for command in (["predict", "--run", run, "--split", "test", "--out", tmp_path / "p2"],
+                    ["evaluate", "--run", run, "--split", "test", "--out", tmp_path / "p2"]):
+        code, _, err = cli(command, capsys)
+        assert code == 2 and "records no splits" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "p2").exists()
+    (tmp_path / "splits.json").rename(run / "splits.json")
     code, _, err = cli(["distill", "--config", CONFIGS / "fastmri_knee_kd.yaml", *SMALL, *where,
                         "--set", f"distill.teacher={teacher}",
                         "--set", "distill.stages=[{epochs: 1, kd: [{name: imitation}]}]"], capsys)
