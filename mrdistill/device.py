@@ -9,7 +9,6 @@ import torch
 from mrdistill.errors import MrdistillError
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
-DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: %(default)s)"
 
 
 def resolve_device(spec: str | torch.device) -> torch.device:

@@ -22,3 +22,9 @@ def describe_exception(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:  # "Permission denied", without the repeated path
         return exc.strerror
     return text or f"unexpected {type(exc).__name__} while reading"
+
+
+class MrdistillNote(UserWarning):
+    """Something the user asked for is not available here and mrdistill carries on without it (e.g.
+    the compiled kernels of `optim.channels_last`): the `mrdistill` program shows it as one
+    `mrdistill: note: ...` line; library callers get an ordinary warning they can filter."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mrdistill.atomic import atomic_path
+from mrdistill.atomic import atomic_path, atomic_write_text
 from mrdistill.cache import default_cache_dir
 from mrdistill.accel.parallel import run_chunks, thread_parts
 
@@ -42,22 +42,48 @@ def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
+# kernel name -> why it is unavailable here (set by `build_kernel` and `_function`)
+_PROBLEMS: dict[str, str] = {}
+
+
 def build_kernel(name: str, cache_dir: Path | None = None) -> ctypes.CDLL | None:
-    """Compile (or reuse) `kernels/<name>.c` and load it; None when that is not possible here."""
+    """Compile (or reuse) `kernels/<name>.c` and load it; None when that is not possible here.
+    A failed build keeps the compiler's message in `<library>.log` next to where the library
+    would be (`kernel_problem` names it)."""
     compiler = _compiler()
     if compiler is None:
+        _PROBLEMS[name] = "no C compiler ($CC, cc or gcc) was found"
         return None
     source = KERNEL_DIR / f"{name}.c"
     key = hashlib.sha1(b"\0".join([source.read_bytes(), compiler.encode(), " ".join(_FLAGS).encode()]))
     library = (cache_dir or default_cache_dir()) / "kernels" / f"{name}-{key.hexdigest()[:12]}.so"
+    command = [compiler, *_FLAGS, "-o", str(library), str(source)]
     try:
         if not library.exists():
             with atomic_path(library) as tmp:
-                subprocess.run([compiler, *_FLAGS, "-o", str(tmp), str(source)],
+                subprocess.run([*command[:-2], str(tmp), str(source)],
                                check=True, capture_output=True, timeout=120)
         return ctypes.CDLL(str(library))
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError) as exc:
+        _PROBLEMS[name] = f"the kernel did not build or load ({_keep_log(library, command, exc)})"
         return None
+
+
+def _keep_log(library: Path, command: list[str], exc: BaseException) -> str:
+    """Write the compiler's command and output to `<library>.log`; the phrase naming it."""
+    output = getattr(exc, "stderr", None) or getattr(exc, "stdout", None) or b""
+    text = output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+    log = library.with_suffix(".log")
+    try:
+        atomic_write_text(log, " ".join(command) + "\n" + (text or f"{type(exc).__name__}: {exc}") + "\n")
+    except OSError:
+        return f"{type(exc).__name__}: {exc}"
+    return f"compiler output: {log}"
+
+
+def kernel_problem(name: str) -> str | None:
+    """Why kernel `name` is unavailable, in words (None when it is available or not yet asked for)."""
+    return _PROBLEMS.get(name)
 
 
 def simd_available() -> bool:
@@ -69,7 +95,11 @@ def simd_available() -> bool:
 def _function(kernel: str, symbol: str, argtypes: list, restype: type | None) -> ctypes._CFuncPtr | None:
     """`symbol` of the built `kernels/<kernel>.c` with its ctypes signature, or None where kernels
     are off (MRDISTILL_NATIVE=0), the CPU has no AVX2, or the build fails."""
-    if os.environ.get("MRDISTILL_NATIVE", "1") == "0" or not simd_available():
+    if os.environ.get("MRDISTILL_NATIVE", "1") == "0":
+        _PROBLEMS[kernel] = "MRDISTILL_NATIVE=0 turns the compiled kernels off"
+        return None
+    if not simd_available():
+        _PROBLEMS[kernel] = "the CPU has no AVX2 (or is not x86-64)"
         return None
     library = build_kernel(kernel)
     if library is None:

@@ -15,6 +15,7 @@ summation order).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,8 +24,10 @@ import torch.nn.functional as F  # noqa: N812 - the usual alias
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from mrdistill.accel.native import conv3x3_weight_grad_native, convgrad_kernel, tapconv_native
+from mrdistill.accel.native import (conv3x3_weight_grad_native, convgrad_kernel, kernel_problem,
+                                    tapconv_native)
 from mrdistill.accel.parallel import run_chunks, thread_parts
+from mrdistill.errors import MrdistillNote
 
 NARROW = 8  # fewer channels than this on one side: a memory-bound conv at a cascade's end
 
@@ -154,8 +157,14 @@ def native_weight_grad(model: nn.Module, enabled: bool = True) -> Iterator[int]:
     compiler, MRDISTILL_NATIVE=0). The convs get their class back on exit, so a saved or exported
     model never depends on this module."""
     convs = []
-    if enabled and convgrad_kernel() is not None:
+    if enabled:
         convs = [m for m in model.modules() if eligible(m) and m.weight.device.type == "cpu"]
+        if convs and convgrad_kernel() is None:
+            # Asked for (optim.channels_last) but not available here: say so, once per reason.
+            warnings.warn(MrdistillNote(f"optim.channels_last: the compiled conv-gradient kernel is "
+                                        f"off ({kernel_problem('convgrad')}); training goes on with "
+                                        f"torch's convolutions (same results, slower)"), stacklevel=3)
+            convs = []
     for m in convs:
         m.__class__ = NativeGradConv2d  # same attributes and parameters: only forward changes
     try:

@@ -1,13 +1,15 @@
-"""Arguments shared by several subcommands."""
+"""Arguments shared by several subcommands (standard library and `mrdistill.config` only: the
+parser is built without torch, see `cli.parsers`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from mrdistill.config import RunConfig, load_run_config
-from mrdistill.device import DEVICE_HELP
+from mrdistill.config import RunConfig, TeacherConfig, apply_overrides, from_dict, load_run_config
 from mrdistill.errors import MrdistillError
+
+DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: %(default)s)"
 
 
 def add_out_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -62,3 +64,22 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.out is not None:
         cfg.out_dir, cfg.name = split_out(args.out)
     return cfg
+
+
+def foreign_model_from_args(args: argparse.Namespace) -> TeacherConfig | None:
+    """--model NAME --set KEY=VALUE... --weights FILE --format F (`parsers.add_foreign_model_args`)
+    -> the `TeacherConfig` that `distill.teacher` would hold for the same model (checked as it is),
+    or None when none of these options was given. `--format mrdistill --weights FILE` alone is an
+    mrdistill checkpoint with its own model."""
+    if args.model is None and args.weights is None:
+        if args.model_sets:
+            raise MrdistillError("--set gives arguments of a foreign model: add --model NAME and --weights FILE")
+        return None
+    if args.weights is None:
+        raise MrdistillError(f"--model {args.model}: give its weights with --weights FILE")
+    if args.model is None and args.weights_format != "mrdistill":
+        raise MrdistillError(f"--weights {args.weights}: name the model the weights belong to with "
+                             f"--model NAME (`mrdistill list`), e.g. --model varnet")
+    spec = {"model": args.model or "", "kwargs": apply_overrides({}, args.model_sets),
+            "weights": args.weights, "format": args.weights_format}
+    return from_dict(TeacherConfig, spec, "--model")

@@ -4,23 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mrdistill.cli.common import add_device_arg, add_resume_arg
-from mrdistill.demo import PRESETS, run_demo
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the whole story on embedded real data, one table",
-                       description=__doc__)
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS),
-                   help="smoke: < 1 min; quick: what `make demo` runs on a CPU; full: paper recipe")
-    p.add_argument("--acceleration", type=float, default=4.0, help="undersampling factor (> 1)")
-    p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--seed", type=int, default=42)
-    add_device_arg(p)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    add_resume_arg(p)
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run)
+from mrdistill.demo import run_demo
 
 
 def run(args: argparse.Namespace) -> int:

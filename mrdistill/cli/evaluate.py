@@ -1,15 +1,13 @@
-"""`mrdistill evaluate`: score a run's checkpoint on its test split, or score fastMRI-style
-prediction files (`--target-path T --predictions-path P [P2 ...]`) the way fastMRI's evaluate.py
-does, plus HFEN and VIF, several prediction folders in one table. Writes metrics.json,
-per_slice.csv (and per_volume.csv), report.md and, for files, figures/ (target, predictions and
-error maps of a few slices)."""
+"""`mrdistill evaluate` (arguments: `cli.parsers`): a run's checkpoint on its test split (or a
+recorded split), with a foreign model as one more row, or fastMRI-style prediction files against
+their targets. Writes metrics.json, per_slice.csv, report.md and figures/ with an index."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from mrdistill.cli.common import add_device_arg
+from mrdistill.cli.common import foreign_model_from_args
 from mrdistill.device import resolve_device
 from mrdistill.config import load_run_config
 from mrdistill.data.build import make_task_datasets
@@ -19,46 +17,25 @@ from mrdistill.eval.report import (markdown_table, summarise, write_metrics_json
 from mrdistill.train.checkpoint import load_model
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.file_evaluation import comparison_figures, evaluate_prediction_files
+from mrdistill.train.predict import load_predictor
 from mrdistill.train.runs import baseline_for
+from mrdistill.train.splits import check_same_volumes, read_split
+from mrdistill.train.teachers import foreign_label
 from mrdistill.rundir import check_output_path, claim, open_output
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="metrics of a run's checkpoint, or of fastMRI prediction files",
-                       description=__doc__)
-    run_args = p.add_argument_group("a run's checkpoint on its test set")
-    run_args.add_argument("--run", default=None, help="run directory (holds config.yaml and checkpoints/)")
-    run_args.add_argument("--checkpoint", default="best.pt", help="file in <run>/checkpoints/")
-    add_device_arg(run_args, None)
-    files = p.add_argument_group("prediction files against fastMRI targets")
-    files.add_argument("--target-path", default=None, help="folder of fastMRI files with targets")
-    files.add_argument("--predictions-path", nargs="+", default=None,
-                       help="one or more folders of <name>.h5 files with dataset 'reconstruction' "
-                            "(slices, H, W), e.g. from predict and predict --zero-filled: scored "
-                            "against the same targets in one table, with figures")
-    files.add_argument("--challenge", choices=("singlecoil", "multicoil"), default=None,
-                       help="target reconstruction_esc or reconstruction_rss (default: by the k-space)")
-    files.add_argument("--acceleration", type=float, default=None,
-                       help="score only targets whose 'acceleration' attribute equals this")
-    files.add_argument("--acquisition", default=None,
-                       help="score only targets of this acquisition, e.g. CORPD_FBK, CORPDFS_FBK, AXT2")
-    files.add_argument("--metrics", default="nmse,psnr,ssim,hfen,vif",
-                       help="comma-separated metrics (default: %(default)s)")
-    files.add_argument("--skip-bad", action="store_true",
-                       help="leave out unreadable target files, list them, go on")
-    p.add_argument("--out", default=None,
-                   help="output folder (default: <run>/evaluation or <predictions-path>/evaluation; "
-                        "required with several prediction folders)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.figures <= 1000:
+        raise MrdistillError(f"--figures must be in 0..1000, got {args.figures}")
     file_mode = args.target_path is not None or args.predictions_path is not None
     if args.run is not None and file_mode:
         raise MrdistillError("give --run, or --target-path with --predictions-path, not both")
     if args.run is not None:
         return _run_mode(args)
+    if args.split is not None:
+        raise MrdistillError("--split names a split of a run: give --run RUN too")
+    if foreign_model_from_args(args) is not None:
+        raise MrdistillError("a foreign model is scored on a run's data: give --run RUN too")
     if not (args.target_path and args.predictions_path):
         raise MrdistillError("evaluate needs --run RUN_DIR, or both --target-path and --predictions-path")
     return _file_mode(args)
@@ -70,16 +47,26 @@ def _run_mode(args: argparse.Namespace) -> int:
         raise MrdistillError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = load_run_config(run_dir / "config.yaml")
     cfg.device = str(resolve_device(args.device or cfg.device))
+    foreign = foreign_model_from_args(args)
+    split = args.split or "test"
+    recorded = read_split(run_dir, args.split) if args.split is not None else None
     out = Path(args.out) if args.out else run_dir / "evaluation"
+    inputs = [run_dir / "config.yaml", run_dir / "checkpoints"]
+    check_output_path(out, inputs + ([foreign.weights] if foreign is not None else []))
+    model = load_model(run_dir / "checkpoints" / args.checkpoint, cfg.device)
+    # A foreign model's weights are checked before anything is written.
+    extra = {foreign_label(foreign): load_predictor(foreign, cfg.device)[0]} if foreign else {}
+    data = make_task_datasets(cfg.data, cfg.seed)[split]  # SR data for SR runs
+    if recorded is not None:
+        check_same_volumes(data, recorded, f"{run_dir} --split {split}")
     # An earlier evaluation in `out` is updated; a folder mrdistill did not create is refused.
-    with claim(out, resume=True, inputs=[run_dir / "config.yaml", run_dir / "checkpoints"],
-               command="evaluate"):
-        model = load_model(run_dir / "checkpoints" / args.checkpoint, cfg.device)
-        test = make_task_datasets(cfg.data, cfg.seed)["test"]  # SR data for SR runs
+    with claim(out, resume=True, inputs=inputs, command="evaluate"):
         baseline, base_model = baseline_for(cfg)
-        ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
-        print(write_evaluation(out, ev, f"{cfg.name}: evaluation", [f"checkpoint: {args.checkpoint}"],
-                              zero_filled=baseline))
+        ev = evaluate_models({baseline: base_model, **extra, cfg.name: model}, data, cfg.device)
+        notes = [f"checkpoint: {args.checkpoint}", f"split: {split}"
+                 + (" (recorded in splits.json)" if recorded is not None else " (from config.yaml)")]
+        print(write_evaluation(out, ev, f"{cfg.name}: evaluation", notes, figures=args.figures,
+                               zero_filled=baseline))
     print(f"\nwritten: {out}")
     return 0
 
@@ -128,7 +115,8 @@ def _file_mode(args: argparse.Namespace) -> int:
                             [{"predictions": k, **row} for k, ev in evs.items() for row in ev.per_slice])
         write_per_slice_csv(out / "per_volume.csv",
                             [{"predictions": k, **row} for k, ev in evs.items() for row in ev.per_volume])
-    figures = comparison_figures(first, dict(zip(labels, map(Path, paths))), out / "figures")
+    figures = comparison_figures(first, dict(zip(labels, map(Path, paths))), out / "figures",
+                                 volumes=args.figures)
     table = markdown_table(summary, metrics=tuple(m for m in ("psnr", "ssim", "nmse", "hfen", "vif")
                                                   if m in metrics) or metrics)
     notes = [f"{k}: {v}" for k, v in meta.items()] + [f"figure: {f.name}" for f in figures]

@@ -1,53 +1,49 @@
-"""Entry point: `mrdistill <command> ...`. Bad input -> one line on stderr and exit code 2."""
+"""Entry point: `mrdistill <command> ...`. Bad input -> one line on stderr and exit code 2.
+
+The parser (`cli.parsers`) needs only the standard library, so help, `list` and argument errors
+answer at once; the module that does a command's work (and torch with it) is imported when the
+command runs. Importing this module changes nothing in the process: the process-wide settings of
+training (`process_settings`) are made by `entry`, the `mrdistill` program, for the commands that
+train.
+"""
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
 
-# Idle OpenMP threads sleep instead of spinning. Set before torch loads; a user's own setting wins.
-# On a busy or small machine spinning threads starve the working ones (measured: a demo epoch took
-# 53 s instead of 3 s on a shared 2-core machine).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from mrdistill.cli.parsers import COMMAND_MODULES, build_parser
+from mrdistill.errors import MrdistillError, MrdistillNote
 
-from mrdistill.accel import retain_freed_memory
-from mrdistill.cli import demo, distill, evaluate, listing, train
-from mrdistill.cli import study
-from mrdistill.cli import benchmark, export, predict, prepare
-from mrdistill.errors import MrdistillError
-from mrdistill.train.distributed import shutdown
-
-COMMANDS = (demo, train, distill, evaluate, listing, study, predict, prepare, export, benchmark)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with its errors as `MrdistillError`: one line, exit code 2, like every bad input."""
-
-    def error(self, message: str) -> NoReturn:
-        raise MrdistillError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="mrdistill", description="Knowledge distillation for accelerated MRI reconstruction.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
-    for module in COMMANDS:
-        module.add_parser(sub)
-    return parser
-
-
+# The commands that train: only they get the process-wide settings of `process_settings`.
+TRAINING_COMMANDS = ("train", "distill", "demo", "study")
 PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def process_settings() -> None:
+    """What a training process of its own sets before torch loads. Idle OpenMP threads sleep
+    instead of spinning (a user's own OMP_WAIT_POLICY wins): on a busy or small machine spinning
+    threads starve the working ones (measured: a demo epoch took 53 s instead of 3 s on a shared
+    2-core machine). Freed memory is kept for reuse (`allocator`): a training step then stops
+    page-faulting its activations in afresh."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Imported here, not at the top: the `accel` package loads torch, which help, `list` and
+    # argument errors must not wait for.
+    from mrdistill.accel import retain_freed_memory
+    retain_freed_memory()
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       line: str | None = None) -> str:
-    """mrdistill's own warnings (e.g. a killed run's folder restored) as one line, like its errors;
-    other libraries' warnings keep Python's format (they name the code that raised them). Only the
-    format changes, so whoever records warnings (pytest, a caller's catch_warnings) still gets them."""
+    """mrdistill's own warnings (e.g. a killed run's folder restored) as one line, like its errors,
+    and its notes (`MrdistillNote`) as `mrdistill: note: ...`; other libraries' warnings keep
+    Python's format (they name the code that raised them). Only the format changes, so whoever
+    records warnings (pytest, a caller's catch_warnings) still gets them."""
+    if issubclass(category, MrdistillNote):
+        return f"mrdistill: note: {message}\n"
     if Path(filename).resolve().is_relative_to(PACKAGE):
         return f"mrdistill: warning: {message}\n"
     return _python_format(message, category, filename, lineno, line)
@@ -57,18 +53,26 @@ _python_format = warnings.formatwarning
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command in-process (as a library caller or a test does): no process-wide settings."""
+    return _main(argv, program=False)
+
+
+def _main(argv: list[str] | None, program: bool) -> int:
     previous = warnings.formatwarning  # put back when main returns (callers in-process, tests)
     warnings.formatwarning = _one_line_warning
     try:
-        return _run(argv)
+        return _run(argv, program)
     finally:
         warnings.formatwarning = previous
 
 
-def _run(argv: list[str] | None) -> int:
+def _run(argv: list[str] | None, program: bool) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        if program and args.command in TRAINING_COMMANDS:
+            process_settings()  # before the command's module loads torch
+        module = importlib.import_module(f"mrdistill.cli.{COMMAND_MODULES[args.command]}")
+        return int(module.run(args) or 0)
     except MrdistillError as exc:
         print(f"mrdistill: error: {exc}", file=sys.stderr)
         return 2
@@ -76,16 +80,17 @@ def _run(argv: list[str] | None) -> int:
         print("mrdistill: interrupted", file=sys.stderr)
         return 130
     finally:
-        shutdown()  # leave torchrun's process group, if this run joined one
+        # Leave torchrun's process group, if this run joined one: only a command that imported
+        # `train.distributed` can have.
+        distributed = sys.modules.get("mrdistill.train.distributed")
+        if distributed is not None:
+            distributed.shutdown()
 
 
 def entry() -> int:
-    """The `mrdistill` program (console script, `python -m mrdistill.cli.main`, torchrun). The
-    process is the program's own, so it keeps freed memory for reuse (`allocator`): a training step
-    then stops page-faulting its activations in afresh. `main` alone, called in-process by another
-    program, leaves that program's allocator as it is."""
-    retain_freed_memory()
-    return main()
+    """The `mrdistill` program (console script, `python -m mrdistill.cli.main`, torchrun): `main`
+    plus the process-wide settings of the commands that train (`process_settings`)."""
+    return _main(None, program=True)
 
 
 if __name__ == "__main__":

@@ -1,50 +1,19 @@
-"""`mrdistill predict`: reconstruct fastMRI HDF5 files or image volumes (NIfTI, DICOM series,
-PNG/JPG folders, NPY) with a checkpoint. fastMRI input gives one <name>.h5 per volume with dataset
-`reconstruction` (slices, H, W) float32, ready for `mrdistill evaluate --predictions-path`."""
+"""`mrdistill predict` (arguments: `cli.parsers`): reconstruct fastMRI HDF5 files or image volumes
+with a checkpoint or a foreign model; `--run RUN --split NAME` takes the files of a recorded split."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import replace
 
-from mrdistill.cli.common import add_device_arg
-from mrdistill.config import PredictConfig, check_fields
+from pathlib import Path
+
+from mrdistill.cli.common import foreign_model_from_args
+from mrdistill.config import PredictConfig, TeacherConfig, check_fields
 from mrdistill.device import resolve_device
-from mrdistill.physics.masks import MASK_KINDS
+from mrdistill.errors import MrdistillError
 from mrdistill.train.predict import predict, training_mask
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="reconstruct fastMRI files or image volumes with a checkpoint",
-                       description=__doc__)
-    p.add_argument("inputs", nargs="+", help="files or folders (searched recursively)")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by train/distill")
-    p.add_argument("--out", required=True, help="output folder")
-    d = PredictConfig()
-    p.add_argument("--mask", dest="mask_kind", choices=MASK_KINDS, default=None,
-                   help="mask for fully sampled inputs (default: the one the checkpoint's model was "
-                        f"trained with; {d.fallback_mask.kind} for checkpoints that record none); "
-                        "stored masks are used as acquired")
-    p.add_argument("--acceleration", type=float, default=None,
-                   help="undersampling factor (default: the checkpoint's training mask's)")
-    p.add_argument("--center-fraction", type=float, default=None,
-                   help="fully sampled central fraction (default: the checkpoint's training mask's)")
-    p.add_argument("--mask-path", default=None, help="a .npy mask (W,) or (H, W) for --mask fixed")
-    p.add_argument("--coil-mode", choices=("combine", "multi"), default=None,
-                   help="multi-coil input: one virtual coil or all coils (default: as trained)")
-    p.add_argument("--slice-axis", type=int, default=None,
-                   help=f"NIfTI axis along which slices are taken (default: {d.slice_axis})")
-    p.add_argument("--batch-size", type=int, default=None, help=f"slices per batch (default: {d.batch_size})")
-    add_device_arg(p, None, d.device)
-    p.add_argument("--no-fast", dest="fast", action="store_false", default=None,
-                   help="run the eager model instead of the fast CPU inference path (DC-CNN on CPU)")
-    p.add_argument("--zero-filled", action="store_true", default=None,
-                   help="write the zero-filled baseline (the same masks and scaling the model gets) "
-                        "instead of the model's reconstruction")
-    p.add_argument("--skip-bad", action="store_true", help="leave out unreadable inputs, list them, go on")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=run)
+from mrdistill.train.splits import read_split
 
 
 # PredictConfig fields -> the options that set them (for messages)
@@ -53,14 +22,42 @@ FLAGS = {"mask.kind": "--mask", "mask.acceleration": "--acceleration", "mask.cen
          "slice_axis": "--slice-axis", "batch_size": "--batch-size", "device": "--device"}
 
 
-def config_from_args(args: argparse.Namespace) -> PredictConfig:
+def model_and_inputs(args: argparse.Namespace) -> tuple[str | TeacherConfig, list[str]]:
+    """(the checkpoint path or foreign model, the inputs) that the options name: --checkpoint,
+    --model/--weights, or --run (its best checkpoint); --split adds a run's recorded files."""
+    foreign = foreign_model_from_args(args)
+    given = [name for name, v in (("--checkpoint", args.checkpoint), ("--model/--weights", foreign))
+             if v is not None]
+    if len(given) > 1:
+        raise MrdistillError("give --checkpoint or a foreign model (--model ... --weights ...), not both")
+    if args.split is not None and args.run is None:
+        raise MrdistillError("--split names a split of a run: give --run RUN too")
+    inputs = list(args.inputs)
+    if args.split is not None:
+        entry = read_split(Path(args.run), args.split)
+        if "files" not in entry:
+            raise MrdistillError(f"{args.run}: its {args.split} split is not made of files (the "
+                                 f"embedded corpus): score it with `mrdistill evaluate --run "
+                                 f"{args.run} --split {args.split}`")
+        inputs += entry["files"]
+    if not inputs:
+        raise MrdistillError("nothing to reconstruct: give input files or folders, or --run RUN --split test")
+    model = foreign if foreign is not None else args.checkpoint
+    if model is None and args.run is not None:
+        model = str(Path(args.run) / "checkpoints" / "best.pt")
+    if model is None:
+        raise MrdistillError("give --checkpoint FILE, --run RUN, or a foreign model (--model NAME --weights FILE)")
+    return model, inputs
+
+
+def config_from_args(args: argparse.Namespace, model: str | TeacherConfig) -> PredictConfig:
     """`PredictConfig` defaults, replaced by the options given; mask options modify the
     checkpoint's training mask (no mask option: predict uses that mask as it is)."""
     cfg = PredictConfig()
     changes = {k: v for k, v in (("kind", args.mask_kind), ("acceleration", args.acceleration),
                                  ("center_fraction", args.center_fraction), ("path", args.mask_path))
                if v is not None}
-    mask = replace(training_mask(args.checkpoint, cfg), **changes) if changes else None
+    mask = replace(training_mask(model, cfg), **changes) if changes else None
     given = {k: getattr(args, k) for k in ("coil_mode", "slice_axis", "batch_size", "device", "fast",
                                            "zero_filled")
              if getattr(args, k) is not None}
@@ -70,7 +67,8 @@ def config_from_args(args: argparse.Namespace) -> PredictConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = predict(args.checkpoint, args.inputs, args.out, config_from_args(args),
+    model, inputs = model_and_inputs(args)
+    result = predict(model, inputs, args.out, config_from_args(args, model),
                      skip_bad=args.skip_bad, overwrite=args.overwrite, progress=not args.no_progress)
     for note in result.notes:
         print(f"note: {note}")

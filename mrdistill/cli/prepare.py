@@ -1,4 +1,4 @@
-"""`mrdistill prepare`: turn image volumes (NIfTI, DICOM series, PNG/JPG folders, NPY) into a
+"""`mrdistill prepare` (arguments: `cli.parsers`): turn image volumes (NIfTI, DICOM series, PNG/JPG folders, NPY) into a
 k-space slice data set: fastMRI-layout files in train/ val/ test/ and a prepare.json that records
 how it was made. Train on it with `data.dataset: prepared` and `data.path: <out>`."""
 
@@ -9,35 +9,9 @@ import shlex
 from dataclasses import replace
 
 from mrdistill.config import PrepareConfig, check_fields
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prepare", help="image volumes -> a simulated k-space slice data set",
-                       description=__doc__)
-    d = PrepareConfig()
-    p.add_argument("inputs", nargs="+", help="files or folders (searched recursively)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--mode", choices=("real", "complex"), default=None,
-                   help=f"real image, or complex with a smooth synthetic phase (default: {d.mode})")
-    p.add_argument("--coils", type=int, default=None,
-                   help=f"simulated receive coils; > 1 needs --mode complex (default: {d.coils})")
-    p.add_argument("--noise-std", type=float, default=None,
-                   help=f"complex k-space noise std per component, image max 1 (default: {d.noise_std:g})")
-    p.add_argument("--size", type=int, default=None, help="square in-plane size (default: native)")
-    p.add_argument("--split-by", choices=("slab", "volume"), default=None,
-                   help=f"what goes to train/val/test as a whole (default: {d.split_by})")
-    p.add_argument("--slab", type=int, default=None, help=f"slices per slab (default: {d.slab})")
-    p.add_argument("--split-fractions", type=float, nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"),
-                   help=f"shares of the splits (default: {' '.join(f'{x:g}' for x in d.split_fractions)})")
-    p.add_argument("--min-foreground", type=float, default=None,
-                   help=f"drop slices with less foreground (default: {d.min_foreground:g})")
-    p.add_argument("--slice-axis", type=int, default=None,
-                   help=f"NIfTI axis along which slices are taken (default: {d.slice_axis})")
-    p.add_argument("--seed", type=int, default=None, help=f"phase/noise seed (default: {d.seed})")
-    p.add_argument("--skip-bad", action="store_true", help="leave out unreadable inputs, list them, go on")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=run)
+from mrdistill.data.prepared import prepare_volumes
+from mrdistill.data.volumes import find_inputs
+from mrdistill.errors import MrdistillError
 
 
 def config_from_args(args: argparse.Namespace) -> PrepareConfig:
@@ -50,10 +24,6 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrdistill.data.prepared import prepare_volumes
-    from mrdistill.data.volumes import find_inputs
-    from mrdistill.errors import MrdistillError
-
     items, bad = [], []
     for path in args.inputs:
         try:

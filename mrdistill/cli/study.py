@@ -10,29 +10,12 @@ from __future__ import annotations
 
 import argparse
 
-from mrdistill.cli.common import add_device_arg
+from mrdistill.cli.common import split_out
 from mrdistill.device import resolve_device
-from mrdistill.cli.common import add_out_arg, split_out
-from mrdistill.study import PRESETS, StudyConfig, load_study_config, run_study
+from mrdistill.cli.common import split_out
+from mrdistill.study import StudyConfig, load_study_config, run_study
 from mrdistill.study.front import run_front
 from mrdistill.study.front_config import FrontConfig, is_front, load_front_config
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("study", help="KD methods x Std/SFT teachers x accelerations (SFT-KD-Recon)",
-                       description=__doc__)
-    p.add_argument("--config", default=None, help="YAML study config (default: the built-in "
-                   "default study, as in configs/study_sft.yaml)")
-    p.add_argument("--preset", default=None,
-                   help=f"the SFT study's presets ({', '.join(sorted(PRESETS))}; smoke: plumbing in "
-                        "< 3 min on a CPU; cpu_residual: the recorded CPU study, docs/results.md), "
-                        "or a preset of a front config's `presets:` (e.g. smoke)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a study config value, e.g. --set seeds=[42,43,44] (repeatable)")
-    add_device_arg(p, None)
-    add_out_arg(p, "study")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=run)
 
 
 def _with_args(cfg: StudyConfig | FrontConfig, args: argparse.Namespace) -> None:

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from mrdistill.cli.common import add_config_args, config_from_args
+from mrdistill.cli.common import config_from_args
 from mrdistill.train.distributed import is_main
 from mrdistill.train.runs import train_run
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one model from a config", description=__doc__)
-    add_config_args(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from mrdistill.config.checks import (ACCELERATION, COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT,
                                       NAME, OPEN_FRACTION, SEED, checked, each, integer, number,
                                       one_of)
-from mrdistill.physics.masks import MASK_KINDS
 
+# The mask samplers of `physics.masks.make_mask` (named here so the config and the command line
+# parser need no torch).
+MASK_KINDS = ("kdmri", "kdmri_wide", "random", "equispaced_fraction", "gaussian2d", "fixed")
 SPLIT_FRACTIONS = each(FRACTION, length=3)
 SLICE_AXIS = one_of(0, 1, 2)
 

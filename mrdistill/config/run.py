@@ -16,6 +16,7 @@ CHECKPOINT_CHOICE = one_of("last", "best")
 PRECISIONS = ("fp32", "bf16", "fp16")  # optim.precision (train/precision.py)
 STAGE_SELECTIONS = ("val_metric", "val_objective", "last")  # see StageConfig.select
 CHANNELS_LAST = Check("true, false or 'auto'", lambda v: isinstance(v, bool) or v == "auto")
+TEACHER_FORMATS = ("fastmri", "mrdistill")  # TeacherConfig.format
 
 
 @dataclass
@@ -27,13 +28,39 @@ class ModelConfig:
     kwargs: dict[str, Any] = checked(factory=dict)
 
 
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")  # optim.optimizer (train/optimizers.py)
+TASK_LOSSES = ("l1", "mse", "ssim")  # optim.loss (distill/task_loss.py)
+
+
+def _is_task_loss(value: Any) -> bool:
+    if isinstance(value, str):
+        return value in TASK_LOSSES
+    return (isinstance(value, dict) and bool(value) and all(k in TASK_LOSSES for k in value)
+            and all(NON_NEGATIVE.ok(w) for w in value.values()) and any(w > 0 for w in value.values()))
+
+
+TASK_LOSS = Check(f"one of {', '.join(map(repr, TASK_LOSSES))}, or a mapping of them to weights >= 0 "
+                  f"(one > 0), e.g. {{ssim: 0.84, l1: 0.16}}", _is_task_loss)
+
+
 @dataclass
 class OptimConfig:
-    """Adam and a per-epoch lr schedule (`train.schedule`); the budget is `epochs` (or `max_steps`
-    when set)."""
+    """The optimiser, the task loss and a per-epoch lr schedule (`train.schedule`); the budget is
+    `epochs` (or `max_steps` when set)."""
 
+    # "adam", "adamw" (weight_decay decoupled), "rmsprop" or "sgd" (train/optimizers.py).
+    optimizer: str = checked("adam", one_of(*OPTIMIZERS))
     lr: float = checked(1e-3, POSITIVE)
     weight_decay: float = checked(0.0, NON_NEGATIVE)
+    betas: list[float] = checked(factory=lambda: [0.9, 0.999], check=each(number(ge=0, lt=1), length=2))  # adam, adamw
+    eps: float = checked(1e-8, POSITIVE)  # adam, adamw, rmsprop
+    momentum: float = checked(0.9, number(ge=0, lt=1))  # sgd, rmsprop (0: plain rmsprop)
+    nesterov: bool = False  # sgd: Nesterov momentum
+    alpha: float = checked(0.99, number(gt=0, lt=1))  # rmsprop: smoothing of the squared gradients
+    # The task term of training and of every distillation stage, on the magnitude against the
+    # target: "l1", "mse", "ssim" (1 - SSIM as fastMRI's SSIMLoss computes it, data range = the
+    # volume max) or a weighted sum {name: weight} (distill/task_loss.py).
+    loss: str | dict = checked("l1", TASK_LOSS)
     epochs: int = checked(40, COUNT)
     max_steps: int | None = checked(None, COUNT)
     batch_size: int = checked(4, COUNT)
@@ -170,7 +197,7 @@ class TeacherConfig:
     weights: str = ""
     # "fastmri": a plain state_dict (fastMRI's released *_state_dict.pt, any module's state_dict(),
     # or a Lightning checkpoint's "state_dict"); "mrdistill": an mrdistill checkpoint's "model".
-    format: str = checked("fastmri", one_of("fastmri", "mrdistill"))
+    format: str = checked("fastmri", one_of(*TEACHER_FORMATS))
 
 
 @dataclass

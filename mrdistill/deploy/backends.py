@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mrdistill.config.deploy import BACKENDS
 from mrdistill.deploy.export import runner_for, trace_graph
 from mrdistill.deploy.graphs import build_graph
 from mrdistill.deploy.inputs import ExampleBatch
@@ -29,7 +30,6 @@ from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.accel import optimise_for_inference
 from mrdistill.models.contract import declared
 
-BACKENDS = ("eager", "fast", "compile", "torchscript", "onnxruntime", "cuda")
 
 
 @dataclass

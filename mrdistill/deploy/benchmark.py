@@ -17,7 +17,7 @@ import os
 import platform
 import statistics
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from mrdistill.atomic import atomic_write_text
+from mrdistill.config import TeacherConfig
+from mrdistill.config.deploy import BenchSettings
 from mrdistill.deploy.backends import Backend, build_backend, check_backends
 from mrdistill.deploy.export import eager_reference
 from mrdistill.deploy.inputs import ExampleBatch, example_batch
@@ -39,6 +41,7 @@ from mrdistill.models.contract import declared
 from mrdistill.models.flops import count_flops
 from mrdistill.physics.fft import magnitude
 from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint
+from mrdistill.train.teachers import foreign_label, load_foreign_teacher
 
 MAX_BATCH = 64  # neighbouring slices of the embedded volume
 MAX_SIDE = 4096
@@ -56,21 +59,6 @@ class BenchModel:
     model: nn.Module
     source: str
     backends: list[str] | None = None
-
-
-@dataclass
-class BenchSettings:
-    """What is measured: grid, batch, backends, device, rounds, peak matmul size, mask."""
-
-    shape: tuple[int, int]
-    batch: int = 1
-    backends: list[str] = field(default_factory=lambda: ["eager", "fast", "torchscript", "onnxruntime"])
-    device: str = "cpu"
-    repeats: int = 7
-    matmul_size: int = 2048
-    mask_kind: str = "kdmri"
-    acceleration: float = 4.0
-    coils: int = 1  # simulated coils of the input (multi-coil models: VarNet, MoDL with maps)
 
 
 def check_settings(s: BenchSettings) -> None:
@@ -257,6 +245,16 @@ def checkpoint_models(paths: list[str | Path]) -> list[BenchModel]:
         out.append(BenchModel(label, ckpt["model_name"], dict(ckpt.get("model_kwargs", {})),
                               model_from_checkpoint(ckpt, path), str(path)))
     return out
+
+
+def foreign_model(spec: TeacherConfig, taken: list[str]) -> BenchModel:
+    """A foreign model with its weights (`--model NAME --weights FILE`), loaded and checked as
+    `distill.teacher` loads one."""
+    model = load_foreign_teacher(spec, "cpu", kwargs_key="--set")
+    label = foreign_label(spec)
+    if label in taken:
+        label = f"{label}#{len(taken) + 1}"
+    return BenchModel(label, spec.model or type(model).__name__, dict(spec.kwargs), model, spec.weights)
 
 
 def built_model(name: str, kwargs: dict[str, Any], taken: list[str]) -> BenchModel:

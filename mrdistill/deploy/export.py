@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mrdistill.atomic import atomic_path, atomic_write_text
+from mrdistill.config.deploy import EXPORT_FORMATS as FORMATS, EXPORT_TOLERANCE as DEFAULT_TOLERANCE
 from mrdistill.rundir import check_writable
 from mrdistill.deploy.graphs import build_graph
 from mrdistill.deploy.inputs import ExampleBatch, example_batch
@@ -36,8 +37,6 @@ from mrdistill.physics.fft import magnitude
 from mrdistill.physics.masks import make_mask
 from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint
 
-FORMATS = ("onnx", "torchscript")
-DEFAULT_TOLERANCE = 1e-4
 OPSET = 17
 MAX_SIDE = 4096
 MAX_COILS = 64

@@ -8,28 +8,18 @@ cases. The teacher is frozen: `eval()`, `requires_grad_(False)`, run under `torc
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mrdistill.data.crop import crop_like
 from mrdistill.data.sample import Sample
 from mrdistill.distill.hooks import FeatureHooks, attach_for_pairs, run_hooked
+from mrdistill.distill.task_loss import TaskLossSpec, loss_weights, task_loss
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput, run_model
-from mrdistill.physics.fft import magnitude
-
-
-def task_loss(output: ReconOutput, target: Tensor) -> Tensor:
-    """L1 between the scored image (magnitude) and the target float (N, 1, h, w) -> scalar.
-
-    A magnitude larger than the target is centre-cropped to it first, as fastMRI scores 320x320
-    crops of reconstructions on the full (e.g. 640x368) k-space grid.
-    """
-    return F.l1_loss(crop_like(magnitude(output.image), target), target)
 
 
 class DistillObjective(nn.Module):
-    """task_weight * L1(|x_S|, target) + sum_k weight_k * kd_k(student, teacher, sample).
+    """task_weight * task_loss(|x_S|, target) + sum_k weight_k * kd_k(student, teacher, sample);
+    the task loss is `loss` (`optim.loss`: "l1", "mse", "ssim" or a weighted sum; distill/task_loss.py).
 
     `terms` maps a name to (KD loss module, weight). The KD modules are submodules (their adapters
     are trained with the student); the teacher is kept out of `parameters()`.
@@ -54,7 +44,7 @@ class DistillObjective(nn.Module):
 
     def __init__(self, teacher: nn.Module | None = None,
                  terms: dict[str, tuple[nn.Module, float]] | None = None,
-                 task_weight: float = 1.0) -> None:
+                 task_weight: float = 1.0, loss: TaskLossSpec = "l1") -> None:
         super().__init__()
         terms = terms or {}
         if terms and teacher is None:
@@ -62,6 +52,7 @@ class DistillObjective(nn.Module):
         self.kd = nn.ModuleDict({name: module for name, (module, _) in terms.items()})
         self.weights = {name: float(w) for name, (_, w) in terms.items()}
         self.task_weight = float(task_weight)
+        self.loss = loss_weights(loss)
         self._teacher = [teacher] if teacher is not None else []  # a list keeps it unregistered
         # Forward hooks for pair keys that are module paths (`distill.hooks`), made by `setup`.
         self._hooks: tuple[FeatureHooks | None, FeatureHooks | None] = (None, None)
@@ -123,7 +114,7 @@ class DistillObjective(nn.Module):
             if sample.target is None:
                 raise MrdistillError("task loss needs targets, but the data set has none "
                                      "(self-supervised data): set task_weight to 0")
-            out["task"] = task_loss(student, sample.target)
+            out["task"] = task_loss(student, sample.target, sample.max_value, self.loss)
             total = total + self.task_weight * out["task"]
         if self.kd:
             teacher_out = self.run_teacher(sample)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mrdistill.data.sample import Sample
-from mrdistill.distill.objective import task_loss
+from mrdistill.distill.task_loss import task_loss
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
 from mrdistill.models.dccnn import DCCNN

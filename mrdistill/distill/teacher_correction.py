@@ -33,7 +33,8 @@ from torch import Tensor, nn
 
 from mrdistill.config import TeacherCorrectionConfig
 from mrdistill.data.sample import Sample
-from mrdistill.distill.objective import DistillObjective, task_loss
+from mrdistill.distill.objective import DistillObjective
+from mrdistill.distill.task_loss import TaskLossSpec, task_loss
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import log_kernel as metric_log_kernel
 from mrdistill.models.base import ReconOutput, run_model
@@ -94,7 +95,8 @@ class TeacherCorrectionObjective(DistillObjective):
     """
 
     def __init__(self, teacher: nn.Module, terms: dict[str, tuple[nn.Module, float]] | None = None,
-                 task_weight: float = 1.0, config: TeacherCorrectionConfig | None = None) -> None:
+                 task_weight: float = 1.0, config: TeacherCorrectionConfig | None = None,
+                 loss: TaskLossSpec = "l1") -> None:
         cfg = config or TeacherCorrectionConfig()
         check_choice("teacher-correction schedule", cfg.schedule, SCHEDULES)
         check_choice("teacher-correction feedback", cfg.feedback, FEEDBACK)
@@ -108,7 +110,7 @@ class TeacherCorrectionObjective(DistillObjective):
         if teacher is None:
             raise MrdistillError("teacher correction needs a teacher checkpoint")
         learner = copy.deepcopy(teacher)  # the caller's (frozen) teacher stays as it was
-        super().__init__(learner, terms, task_weight)
+        super().__init__(learner, terms, task_weight, loss)
         learner.requires_grad_(True)
         self.config = cfg
         self.steps = 0
@@ -147,7 +149,7 @@ class TeacherCorrectionObjective(DistillObjective):
                       out: dict[str, Tensor]) -> Tensor:
         total = student.image.new_zeros(())
         if self.task_weight and sample.target is not None:
-            out["task"] = task_loss(student, sample.target)
+            out["task"] = task_loss(student, sample.target, sample.max_value, self.loss)
             total = total + self.task_weight * out["task"]
         for name, module in self.kd.items():
             out[f"kd/{name}"] = module(student, teacher, sample)

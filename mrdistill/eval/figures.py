@@ -158,3 +158,20 @@ def save_front_plot(path: str | os.PathLike[str], series: Mapping[str, Sequence[
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def write_figure_index(folder: str | os.PathLike[str], figures: Sequence[tuple[str, int, str]],
+                       title: str) -> str:
+    """`folder/index.md`: one row per figure (volume, slice, link to the PNG named relative to
+    `folder`), written atomically; returns the path. An empty list still writes the index (it
+    says that no figure was drawn)."""
+    lines = [f"# {title}", ""]
+    if figures:
+        lines += ["| volume | slice | figure |", "|---|---|---|"]
+        lines += [f"| {vol} | {s} | [{name}]({name}) |" for vol, s, name in figures]
+    else:
+        lines.append("No figures were drawn (--figures 0, or no volumes).")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(os.fspath(folder), "index.md")
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    return path

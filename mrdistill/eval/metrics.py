@@ -86,22 +86,11 @@ def psnr(gt: ArrayLike, pred: ArrayLike, data_range: float | None = None) -> flo
     return 10.0 * math.log10(peak * peak / mse) if mse > 0 else math.inf
 
 
-def ssim_per_slice(gt: ArrayLike, pred: ArrayLike, data_range: float | None = None) -> torch.Tensor:
-    """SSIM of each slice, float64 tensor ``(S,)``; skimage's ``structural_similarity`` defaults.
-
-    7x7 uniform window, K1 0.01, K2 0.03, sample covariance (N/(N-1)). skimage filters the whole
-    image and then crops (win-1)/2 pixels off every border before taking the mean, so only windows
-    lying fully inside the image count: that is exactly a "valid" average pooling, and skimage's
-    boundary mode never matters.
-    """
-    g, p = _volume_pair(gt, pred)
-    peak = _data_range(g, data_range)
-    if min(g.shape[-2:]) < _SSIM_WIN:
-        raise MrdistillError(
-            f"ssim needs slices of at least {_SSIM_WIN}x{_SSIM_WIN}; got {tuple(g.shape[-2:])}"
-        )
-    x, y = g[:, None], p[:, None]
-
+def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float) -> torch.Tensor:
+    """Local SSIM of every 7x7 window lying fully inside the images: x, y real (N, 1, H, W) ->
+    (N, 1, H - 6, W - 6), same dtype. data_range: a number or a tensor broadcastable to
+    (N, 1, 1, 1). Uniform window, K1 0.01, K2 0.03, sample (co)variances (N/(N-1)): skimage's
+    `structural_similarity` defaults and fastMRI's `SSIMLoss` alike."""
     def mean(t: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(t, _SSIM_WIN, stride=1)
 
@@ -111,9 +100,25 @@ def ssim_per_slice(gt: ArrayLike, pred: ArrayLike, data_range: float | None = No
     vx = cov_norm * (mean(x * x) - mx * mx)
     vy = cov_norm * (mean(y * y) - my * my)
     vxy = cov_norm * (mean(x * y) - mx * my)
-    c1, c2 = (_SSIM_K1 * peak) ** 2, (_SSIM_K2 * peak) ** 2
-    s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return s.mean(dim=(1, 2, 3))
+    c1, c2 = (_SSIM_K1 * data_range) ** 2, (_SSIM_K2 * data_range) ** 2
+    return ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+
+
+def ssim_per_slice(gt: ArrayLike, pred: ArrayLike, data_range: float | None = None) -> torch.Tensor:
+    """SSIM of each slice, float64 tensor ``(S,)``; skimage's ``structural_similarity`` defaults.
+
+    7x7 uniform window, K1 0.01, K2 0.03, sample covariance (N/(N-1)). skimage filters the whole
+    image and then crops (win-1)/2 pixels off every border before taking the mean, so only windows
+    lying fully inside the image count: that is exactly a "valid" average pooling (`ssim_map`),
+    and skimage's boundary mode never matters.
+    """
+    g, p = _volume_pair(gt, pred)
+    peak = _data_range(g, data_range)
+    if min(g.shape[-2:]) < _SSIM_WIN:
+        raise MrdistillError(
+            f"ssim needs slices of at least {_SSIM_WIN}x{_SSIM_WIN}; got {tuple(g.shape[-2:])}"
+        )
+    return ssim_map(g[:, None], p[:, None], peak).mean(dim=(1, 2, 3))
 
 
 def ssim(gt: ArrayLike, pred: ArrayLike, data_range: float | None = None) -> float:

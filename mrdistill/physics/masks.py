@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mrdistill.config.data import MASK_KINDS
 from mrdistill.errors import MrdistillError, check_choice, describe_exception
 
 # An integer seed, or an array seed (a tuple of 32-bit words) as fastMRI seeds validation masks.
 MaskSeed = int | tuple[int, ...]
 
-MASK_KINDS = ("kdmri", "kdmri_wide", "random", "equispaced_fraction", "gaussian2d", "fixed")
 
 # fastMRI's pairing of acceleration and centre fraction; other accelerations keep the same product.
 _FASTMRI_CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from mrdistill.eval.figures import save_panel
+from mrdistill.data.splits import evenly_subsample
+from mrdistill.eval.figures import save_panel, write_figure_index
 from mrdistill.eval.metrics import slice_metrics, volume_metrics
 from mrdistill.eval.report import (markdown_table, summarise, write_metrics_json,
                                    write_per_slice_csv, write_report_md)
@@ -74,15 +74,15 @@ def extra_columns(ev: Evaluation) -> dict[str, dict[str, str]]:
 
 
 def figure_slices(recons: dict[str, VolumeRecon], count: int) -> list[tuple[str, int]]:
-    """`count` (volume, position) pairs spread over the test volumes: the middle slice of each."""
-    vols = sorted(recons)
-    picks = [vols[i] for i in np.linspace(0, len(vols) - 1, min(count, len(vols))).round().astype(int)]
-    return [(v, len(recons[v].slices) // 2) for v in dict.fromkeys(picks)]
+    """`count` (volume, position) pairs spread over the test volumes (every volume when there are
+    at most `count`): the middle slice of each."""
+    return [(v, len(recons[v].slices) // 2) for v in evenly_subsample(sorted(recons), count)]
 
 
 def write_evaluation(run_dir: Path, ev: Evaluation, title: str, notes: list[str],
                      figures: int = 3, zero_filled: str = "zero-filled") -> str:
-    """metrics.json, per_slice.csv, report.md and figures/*.png; returns the Markdown table."""
+    """metrics.json, per_slice.csv, report.md and figures/*.png (the middle slice of up to
+    `figures` volumes) with figures/index.md; returns the Markdown table."""
     summary = summarise(ev.per_volume)
     extra = extra_columns(ev)
     table = markdown_table(summary, extra=extra)
@@ -91,6 +91,7 @@ def write_evaluation(run_dir: Path, ev: Evaluation, title: str, notes: list[str]
     write_report_md(run_dir / "report.md", title, table, notes)
     first = next(iter(ev.recons.values()))
     models = [n for n in ev.recons if n != zero_filled]
+    drawn = []
     for vol, pos in figure_slices(first, figures):
         rec = first[vol]
         images = {}
@@ -102,4 +103,6 @@ def write_evaluation(run_dir: Path, ev: Evaluation, title: str, notes: list[str]
         name = vol.replace("/", "_") + f"_s{rec.slices[pos]:03d}.png"
         save_panel(run_dir / "figures" / name, rec.target[pos].numpy(), images, error_for=models,
                    title=f"{vol} slice {rec.slices[pos]}")
+        drawn.append((vol, rec.slices[pos], name))
+    write_figure_index(run_dir / "figures", drawn, f"{title}: figures")
     return table

@@ -25,7 +25,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mrdistill.data.crop import center_crop
-from mrdistill.eval.figures import save_panel
+from mrdistill.data.splits import evenly_subsample
+from mrdistill.eval.figures import save_panel, write_figure_index
 from mrdistill.data.fastmri_index import list_h5_files
 from mrdistill.config import FastMRIConfig
 from mrdistill.data.fastmri_io import PREDICTION_KEY, TARGET_KEYS, read_headers, read_volume_array
@@ -109,25 +110,24 @@ def scored_pair(tgt_file: Path, key: str, pred_file: Path) -> tuple[np.ndarray, 
 
 
 def comparison_figures(ev: FileEvaluation, predictions: dict[str, Path], out: str | Path, *,
-                       slices: int = 3) -> list[Path]:
-    """PNG panels `out/<volume>_slice<k>.png` for the first volume `ev` scored: the target, every
-    prediction (label -> folder, in order) and their error maps, for `slices` evenly spaced
-    slices. Returns the files written."""
-    if not ev.per_volume:
-        return []
-    name = ev.per_volume[0]["volume"]
-    tgt_file, key = ev.scored[name]
-    pairs = {label: scored_pair(tgt_file, key, folder / tgt_file.name)
-             for label, folder in predictions.items()}
-    target = next(iter(pairs.values()))[0]
-    picks = sorted(set(np.linspace(0, target.shape[0] - 1, min(slices, target.shape[0]))
-                       .round().astype(int).tolist()))
-    written = []
-    for s in picks:
+                       volumes: int = 8) -> list[Path]:
+    """PNG panels `out/<volume>_slice<k>.png` of the middle slice of every volume `ev` scored (up
+    to `volumes`, evenly spread when there are more): the target, every prediction (label ->
+    folder, in order) and their error maps; and `out/index.md` listing them. Returns the PNGs."""
+    written, index = [], []
+    for row in evenly_subsample(ev.per_volume, volumes):
+        name = row["volume"]
+        tgt_file, key = ev.scored[name]
+        pairs = {label: scored_pair(tgt_file, key, folder / tgt_file.name)
+                 for label, folder in predictions.items()}
+        target = next(iter(pairs.values()))[0]
+        s = target.shape[0] // 2
         path = Path(out) / f"{name}_slice{s}.png"
         save_panel(path, target[s], {label: pred[s] for label, (_, pred) in pairs.items()},
                    error_for=list(pairs), title=f"{name}, slice {s}")
         written.append(path)
+        index.append((name, s, path.name))
+    write_figure_index(out, index, "evaluation figures")
     return written
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from mrdistill.config import OptimConfig
+from mrdistill.train.optimizers import build_optimizer
 
 
 @dataclass
@@ -36,5 +37,5 @@ def trained_params(model: nn.Module, objective: nn.Module, lr: float) -> Trained
 
 
 def make_optimizer(trained: TrainedParams, lr: float, optim: OptimConfig) -> torch.optim.Optimizer:
-    """The stage's optimiser over `trained.groups` at `lr` (Adam, `optim.weight_decay`)."""
-    return torch.optim.Adam(trained.groups, lr=lr, weight_decay=optim.weight_decay)
+    """The stage's optimiser (`optim.optimizer`, `train.optimizers`) over `trained.groups` at `lr`."""
+    return build_optimizer(trained.groups, optim, lr)

@@ -4,7 +4,8 @@ fastMRI HDF5 in -> `<out>/<file name>.h5` with dataset `reconstruction` float32 
 the target size (else the header's recon size), in the file's own units: the layout fastMRI's
 evaluation script reads. Files with a stored mask are used as acquired; fully sampled files are
 undersampled with `PredictConfig.mask`, seeded from the file name like validation masks. By default
-that is the mask the checkpoint's model was trained with (the checkpoint records its data config);
+that is the mask the checkpoint's model was trained with (the checkpoint records its data config;
+a foreign model's weights record none: the fallback mask, with a note);
 a different mask is noted in the result, and `predict.json` records the mask used and its source.
 
 Image volumes (NIfTI, DICOM, PNG/JPG, NPY) are fully sampled magnitude images: each volume is
@@ -29,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mrdistill.atomic import remove_stale_temporaries
-from mrdistill.config import DataConfig, FastMRIConfig, MaskConfig, PredictConfig
+from mrdistill.config import DataConfig, FastMRIConfig, MaskConfig, PredictConfig, TeacherConfig
 from mrdistill.data.coils import rss
 from mrdistill.data.crop import center_crop
 from mrdistill.data.datasets import SliceDataset, SliceRecord
@@ -45,6 +46,7 @@ from mrdistill.rundir import open_output
 from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint, recorded_data
 from mrdistill.train.inference import FastPaths, reconstruct
 from mrdistill.train.predict_record import PredictRecord, run_identity, unfinished_record
+from mrdistill.train.teachers import load_foreign_teacher
 
 
 @dataclass
@@ -84,7 +86,8 @@ def resolve_settings(cfg: PredictConfig, recorded: DataConfig | None,
         mask, source = recorded.mask, "checkpoint"
     elif cfg.mask is None:
         mask, source = cfg.fallback_mask, "fallback"
-        notes.append(f"{checkpoint} records no training mask (written before mrdistill recorded it); "
+        notes.append(f"{checkpoint} records no training mask (foreign weights, or written before "
+                     f"mrdistill recorded it); "
                      f"using {describe_mask(mask)}; pass --mask to choose")
     else:
         mask, source = cfg.mask, "given"
@@ -100,11 +103,34 @@ def _differs(a: MaskConfig, b: MaskConfig) -> bool:
     return any(getattr(a, k) != getattr(b, k) for k in _MASK_KEYS)
 
 
-def training_mask(checkpoint: str | Path, cfg: PredictConfig | None = None) -> MaskConfig:
+def training_mask(checkpoint: str | Path | TeacherConfig, cfg: PredictConfig | None = None) -> MaskConfig:
     """The mask `predict` uses by default for `checkpoint` (its training mask, else the fallback):
     the base that command-line options such as `--acceleration` alone modify."""
-    recorded = recorded_data(load_checkpoint(checkpoint), checkpoint)
+    recorded = _recorded(checkpoint)
     return recorded.mask if recorded is not None else (cfg or PredictConfig()).fallback_mask
+
+
+def _weights_path(model: str | Path | TeacherConfig) -> str | Path:
+    return model.weights if isinstance(model, TeacherConfig) else model
+
+
+def _recorded(model: str | Path | TeacherConfig) -> DataConfig | None:
+    """The training data config an mrdistill checkpoint records (None for foreign weights)."""
+    if isinstance(model, TeacherConfig) and model.format != "mrdistill":
+        return None
+    path = _weights_path(model)
+    return recorded_data(load_checkpoint(path), path)
+
+
+def load_predictor(model: str | Path | TeacherConfig,
+                   device: str | torch.device) -> tuple[nn.Module, DataConfig | None]:
+    """(the model, the training data config its checkpoint records or None) of a checkpoint path,
+    or of a foreign model described as `distill.teacher` describes one
+    (`train.teachers.load_foreign_teacher`; its arguments are set with `--set`)."""
+    if isinstance(model, TeacherConfig):
+        return load_foreign_teacher(model, device, kwargs_key="--set"), _recorded(model)
+    ckpt = load_checkpoint(model)
+    return model_from_checkpoint(ckpt, model, device), recorded_data(ckpt, model)
 
 
 def _is_lowres(model: nn.Module) -> bool:
@@ -152,21 +178,21 @@ def predict_image_volume(model: nn.Module, item: InputItem, cfg: PredictConfig,
     return vol, (recons[item.name].prediction.numpy() * peak).astype(np.float32)
 
 
-def predict(checkpoint: str | Path, inputs: list[str | Path], out: str | Path,
+def predict(model_spec: str | Path | TeacherConfig, inputs: list[str | Path], out: str | Path,
             cfg: PredictConfig | None = None, *, skip_bad: bool = False, overwrite: bool = False,
             progress: bool = True) -> PredictResult:
-    """Reconstruct every volume found in `inputs` (files or folders) into `out`.
+    """Reconstruct every volume found in `inputs` (files or folders) into `out` with a checkpoint
+    (a path) or a foreign model (`TeacherConfig`).
 
     A bad input raises `MrdistillError` naming it, or with `skip_bad` is listed in
     `PredictResult.bad` while the rest is processed. A run that writes nothing is an error.
     """
-    ckpt = load_checkpoint(checkpoint)
-    cfg, source, notes = resolve_settings(cfg or PredictConfig(), recorded_data(ckpt, checkpoint),
-                                          checkpoint)
+    checkpoint, cfg = _weights_path(model_spec), cfg or PredictConfig()
+    model, recorded = load_predictor(model_spec, cfg.device)  # checked before anything is written
+    cfg, source, notes = resolve_settings(cfg, recorded, checkpoint)
     check_choice("coil mode", cfg.coil_mode, COIL_MODES)
     if cfg.batch_size < 1:
         raise MrdistillError(f"batch size must be at least 1, got {cfg.batch_size}")
-    model = model_from_checkpoint(ckpt, checkpoint, cfg.device)
     if cfg.zero_filled and _is_lowres(model):
         raise MrdistillError(f"{checkpoint} holds a super-resolution model: --zero-filled is the "
                              f"baseline of k-space reconstruction models")
@@ -179,7 +205,8 @@ def predict(checkpoint: str | Path, inputs: list[str | Path], out: str | Path,
             if not skip_bad:
                 raise
             result.bad.append((str(p), str(exc)))
-    identity = run_identity(checkpoint, asdict(cfg), [str(p) for p in inputs], torch.__version__)
+    settings = asdict(cfg) | ({"model": asdict(model_spec)} if isinstance(model_spec, TeacherConfig) else {})
+    identity = run_identity(checkpoint, settings, [str(p) for p in inputs], torch.__version__)
     record = None if overwrite else unfinished_record(result.out, identity)
     if record is None:  # a new run (an unfinished one of the same predict is continued instead)
         # Everything is checked and loaded: a predictions folder this replaces is removed now.

@@ -34,6 +34,7 @@ from mrdistill.train.logging import check_tensorboard
 from mrdistill.train.loop import FitResult, fit
 from mrdistill.train.plan import run_plan
 from mrdistill.train.precision import check_precision
+from mrdistill.train.splits import record_splits
 from mrdistill.train.state import RunState
 from mrdistill.train.sft_run import sft_train
 from mrdistill.train.teachers import load_teacher, teacher_identity
@@ -186,16 +187,22 @@ def run_state(cfg: RunConfig, out: OutputDir, resume: bool) -> Iterator[RunState
         run.log.close()
 
 
-def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObjective:
-    """The objective of one stage: task term plus the stage's weighted KD terms."""
+def build_objective(stage: StageConfig, teacher: nn.Module | None,
+                    loss: str | dict = "l1") -> DistillObjective:
+    """The objective of one stage: task term (`loss`, from optim.loss) plus the stage's weighted
+    KD terms."""
     terms = {}
     for i, term in enumerate(stage.kd):
         key = term.name if term.name not in terms else f"{term.name}{i}"
         terms[key] = (build_kd(term.name, **term.kwargs), term.weight)
     if stage.teacher_correction is not None:  # the teacher learns while teaching
         assert teacher is not None
-        return TeacherCorrectionObjective(teacher, terms, stage.task_weight, stage.teacher_correction)
-    return DistillObjective(teacher, terms, task_weight=stage.task_weight)
+        return TeacherCorrectionObjective(teacher, terms, stage.task_weight, stage.teacher_correction,
+                                          loss=loss)
+    return DistillObjective(teacher, terms, task_weight=stage.task_weight, loss=loss)
+
+
+TEACHER_ROW = "teacher"  # the teacher's row in a distillation's report
 
 
 def baseline_for(cfg: RunConfig) -> tuple[str, nn.Module | None]:
@@ -205,12 +212,21 @@ def baseline_for(cfg: RunConfig) -> tuple[str, nn.Module | None]:
     return ("bicubic", Bicubic(sr.scale)) if sr is not None else ("zero-filled", None)
 
 
+def _record_splits(run_dir: Path, data: dict[str, SliceDataset]) -> None:
+    """splits.json: the volumes of train/val/test (`train.splits`), for `--split`."""
+    if distributed.is_main():  # under torchrun rank 0 writes
+        record_splits(run_dir, data)
+
+
 def _test_report(cfg: RunConfig, run_dir: Path, model: nn.Module, test: SliceDataset,
-                 title: str) -> str:
+                 title: str, teacher: nn.Module | None = None) -> str:
+    """The test-set report: the baseline, the teacher (of a distillation; on the same data) and
+    the run's model."""
     if not distributed.is_main():
         return ""  # under torchrun rank 0 evaluates and writes
     baseline, base_model = baseline_for(cfg)
-    ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
+    rows = {baseline: base_model, **({TEACHER_ROW: teacher} if teacher is not None else {}), cfg.name: model}
+    ev = evaluate_models(rows, test, cfg.device)
     return write_evaluation(run_dir, ev, title, [f"config: {run_dir / 'config.yaml'}"],
                             zero_filled=baseline)
 
@@ -242,6 +258,7 @@ def _train(cfg: RunConfig, out: OutputDir, run: RunState,
            datasets: dict[str, SliceDataset] | None) -> RunResult:
     run_dir = out.path
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
+    _record_splits(run_dir, data)
     if cfg.selfsup is not None:
         out.commit()
         model, fits, table = selfsup_train(cfg, run, data)
@@ -253,7 +270,7 @@ def _train(cfg: RunConfig, out: OutputDir, run: RunState,
     model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     check_model_data(model, cfg.data)
     out.commit()  # the new run has started: a replaced run folder is removed now
-    result = fit(model, DistillObjective(), data["train"], data["val"], run_plan(cfg, "train"), run)
+    result = fit(model, DistillObjective(loss=cfg.optim.loss), data["train"], data["val"], run_plan(cfg, "train"), run)
     table = _test_report(cfg, run_dir, model, data["test"], f"{cfg.name}: test set")
     return RunResult(run_dir, model, [result], table)
 
@@ -289,6 +306,7 @@ def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, 
     assert cfg.distill is not None
     run_dir, adaptive = out.path, cfg.distill.adaptive
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
+    _record_splits(run_dir, data)
     if adaptive is not None:
         out.commit()
         student, fits, table = adaptive_distill(cfg, run, data, teacher)
@@ -318,13 +336,13 @@ def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, 
             if cached is None or cached.teacher is not teacher:  # a corrected teacher: a new cache
                 cached = CachedTeacher(teacher)
             frozen = cached
-        objective = build_objective(stage, frozen)
+        objective = build_objective(stage, frozen, cfg.optim.loss)
         plan = run_plan(cfg, f"stage{k + 1}", seed=cfg.seed + k, epochs=stage.epochs, lr=stage.lr,
                         max_steps=stage.max_steps, select=stage.selection)
         fits.append(fit(student, objective, train_set, data["val"], plan, run))
         if isinstance(objective, TeacherCorrectionObjective):
             teacher = run.carry("teacher", objective.teacher)  # later stages learn from it
             _save_corrected_teacher(cfg, run_dir, teacher, k + 1)
-    table = _test_report(cfg, run_dir, student, data["test"], f"{cfg.name}: test set")
+    table = _test_report(cfg, run_dir, student, data["test"], f"{cfg.name}: test set", teacher)
     return RunResult(run_dir, student, fits, table)
 

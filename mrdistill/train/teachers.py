@@ -14,12 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from mrdistill.config import TeacherConfig
+from mrdistill.config.run import TEACHER_FORMATS
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.foreign import weights_root
 from mrdistill.train.checkpoint import load_checkpoint, load_model, torch_load_problem
 
-FORMATS = ("fastmri", "mrdistill")
+FORMATS = TEACHER_FORMATS
 SHOWN = 3  # keys named in a mismatch message
 
 
@@ -57,8 +58,10 @@ def strip_common_prefix(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def check_state_dict(model: nn.Module, state: dict[str, Tensor], where: str) -> None:
-    """`MrdistillError` unless `state` has exactly the keys and shapes of `weights_root(model)`."""
+def check_state_dict(model: nn.Module, state: dict[str, Tensor], where: str,
+                     kwargs_key: str = "distill.teacher.kwargs") -> None:
+    """`MrdistillError` unless `state` has exactly the keys and shapes of `weights_root(model)`;
+    `kwargs_key` names where the user sets the model's arguments (for the hint)."""
     expected = weights_root(model).state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -73,13 +76,15 @@ def check_state_dict(model: nn.Module, state: dict[str, Tensor], where: str) -> 
         if tuple(state[key].shape) != tuple(value.shape):
             raise MrdistillError(f"{where}: weights do not fit the model: {key} has shape "
                                  f"{tuple(state[key].shape)} in the file, {tuple(value.shape)} in the "
-                                 f"model (check distill.teacher.kwargs)")
+                                 f"model (check {kwargs_key})")
 
 
-def load_foreign_teacher(spec: TeacherConfig, device: str | torch.device = "cpu") -> nn.Module:
+def load_foreign_teacher(spec: TeacherConfig, device: str | torch.device = "cpu",
+                         kwargs_key: str = "distill.teacher.kwargs") -> nn.Module:
     """Build `spec.model(**spec.kwargs)`, load and check `spec.weights`, eval mode on `device`.
 
     With format "mrdistill" and no `model`, the checkpoint's own model name and arguments are used.
+    `kwargs_key` names the setting of the arguments in messages (`--set` on the command line).
     """
     check_choice("distill.teacher.format", spec.format, FORMATS)
     if not spec.weights:
@@ -91,7 +96,7 @@ def load_foreign_teacher(spec: TeacherConfig, device: str | torch.device = "cpu"
                              "(`mrdistill list`), e.g. varnet")
     state = read_state_dict(spec.weights, spec.format)
     model = build_model(spec.model, seed=0, **spec.kwargs)  # seeded only to leave global RNG alone
-    check_state_dict(model, state, spec.weights)
+    check_state_dict(model, state, spec.weights, kwargs_key)
     weights_root(model).load_state_dict(state)
     return model.to(device).eval()
 
@@ -113,3 +118,9 @@ def teacher_identity(spec: str | TeacherConfig) -> tuple[str, dict[str, Any]] | 
         ckpt = load_checkpoint(spec)
         return ckpt["model_name"], ckpt["model_kwargs"]
     return None
+
+
+def foreign_label(spec: TeacherConfig) -> str:
+    """A table label for a foreign model: "varnet (file.pt)", or the file name alone."""
+    name = Path(spec.weights).name
+    return f"{spec.model} ({name})" if spec.model else name

@@ -11,7 +11,6 @@ import sys
 import pytest
 
 import mrdistill.accel.allocator as allocator
-import mrdistill.cli.main as cli_main
 
 # Seven training steps of a one-cascade DC-CNN at batch 4, 320^2, 32 channels (each activation 50 MiB,
 # over the 32 MiB above which glibc's malloc always gives blocks back); prints the minor
@@ -76,10 +75,3 @@ def test_a_users_own_malloc_settings_win(monkeypatch) -> None:
 def test_nothing_changes_off_glibc(monkeypatch) -> None:
     monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))
     assert allocator.retain_freed_memory() is False
-
-
-def test_the_program_sets_it_and_main_alone_does_not(monkeypatch) -> None:
-    calls = []
-    monkeypatch.setattr(cli_main, "retain_freed_memory", lambda: calls.append(1) or True)
-    monkeypatch.setattr(cli_main, "main", lambda argv=None: 0)
-    assert cli_main.entry() == 0 and calls == [1]

@@ -1,12 +1,15 @@
 """Training convs with the compiled weight gradient: the same gradients as autograd's conv backward
 (to float rounding), only where the kernel can take the tensors, and nothing left behind."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from mrdistill.accel import native
+from mrdistill.errors import MrdistillNote
 from mrdistill.models import build_model
 from mrdistill.accel.native_conv import (NativeGradConv2d, eligible, kernel_preferred, narrow_conv,
                                           native_weight_grad)
@@ -143,7 +146,7 @@ def test_nothing_is_switched_when_disabled_or_without_the_kernel(monkeypatch):
     monkeypatch.setenv("MRDISTILL_NATIVE", "0")
     native.convgrad_kernel.cache_clear()
     try:
-        with native_weight_grad(model) as swapped:
+        with pytest.warns(MrdistillNote, match="MRDISTILL_NATIVE=0"), native_weight_grad(model) as swapped:
             assert swapped == 0
     finally:
         native.convgrad_kernel.cache_clear()
@@ -186,3 +189,25 @@ def test_kernel_is_preferred_only_where_onednn_runs_avx2_code(monkeypatch, capab
     else:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
     assert kernel_preferred() is preferred
+
+
+def test_a_failed_build_is_a_note_naming_the_log_of_the_compilers_message(monkeypatch, tmp_path):
+    """optim.channels_last asks for the kernel: a build that fails says so (one note) and keeps
+    the compiler's message in a log file, instead of dropping it."""
+    compiler = tmp_path / "broken-cc"
+    compiler.write_text("#!/bin/sh\necho 'convgrad.c:1: error: no such instruction' >&2\nexit 1\n")
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CC", str(compiler))
+    monkeypatch.setenv("MRDISTILL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "simd_available", lambda: True)
+    native.convgrad_kernel.cache_clear()
+    model = build_model("dccnn", cascades=1, channels=8, seed=0)
+    try:
+        with pytest.warns(MrdistillNote, match=r"channels_last.*compiler output: .*convgrad-.*\.log") as seen, \
+                native_weight_grad(model) as swapped:
+            assert swapped == 0
+    finally:
+        native.convgrad_kernel.cache_clear()
+    log = Path(str(seen[0].message).split("compiler output: ")[1].split(")")[0])
+    assert log.is_file() and "no such instruction" in log.read_text() and str(compiler) in log.read_text()
+    assert not list((tmp_path / "cache").rglob("*.so"))

@@ -1,5 +1,6 @@
 """One smoke test per command, and one clear line + exit code 2 for each kind of bad input."""
 
+import json
 import subprocess
 import sys
 import warnings
@@ -46,15 +47,31 @@ def test_train_distill_evaluate(tmp_path, capsys):
     assert code == 0
     teacher = tmp_path / "runs" / "t1" / "checkpoints" / "best.pt"
     assert teacher.is_file() and not (tmp_path / "runs" / "kdmri_teacher").exists()
-    code, _, _ = run_cli(["distill", "--config", CONFIGS / "kdmri_kd.yaml", *SMALL,
-                          "--set", f"out_dir={tmp_path}",
-                          "--set", "model.kwargs.cascades=2", "--set", f"distill.teacher={teacher}",
-                          "--set", "distill.stages=" +
-                          "[{epochs: 1, kd: [{name: imitation}]}]"], capsys)
+    code, out, _ = run_cli(["distill", "--config", CONFIGS / "kdmri_kd.yaml", *SMALL,
+                            "--set", f"out_dir={tmp_path}",
+                            "--set", "model.kwargs.cascades=2", "--set", f"distill.teacher={teacher}",
+                            "--set", "distill.stages=" +
+                            "[{epochs: 1, kd: [{name: imitation}]}]"], capsys)
     assert code == 0
+    # the distillation's report scores its teacher on the same test data
+    metrics = json.loads((tmp_path / "kdmri_kd" / "metrics.json").read_text())["models"]
+    assert list(metrics) == ["zero-filled", "teacher", "kdmri_kd"] and "| teacher |" in out
     code, stdout, _ = run_cli(["evaluate", "--run", tmp_path / "kdmri_kd"], capsys)
     assert code == 0 and "kdmri_kd" in stdout
     assert (tmp_path / "kdmri_kd" / "evaluation" / "per_slice.csv").exists()
+    index = (tmp_path / "kdmri_kd" / "evaluation" / "figures" / "index.md").read_text()
+    assert index.count(".png](") == len(list((tmp_path / "kdmri_kd" / "evaluation" / "figures").glob("*.png"))) > 0
+    # the teacher as a foreign model: one more row, the same numbers as in the distill report
+    code, stdout, err = run_cli(["evaluate", "--run", tmp_path / "kdmri_kd", "--out", tmp_path / "ev_t",
+                                 "--weights", teacher, "--format", "mrdistill"], capsys)
+    assert code == 0, err
+    scored = json.loads((tmp_path / "ev_t" / "metrics.json").read_text())["models"]
+    assert list(scored) == ["zero-filled", "best.pt", "kdmri_kd"]
+    assert scored["best.pt"]["psnr"] == metrics["teacher"]["psnr"]
+    code, _, err = run_cli(["evaluate", "--run", tmp_path / "kdmri_kd", "--out", tmp_path / "ev_bad",
+                            "--model", "dccnn", "--set", "cascades=3", "--weights", teacher,
+                            "--format", "mrdistill"], capsys)
+    assert code == 2 and "best.pt" in err and not (tmp_path / "ev_bad").exists()
 
 
 @pytest.mark.parametrize("extra, message", [

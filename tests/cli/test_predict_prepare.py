@@ -132,9 +132,17 @@ def test_evaluate_several_prediction_folders_in_one_table(tmp_path, capsys):
     assert metrics["models"]["model"] == alone
     rows = (tmp_path / "ev" / "per_volume.csv").read_text().splitlines()
     assert rows[0].startswith("predictions,volume,") and len(rows) == 5
+    # a figure (the middle slice) of every volume up to --figures, and an index of them
     figures = sorted(p.name for p in (tmp_path / "ev" / "figures").iterdir())
-    assert figures == ["file1000_slice0.png", "file1000_slice1.png", "file1000_slice2.png"]
-    assert "figure: file1000_slice1.png" in (tmp_path / "ev" / "report.md").read_text()
+    assert figures == ["file1000_slice1.png", "file1001_slice1.png", "index.md"]
+    index = (tmp_path / "ev" / "figures" / "index.md").read_text()
+    assert "| file1000 | 1 | [file1000_slice1.png](file1000_slice1.png) |" in index
+    assert "| file1001 | 1 |" in index
+    assert "figure: file1001_slice1.png" in (tmp_path / "ev" / "report.md").read_text()
+    assert cli([*args, "--out", tmp_path / "ev1", "--figures", "1"], capsys)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "ev1" / "figures").iterdir()) == ["file1000_slice1.png", "index.md"]
+    code, _, err = cli([*args, "--out", tmp_path / "ev2", "--figures", "-1"], capsys)
+    assert code == 2 and "--figures must be in 0..1000" in err and not (tmp_path / "ev2").exists()
 
 
 def test_predict_test_files_and_multicoil(tmp_path, capsys):
@@ -304,6 +312,27 @@ def test_fastmri_knee_configs_train_and_distill(tmp_path, capsys):
     teacher = tmp_path / "runs" / "fastmri_knee_teacher" / "checkpoints" / "best.pt"
     assert load_checkpoint(teacher)["data"]["mask"]["kind"] == "random"  # the training data, recorded
     assert load_checkpoint(teacher)["data"]["dataset"] == "fastmri"
+    # named splits: the run recorded its volumes; predict and evaluate take the held-out ones
+    run = teacher.parents[1]
+    splits = json.loads((run / "splits.json").read_text())["splits"]
+    assert splits["val"]["volumes"] == ["file1000"] and splits["test"]["volumes"] == ["file1001"]
+    assert splits["test"]["files"] == [str((tmp_path / "knee" / "singlecoil_val" / "file1001.h5").resolve())]
+    code, out, err = cli(["predict", "--run", run, "--split", "test", "--out", tmp_path / "held_out",
+                          "--no-progress"], capsys)
+    assert code == 0 and "wrote 1 volume(s)" in out, err
+    assert sorted(p.name for p in (tmp_path / "held_out").glob("*.h5")) == ["file1001.h5"]
+    assert cli(["evaluate", "--run", run, "--split", "test", "--out", tmp_path / "ev_test"], capsys)[0] == 0
+    assert cli(["evaluate", "--run", run, "--out", tmp_path / "ev_default"], capsys)[0] == 0
+    test_scores = json.loads((tmp_path / "ev_test" / "metrics.json").read_text())["models"]
+    assert test_scores == json.loads((tmp_path / "ev_default" / "metrics.json").read_text())["models"]
+    assert "split: test (recorded in splits.json)" in (tmp_path / "ev_test" / "report.md").read_text()
+    (run / "splits.json").rename(tmp_path / "splits.json")  # a run that recorded none
+    for command in (["predict", "--run", run, "--split", "test", "--out", tmp_path / "p2"],
+                    ["evaluate", "--run", run, "--split", "test", "--out", tmp_path / "p2"]):
+        code, _, err = cli(command, capsys)
+        assert code == 2 and "records no splits" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "p2").exists()
+    (tmp_path / "splits.json").rename(run / "splits.json")
     code, _, err = cli(["distill", "--config", CONFIGS / "fastmri_knee_kd.yaml", *SMALL, *where,
                         "--set", f"distill.teacher={teacher}",
                         "--set", "distill.stages=[{epochs: 1, kd: [{name: imitation}]}]"], capsys)

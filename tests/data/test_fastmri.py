@@ -19,7 +19,7 @@ from mrdistill.data.fastmri import FastMRISliceDataset, make_file_datasets
 from mrdistill.data.fastmri_index import index_folder
 from mrdistill.data.fastmri_io import inspect_file, ismrmrd_header_xml, parse_ismrmrd_header
 from mrdistill.data.sample import collate_samples
-from mrdistill.distill.objective import task_loss
+from mrdistill.distill.task_loss import task_loss
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput
 from mrdistill.physics.fft import fft2c, ifft2c

@@ -165,7 +165,7 @@ CASES: list[Case] = (
              "--seed: expected an integer in [0, 2**63 - 1]"),
         Case("demo-seed-huge", cmd_argv("demo", "--preset", "smoke", "--seed", str(2**70), "--out", "{e.runs}/d"),
              "--seed"),
-        Case("demo-unknown-preset", cmd_argv("demo", "--preset", "gigantic"), "invalid choice: 'gigantic'"),
+        Case("demo-unknown-preset", cmd_argv("demo", "--preset", "gigantic"), "unknown preset 'gigantic'"),
         Case("demo-out-is-a-file", cmd_argv("demo", "--preset", "smoke", "--out", "{e.runs}/sentinel.txt"),
              "sentinel.txt: exists and is a file"),
         Case("demo-out-cwd-overwrite", cmd_argv("demo", "--preset", "smoke", "--out", ".", "--overwrite"),
@@ -276,7 +276,7 @@ CASES: list[Case] = (
         Case("study-name-absolute", cmd_argv("study", "--set", "name=/etc"), "study.name"),
         Case("study-lr", cmd_argv("study", "--set", "optim.lr=-1"), "study.optim.lr"),
         Case("study-missing-config", cmd_argv("study", "--config", "{e.root}/nope.yaml"), "nope.yaml"),
-        Case("study-unknown-preset", cmd_argv("study", "--preset", "enormous"), "invalid choice"),
+        Case("study-unknown-preset", cmd_argv("study", "--preset", "enormous"), "unknown study preset 'enormous'"),
         # export, benchmark
         Case("export-missing-checkpoint", cmd_argv("export", "{e.root}/no.pt", "--format", "onnx", "--out",
                                                "{e.runs}/m.onnx"), "no.pt"),
