@@ -27,7 +27,7 @@ class SenseSettings:
     `tol` stops early once every slice's residual is below tol x ||A^H y||."""
 
     lam: float = 1e-2
-    iters: int = 30
+    iters: int = 20
     tol: float = 1e-5
 
 
