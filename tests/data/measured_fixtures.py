@@ -4,6 +4,8 @@ Cartesian scan), and source-distribution tar.gz archives holding them under the 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -13,8 +15,9 @@ import numpy as np
 import torch
 
 from mrdistill.data.coils import simulate_coil_maps
+from mrdistill.data import measured
 from mrdistill.data.measured import MeasuredArchive
-from mrdistill.data.measured_convert import TwixReadout
+from mrdistill.data.measured_convert import TwixReadout, twix_kspace
 from tests.data.format_fixtures import phantom
 
 
@@ -67,3 +70,24 @@ def make_archive(folder: Path, spec: MeasuredArchive, files: dict[str, bytes]) -
 def torch_rss(images: np.ndarray) -> np.ndarray:
     """RSS over axis 1 of complex (S, C, H, W) -> float32 (S, H, W)."""
     return torch.from_numpy(images).abs().pow(2).sum(1).sqrt().numpy()
+
+
+def install_stand_ins(tmp_path: Path, monkeypatch) -> Path:
+    """A cache folder whose measured-archives/ holds tar.gz stand-ins (a tiny pyqmri-shaped file;
+    twix bytes that are never parsed), pinned by their own hashes; the twix reader returns the
+    conversion of `twix_readouts` (a twix file cannot be written here: twixtools parses the real
+    one in benchmarks/measured_data.py). Returns the cache folder."""
+    cache = tmp_path / "cache"
+    src = tmp_path / "src"
+    src.mkdir()
+    write_pyqmri_h5(src / "vfa.h5", contrasts=10, coils=3, h=24, w=20)
+    pinned = {}
+    for key, spec in measured.ARCHIVES.items():
+        data = (src / "vfa.h5").read_bytes() if key == "pyqmri" else b"twix stand-in"
+        path = make_archive(cache / "measured-archives", spec, {spec.member: data})
+        pinned[key] = dataclasses.replace(spec, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    monkeypatch.setattr(measured, "ARCHIVES", pinned)
+    readouts, _ = twix_readouts(coils=2, lines=16, columns=40, center_line=8)
+    monkeypatch.setattr(measured, "read_twix",
+                        lambda path: twix_kspace(readouts, 16, 8, 2.0, (200.0, 200.0, 4.0), str(path)))
+    return cache

@@ -5,7 +5,6 @@ benchmarks/measured_data.py.)"""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from mrdistill.data.build import make_datasets
 from mrdistill.data.fastmri_io import inspect_file
 from mrdistill.data.measured_convert import twix_kspace
 from mrdistill.errors import MrdistillError
-from tests.data.measured_fixtures import make_archive, twix_readouts, write_pyqmri_h5
+from tests.data.measured_fixtures import install_stand_ins
 
 
 def _no_download(spec, folder):
@@ -28,23 +27,7 @@ def _no_download(spec, folder):
 
 @pytest.fixture
 def stand_ins(tmp_path, monkeypatch):
-    """Archives with tiny pyqmri/twix stand-ins, pinned by their own hashes; twix readouts come
-    from `twix_readouts` (a twix file cannot be written here: twixtools parses the real one in
-    benchmarks/measured_data.py)."""
-    cache = tmp_path / "cache"
-    src = tmp_path / "src"
-    src.mkdir()
-    write_pyqmri_h5(src / "vfa.h5", contrasts=10, coils=3, h=24, w=20)
-    pinned = {}
-    for key, spec in measured.ARCHIVES.items():
-        data = (src / "vfa.h5").read_bytes() if key == "pyqmri" else b"twix stand-in"
-        path = make_archive(cache / "measured-archives", spec, {spec.member: data})
-        pinned[key] = dataclasses.replace(spec, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
-    monkeypatch.setattr(measured, "ARCHIVES", pinned)
-    readouts, _ = twix_readouts(coils=2, lines=16, columns=40, center_line=8)
-    monkeypatch.setattr(measured, "read_twix",
-                        lambda path: twix_kspace(readouts, 16, 8, 2.0, (200.0, 200.0, 4.0), str(path)))
-    return cache
+    return install_stand_ins(tmp_path, monkeypatch)
 
 
 def test_prepare_writes_fastmri_files_with_noise_and_header(stand_ins):
