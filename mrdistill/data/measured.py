@@ -37,10 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from mrdistill.atomic import atomic_dir, atomic_path
+from mrdistill.atomic import atomic_dir, atomic_path, atomic_write_text
 from mrdistill.cache import default_cache_dir
 from mrdistill.data.fastmri_io import ismrmrd_header_xml, write_fastmri_file
 from mrdistill.data.measured_convert import Converted, read_pyqmri, read_twix
+from mrdistill.data.prepared import read_format_json
 from mrdistill.errors import MrdistillError, describe_exception
 
 FORMAT = "mrdistill.measured/1"
@@ -193,15 +194,10 @@ def _write(folder: Path, spec: MeasuredArchive, conv: Converted, acquisition: st
 def read_measured_manifest(folder: str | Path) -> dict[str, Any]:
     """The measured.json of a prepared measured folder; `MrdistillError` (saying how to make it)
     when it is missing or foreign."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise MrdistillError(f"{folder}: no measured data there (run `mrdistill prepare --from measured` first)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise MrdistillError(f"{path}: unreadable ({describe_exception(exc)})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("files"), list):
-        raise MrdistillError(f"{path}: not a {FORMAT} manifest")
+    doc = read_format_json(Path(folder) / MANIFEST, FORMAT, f"{folder}: no measured data there "
+                           f"(run `mrdistill prepare --from measured` first)")
+    if not isinstance(doc.get("files"), list):
+        raise MrdistillError(f"{Path(folder) / MANIFEST}: 'files' must be a list")
     return doc
 
 
@@ -245,5 +241,5 @@ def prepare_measured(out: str | Path | None = None, *, overwrite: bool = False,
                     "layout": "kspace complex64 (slices, coils, H readout, W phase encode), centred; "
                               "reconstruction_rss = RSS of the coil images; noise_std per coil and "
                               "real/imag component from the k-space corners (HDF5 attribute too)"}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return folder, manifest
