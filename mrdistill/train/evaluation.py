@@ -42,18 +42,26 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)  # what the report should say about the rows
 
 
-def _coils(dataset: Dataset) -> int:
-    """The coil count of the data set's k-space (its first item), 0 where it holds none."""
+def _coils(dataset: Dataset) -> int | None:
+    """The coil count of the data set's k-space (its first item); None for data that are not
+    k-space reconstruction data (super-resolution: the input is a smaller image) or empty."""
     if len(dataset) == 0:  # type: ignore[arg-type]
-        return 0
-    kspace = getattr(dataset[0], "kspace", None)
-    return int(kspace.shape[0]) if kspace is not None and kspace.dim() == 3 else 0
+        return None
+    first = dataset[0]
+    kspace, zero_filled = getattr(first, "kspace", None), getattr(first, "zero_filled", None)
+    if kspace is None or kspace.dim() != 3 or zero_filled is None or zero_filled.shape[-2:] != kspace.shape[-2:]:
+        return None
+    return int(kspace.shape[0])
 
 
 def classical_baselines(dataset: Dataset) -> tuple[dict[str, nn.Module], list[str]]:
     """The classical rows for this data set ({row name: module}) and notes on them: CG-SENSE and
-    (with sigpy) L1-wavelet on multi-coil k-space, none on single-coil data."""
-    if _coils(dataset) < 2:
+    (with sigpy) L1-wavelet on multi-coil k-space, none on single-coil data (with a note saying
+    why) or on super-resolution data (no note)."""
+    coils = _coils(dataset)
+    if coils is None:
+        return {}, []
+    if coils < 2:
         return {}, ["no CG-SENSE row: single-coil data (with one coil CG-SENSE is the zero-filled "
                     "image scaled by 1 / (1 + lam))"]
     rows: dict[str, nn.Module] = {CLASSICAL["cg_sense"]: ClassicalRecon("cg_sense")}
