@@ -212,6 +212,8 @@ def prepare_measured(out: str | Path | None = None, *, overwrite: bool = False,
     folder = Path(out) if out is not None else measured_dir(cache_dir)
     if (folder / MANIFEST).is_file() and not overwrite:
         return folder, read_measured_manifest(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MrdistillError(f"{folder}: exists and is not a folder; choose another --out")
     if folder.exists() and not (folder / MANIFEST).is_file() and any(folder.iterdir()):
         raise MrdistillError(f"{folder}: exists and does not hold measured data; choose another --out")
     if importlib.util.find_spec("twixtools") is None:  # before anything is fetched
