@@ -127,3 +127,14 @@ def test_measured_dataset_holds_out_whole_contrasts(stand_ins):
         make_datasets(dataclasses.replace(cfg, measured=MeasuredConfig(val=[0], test=[0])))
     with pytest.raises(MrdistillError, match="prepare --from measured"):
         make_datasets(dataclasses.replace(cfg, path=str(stand_ins / "nothing")))
+
+
+def test_without_twixtools_the_command_names_the_extra(stand_ins, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "twixtools" else real(name, *a))
+    with pytest.raises(MrdistillError, match=r"pip install 'mrdistill\[measured\]'"):
+        measured.prepare_measured(cache_dir=stand_ins, download=_no_download)
+    assert not (stand_ins / "measured").exists()
