@@ -20,19 +20,19 @@ def mean_sd(xs: list[float]) -> tuple[float, float]:
 
 
 def table(rows: list[dict]) -> str:
-    by = defaultdict(dict)  # (site, student) -> {(model, seed): row}
+    by = defaultdict(dict)  # (site, student, plain student's steps) -> {(model, seed): row}
     for r in rows:
-        by[(r.get("site", "shared"), r["student"])][(r["model"], r["seed"])] = r
-    out = ["| site | student | params | arm | seeds | PSNR (dB) | SSIM | gain (dB) mean ± sd | gain / sd "
-           "| share of the gap | teacher PSNR |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (site, student), runs in sorted(by.items()):
+        by[(r.get("site", "shared"), r["student"], r["epochs"] * -(-r.get("labeled", r["train"]) // r["batch"]))][(r["model"], r["seed"])] = r
+    out = ["| site | student | steps | params | arm | seeds | PSNR (dB) | SSIM | gain (dB) mean ± sd | gain / sd "
+           "| share of the gap | teacher PSNR |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (site, student, steps), runs in sorted(by.items()):
         teacher = statistics.fmean(r["psnr"] for (m, _), r in runs.items() if m == "teacher")
         plain = {s: r for (m, s), r in runs.items() if m == "student"}
         arms = sorted({m for m, _ in runs} - {"teacher", "zero-filled"}, key=lambda m: (m != "student", m))
         for arm in arms:
             rs = {s: r for (m, s), r in runs.items() if m == arm}
             p, ss = mean_sd([r["psnr"] for r in rs.values()]), mean_sd([r["ssim"] for r in rs.values()])
-            line = [site, student, f"{next(iter(rs.values()))['params']:,}",
+            line = [site, student, str(steps), f"{next(iter(rs.values()))['params']:,}",
                     "plain" if arm == "student" else arm, ",".join(str(s) for s in sorted(rs)),
                     f"{p[0]:.2f} ± {p[1]:.2f}", f"{ss[0]:.4f} ± {ss[1]:.4f}"]
             if arm == "student":

@@ -113,3 +113,13 @@ def test_check_fields_names_the_option_the_user_typed():
     with pytest.raises(MrdistillError, match="--batch-size: expected an integer >= 1, got 0"):
         check_fields(cfg, "predict", {"batch_size": "--batch-size"})
     check_fields(PredictConfig())
+
+
+def test_measured_data_and_coil_map_keys_are_checked():
+    cfg = from_dict(DataConfig, {"dataset": "measured", "coil_maps": "espirit",
+                                 "measured": {"val": [3], "test": [0, 9], "phantom": False}})
+    assert (cfg.dataset, cfg.coil_maps, cfg.measured.val, cfg.measured.phantom) == ("measured", "espirit", [3], False)
+    with pytest.raises(MrdistillError, match="data.coil_maps: expected one of 'ratio', 'espirit'"):
+        from_dict(DataConfig, {"coil_maps": "walsh"}, "data")
+    with pytest.raises(MrdistillError, match=r"data.measured.test: expected .*\[0, 9\]"):
+        from_dict(DataConfig, {"measured": {"test": [12]}}, "data")

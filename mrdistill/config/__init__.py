@@ -22,8 +22,8 @@ OPEN_FRACTION, ACCELERATION, NAME (one relative path component), RELATIVE_PATH; 
 YAML is read by `parse_yaml` (safe, and `1e-4` is a number), for files and `--set` values alike.
 """
 
-from mrdistill.config.data import (DataConfig, FastMRIConfig, MaskConfig, PredictConfig,
-                                   PrepareConfig, SuperResConfig)
+from mrdistill.config.data import (DataConfig, FastMRIConfig, MaskConfig, MeasuredConfig,
+                                   PredictConfig, PrepareConfig, SuperResConfig)
 from mrdistill.config.checks import Check, check_fields, checked
 from mrdistill.config.parse import (apply_overrides, from_dict, load_run_config, load_yaml,
                                     parse_yaml, save_config, to_dict)
@@ -35,7 +35,7 @@ from mrdistill.config.run import (AdaptiveConfig, DistillConfig, KDTermConfig, L
 __all__ = [
     "AdaptiveConfig", "Check", "DataConfig", "DistillConfig", "FastMRIConfig", "KDTermConfig", "LoggingConfig",
     "MaskConfig",
-    "ModelConfig", "OptimConfig", "PredictConfig", "PrepareConfig", "RunConfig", "SFTConfig",
+    "MeasuredConfig", "ModelConfig", "OptimConfig", "PredictConfig", "PrepareConfig", "RunConfig", "SFTConfig",
     "SelfSupConfig", "StageConfig", "SuperResConfig", "TeacherConfig", "TeacherCorrectionConfig",
     "apply_overrides",
     "check_fields", "checked", "from_dict", "load_run_config", "load_yaml", "parse_yaml", "save_config", "to_dict",

@@ -59,6 +59,17 @@ class FastMRIConfig:
 
 
 @dataclass
+class MeasuredConfig:
+    """How `data.dataset: measured` splits the measured k-space of `prepare --from measured`:
+    pyqmri's 10 flip angles (its "slices", one contrast each) by index, so whole contrasts are
+    held out; twix_gre (one phantom slice) goes to test. See docs/data.md, "Measured k-space"."""
+
+    val: list[int] = checked(factory=lambda: [4], check=each(integer(ge=0, le=9)))
+    test: list[int] = checked(factory=lambda: [0, 9], check=each(integer(ge=0, le=9)))
+    phantom: bool = True  # add the twix phantom slice to the test split
+
+
+@dataclass
 class PrepareConfig:
     """How `mrdistill prepare` turns image volumes into a k-space slice data set (all of it is
     recorded in the data set's prepare.json)."""
@@ -120,10 +131,16 @@ class DataConfig:
     labeled_train_slices: int | None = checked(None, COUNT)
     mask: MaskConfig = checked(factory=MaskConfig)
     # Where slices come from: "embedded" (the corpus of `sources`), "fastmri" (HDF5 folders under
-    # `path`, see `fastmri`) or "prepared" (a folder written by `mrdistill prepare`).
-    dataset: str = checked("embedded", one_of("embedded", "fastmri", "prepared"))
+    # `path`, see `fastmri`), "prepared" (a folder written by `mrdistill prepare`) or "measured"
+    # (real raw k-space from `prepare --from measured`; `path` defaults to mrdistill's cache).
+    dataset: str = checked("embedded", one_of("embedded", "fastmri", "prepared", "measured"))
     path: str | None = None
     fastmri: FastMRIConfig = checked(factory=FastMRIConfig)
+    measured: MeasuredConfig = checked(factory=MeasuredConfig)
+    # Coil sensitivities of multi-coil files: "ratio" (calibration region / its RSS, no
+    # dependency) or "espirit" (sigpy's ESPIRiT, ~20 s per 13-coil 224^2 slice on one core;
+    # kept per slice once computed). See data/coils.py.
+    coil_maps: str = checked("ratio", one_of("ratio", "espirit"))
     superres: SuperResConfig | None = None  # super-resolution instead of reconstruction when set
     # Training-batch loading processes (0: in the training process). Results do not depend on it:
     # every sample is seeded by itself, and workers are seeded from the run seed.

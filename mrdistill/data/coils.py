@@ -8,6 +8,9 @@ do not ring, and everything else is zeroed. The inverse FFT gives smooth low-res
 images I_c; the sensitivities are S_c = I_c / sqrt(sum_c |I_c|^2 + eps^2), so sum_c |S_c|^2 = 1
 wherever there is signal. This is the ratio ("low-resolution division") estimate that E2E-VarNet
 uses to initialise its sensitivity network; it needs no iterations and no extra parameters.
+`method="espirit"` runs ESPIRiT (`physics.espirit`, sigpy) on the largest calibration block
+centred on the k-space centre instead: more accurate at the edges of the object, zero outside it,
+and ~20 s per 13-coil 224 x 224 slice on one core.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mrdistill.errors import MrdistillError
+from mrdistill.errors import MrdistillError, check_choice
+from mrdistill.physics.espirit import espirit_maps
 from mrdistill.physics.fft import ifft2c
+
+COIL_MAP_METHODS = ("ratio", "espirit")
 
 _MIN_CALIBRATION_LINES = 2
 _EPS_RELATIVE = 1e-3  # eps = this x the largest low-resolution RSS value: keeps background finite
@@ -61,20 +67,34 @@ def _hann(n: int) -> Tensor:
     return torch.from_numpy(np.hanning(n + 2)[1:-1].astype(np.float32))
 
 
-def estimate_smaps(kspace: Tensor, mask: Tensor) -> Tensor:
+def _centred_width(run: slice, n: int) -> int:
+    """The widest even block centred on index n // 2 that lies inside the run (sigpy's crop)."""
+    if run == slice(None):
+        return n
+    return 2 * min(n // 2 - run.start, run.stop - n // 2)
+
+
+def estimate_smaps(kspace: Tensor, mask: Tensor, method: str = "ratio") -> Tensor:
     """Coil sensitivities from the calibration region (see module docstring).
 
     kspace: complex (..., C, H, W) centred k-space (full or undersampled; only the calibration
     region is used). mask: the centred sampling mask ((..., 1, W) or (..., H, W)).
-    Returns complex64 (..., C, H, W) with sum_c |S_c|^2 = 1 where the low-resolution RSS is
-    well above eps. Raises `MrdistillError` if the mask has no calibration region.
+    method: "ratio" or "espirit". Returns complex64 (..., C, H, W) with sum_c |S_c|^2 = 1 where
+    the low-resolution RSS is well above eps (ESPIRiT: inside the object, 0 outside). Raises
+    `MrdistillError` if the mask has no calibration region (or ESPIRiT's sigpy is missing).
     """
+    check_choice("data.coil_maps", method, COIL_MAP_METHODS)
     rows, cols = calibration_region(mask)
     width = cols.stop - cols.start
     if width < _MIN_CALIBRATION_LINES:
         raise MrdistillError(
             f"the mask has {width} fully sampled central column(s); coil sensitivity estimation "
             f"needs at least {_MIN_CALIBRATION_LINES} (use a mask with a centre band)")
+    if method == "espirit":
+        h, w = kspace.shape[-2:]
+        calib = min(_centred_width(rows, h), _centred_width(cols, w))
+        flat = kspace.reshape(-1, *kspace.shape[-3:])
+        return torch.stack([espirit_maps(k, calib) for k in flat]).reshape(kspace.shape)
     taper = _hann(width).to(kspace.device)[None, :]
     if rows != slice(None):
         taper = _hann(rows.stop - rows.start).to(kspace.device)[:, None] * taper

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mrdistill.config import DataConfig
-from mrdistill.data.coils import combine_coils, estimate_smaps, rss
+from mrdistill.data.coils import calibration_region, combine_coils, estimate_smaps, rss
 from mrdistill.data.crop import center_crop, clamp_crop_size
 from mrdistill.data.fastmri_index import index_folder
 from mrdistill.data.fastmri_io import TARGET_KEYS, VolumeInfo, open_h5
@@ -45,6 +45,7 @@ from mrdistill.physics.fft import fft2c, ifft2c, image_to_network
 from mrdistill.physics.masks import MaskSeed, fastmri_seed, make_mask, stable_seed
 
 COIL_MODES = ("combine", "multi")
+_ESPIRIT_KEPT = 256  # ESPIRiT maps kept per data set (13 coils x 224^2: 5 MB each)
 
 
 def target_key(info: VolumeInfo, challenge: str | None) -> str | None:
@@ -85,6 +86,7 @@ class FastMRISliceDataset(Dataset):
         self.slice_ids = np.asarray([s for _, s in items], dtype=np.int32)
         self.epoch = 0
         self._scales: dict[int, float] = {}
+        self._espirit: dict[tuple[int, int, str], torch.Tensor] = {}
 
     def __len__(self) -> int:
         return int(self.vol_ids.shape[0])
@@ -188,6 +190,19 @@ class FastMRISliceDataset(Dataset):
             mask[..., right:] = 0
         return mask
 
+    def _smaps(self, v: int, s: int, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`estimate_smaps` by `data.coil_maps`; ESPIRiT maps (seconds per slice) are kept per
+        (volume, slice, calibration region), the ratio maps (milliseconds) are not."""
+        method = self.cfg.coil_maps
+        if method != "espirit":
+            return estimate_smaps(kspace, mask, method)
+        key = (v, s, str(calibration_region(mask)))
+        if key not in self._espirit:
+            if len(self._espirit) >= _ESPIRIT_KEPT:
+                self._espirit.pop(next(iter(self._espirit)))
+            self._espirit[key] = estimate_smaps(kspace, mask, method)
+        return self._espirit[key]
+
     def __getitem__(self, i: int) -> Sample:
         v, s = int(self.vol_ids[i]), int(self.slice_ids[i])
         info = self.volumes[v]
@@ -199,7 +214,7 @@ class FastMRISliceDataset(Dataset):
         smaps = None
         if info.coils:
             try:
-                smaps = estimate_smaps(kspace, mask)
+                smaps = self._smaps(v, s, kspace, mask)
             except MrdistillError as exc:
                 raise MrdistillError(f"{info.path}: {exc}") from None
             if self.cfg.fastmri.coil_mode == "combine":

@@ -108,17 +108,21 @@ def parse_ismrmrd_header(xml: bytes | str) -> EncodingInfo:
 
 
 def ismrmrd_header_xml(encoded: tuple[int, int], recon: tuple[int, int],
-                       pe_center: int | None = None, pe_maximum: int | None = None) -> str:
+                       pe_center: int | None = None, pe_maximum: int | None = None,
+                       fov_mm: tuple[float, float, float] | None = None) -> str:
     """A minimal ismrmrd XML header with the fields fastMRI readers use.
 
     encoded/recon: (x, y) = (H, W) matrix sizes; the phase-encode limits default to a full,
-    unpadded acquisition (center y // 2, maximum y - 1).
+    unpadded acquisition (center y // 2, maximum y - 1); fov_mm: the (x, y, z = slice thickness)
+    field of view of both spaces in mm, where it is known (fastMRI readers do not need it).
     """
     center = encoded[1] // 2 if pe_center is None else pe_center
     maximum = encoded[1] - 1 if pe_maximum is None else pe_maximum
+    fov = "" if fov_mm is None else ("<fieldOfView_mm>" + "".join(
+        f"<{a}>{v:g}</{a}>" for a, v in zip("xyz", fov_mm)) + "</fieldOfView_mm>")
 
     def size(x: int, y: int) -> str:
-        return f"<matrixSize><x>{x}</x><y>{y}</y><z>1</z></matrixSize>"
+        return f"<matrixSize><x>{x}</x><y>{y}</y><z>1</z></matrixSize>{fov}"
 
     return ('<?xml version="1.0" encoding="utf-8"?>\n'
             '<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>'

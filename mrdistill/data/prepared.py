@@ -202,18 +202,26 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
 
 
-def read_manifest(root: str | Path) -> dict[str, Any]:
-    """The prepare.json of a prepared folder; `MrdistillError` if it is missing or foreign."""
-    path = Path(root) / MANIFEST
+def read_format_json(path: Path, fmt: str, missing: str) -> dict[str, Any]:
+    """A JSON manifest whose "format" is `fmt`; `MrdistillError` with `missing` when there is no
+    such file, or naming the file when it is unreadable or of another format."""
     if not path.is_file():
-        raise MrdistillError(f"{root}: no {MANIFEST} (not a folder written by `mrdistill prepare`)")
+        raise MrdistillError(missing)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise MrdistillError(f"{path}: unreadable ({describe_exception(exc)})") from None
-    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise MrdistillError(f"{path}: not a {MANIFEST_FORMAT} manifest (format {found!r})")
+        raise MrdistillError(f"{path}: not a {fmt} manifest (format {found!r})")
+    return doc
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """The prepare.json of a prepared folder; `MrdistillError` if it is missing or foreign."""
+    path = Path(root) / MANIFEST
+    doc = read_format_json(path, MANIFEST_FORMAT,
+                           f"{root}: no {MANIFEST} (not a folder written by `mrdistill prepare`)")
     if doc.get("mode") not in ("real", "complex"):
         raise MrdistillError(f"{path}: 'mode' must be real or complex, got {doc.get('mode')!r}")
     coils = doc.get("coils")

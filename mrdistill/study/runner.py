@@ -109,7 +109,8 @@ def run_study(cfg: StudyConfig, on_cell: Callable[[Cell, bool], None] | None = N
         by_name = {c.key.split("/", 1)[1]: c for c in cells}
         for name, metrics in summary.items():
             c = by_name.get(name)
-            row = {"acceleration": acc, "row": c.label if c else "ZF",
+            # rows without a cell: "ZF" and the classical baselines of multi-coil data (CG-SENSE, ...)
+            row = {"acceleration": acc, "row": c.label if c else name,
                    "teacher": c.variant if c else "-", "seed": c.seed if c else "",
                    "cell": str(c.run_dir) if c else ""}
             for m, (mean, two_sd) in metrics.items():

@@ -31,14 +31,18 @@ def _fmt(value: float | None, metric: str) -> str:
 
 def acceleration_table(rows: Sequence[Row], acc: float, labels: Sequence[str],
                        metrics: Sequence[str]) -> str:
-    """Markdown: rows ZF, Teacher, Student, methods; cells "Std-KD -> SFT-KD" (one value for ZF and
-    the student), each the mean over seeds of the volume-mean metric."""
+    """Markdown: rows ZF, the classical baselines (multi-coil data), Teacher, Student, methods;
+    cells "Std-KD -> SFT-KD" (one value for ZF, the baselines and the student), each the mean over
+    seeds of the volume-mean metric."""
     lines = ["| | " + " | ".join(HEADERS.get(m, m) for m in metrics) + " |",
              "|---|" + "---|" * len(metrics)]
-    for label in ["ZF", "Teacher", "Student", *labels]:
+    fixed = {"ZF", "Teacher", "Student", *labels}
+    baselines = list(dict.fromkeys(r["row"] for r in rows if r["acceleration"] == acc
+                                   and r["teacher"] == "-" and r["row"] not in fixed))
+    for label in ["ZF", *baselines, "Teacher", "Student", *labels]:
         cells = []
         for m in metrics:
-            if label in ("ZF", "Student"):
+            if label in ("ZF", "Student", *baselines):
                 cells.append(_fmt(seed_mean(rows, acc, label, "-", m), m))
             else:
                 std, sft = (seed_mean(rows, acc, label, v, m) for v in ("std", "sft"))

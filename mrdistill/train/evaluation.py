@@ -1,7 +1,14 @@
-"""Evaluate several models on one test set and write the run's report, tables and figures."""
+"""Evaluate several models on one test set and write the run's report, tables and figures.
+
+On multi-coil k-space every table also gets the classical rows a scanner would offer next to
+zero-filled: CG-SENSE, and L1-wavelet where sigpy is installed (`models.classical`), so a
+learned model is measured against them; on single-coil data they are left out with a note
+(CG-SENSE with one coil is the zero-filled image scaled by 1 / (1 + lam)).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +22,7 @@ from mrdistill.eval.metrics import slice_metrics, volume_metrics
 from mrdistill.eval.report import (markdown_table, summarise, write_metrics_json,
                                    write_per_slice_csv, write_report_md)
 from mrdistill.models import count_parameters
+from mrdistill.models.classical import CLASSICAL, ClassicalRecon
 from mrdistill.train.inference import VolumeRecon, fast_seconds_per_slice, reconstruct
 
 DEFAULT_METRICS = ("psnr", "ssim", "nmse", "hfen")
@@ -30,17 +38,58 @@ class Evaluation:
     fast_ms_per_slice: dict[str, float] = field(default_factory=dict)  # models with a fast path
     params: dict[str, int] = field(default_factory=dict)
     recons: dict[str, dict[str, VolumeRecon]] = field(default_factory=dict)
+    classical: list[str] = field(default_factory=list)  # rows of `classical_baselines`
+    notes: list[str] = field(default_factory=list)  # what the report should say about the rows
+
+
+def _coils(dataset: Dataset) -> int | None:
+    """The coil count of the data set's k-space (its first item); None for data that are not
+    k-space reconstruction data (super-resolution: the input is a smaller image) or empty."""
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        return None
+    first = dataset[0]
+    kspace, zero_filled = getattr(first, "kspace", None), getattr(first, "zero_filled", None)
+    if kspace is None or kspace.dim() != 3 or zero_filled is None or zero_filled.shape[-2:] != kspace.shape[-2:]:
+        return None
+    return int(kspace.shape[0])
+
+
+def classical_baselines(dataset: Dataset) -> tuple[dict[str, nn.Module], list[str]]:
+    """The classical rows for this data set ({row name: module}) and notes on them: CG-SENSE and
+    (with sigpy) L1-wavelet on multi-coil k-space, none on single-coil data (with a note saying
+    why) or on super-resolution data (no note)."""
+    coils = _coils(dataset)
+    if coils is None:
+        return {}, []
+    if coils < 2:
+        return {}, ["no CG-SENSE row: single-coil data (with one coil CG-SENSE is the zero-filled "
+                    "image scaled by 1 / (1 + lam))"]
+    rows: dict[str, nn.Module] = {CLASSICAL["cg_sense"]: ClassicalRecon("cg_sense")}
+    notes = ["CG-SENSE: Tikhonov-regularised SENSE by conjugate gradients with the data set's coil maps"]
+    if importlib.util.find_spec("sigpy") is not None:
+        rows[CLASSICAL["l1_wavelet"]] = ClassicalRecon("l1_wavelet")
+        notes.append("L1-wavelet: sigpy's L1WaveletRecon with the same maps")
+    else:
+        notes.append("no L1-wavelet row: it needs sigpy (pip install 'mrdistill[measured]')")
+    return rows, notes
 
 
 def evaluate_models(models: dict[str, nn.Module | None], dataset: Dataset,
                     device: str | torch.device = "cpu",
-                    metrics: tuple[str, ...] = DEFAULT_METRICS, time_fast_path: bool = False) -> Evaluation:
+                    metrics: tuple[str, ...] = DEFAULT_METRICS, time_fast_path: bool = False,
+                    baselines: bool = True) -> Evaluation:
     """Reconstruct `dataset` with each model (None = zero-filled) and score every volume.
 
     time_fast_path: also time `optimise_for_inference` of each model that has a fast CPU path
     (DC-CNN), reported as "fast ms/slice"; the scores always come from the eager model.
+    baselines: add the classical rows of `classical_baselines` after the zero-filled ones.
     """
     ev = Evaluation()
+    if baselines:
+        extra, ev.notes = classical_baselines(dataset)
+        ev.classical = list(extra)
+        plain = {k: m for k, m in models.items() if m is None}
+        models = {**plain, **extra, **{k: m for k, m in models.items() if m is not None}}
     for name, model in models.items():
         recons, sec = reconstruct(model, dataset, device)
         ev.recons[name] = recons
@@ -63,8 +112,9 @@ def evaluate_models(models: dict[str, nn.Module | None], dataset: Dataset,
 def extra_columns(ev: Evaluation) -> dict[str, dict[str, str]]:
     """Parameters and ms per slice (eager, and the fast path where any model was timed on it) for
     the report table ("-" where a model has none)."""
+    timed = {n for n in ev.per_volume if ev.params[n] or n in ev.classical}
     columns = {name: {"params": f"{ev.params[name]:,}" if ev.params[name] else "-",
-                      "ms/slice": f"{ev.ms_per_slice[name]:.2f}" if ev.params[name] else "-"}
+                      "ms/slice": f"{ev.ms_per_slice[name]:.2f}" if name in timed else "-"}
                for name in ev.per_volume}
     if ev.fast_ms_per_slice:
         for name, row in columns.items():
@@ -88,7 +138,7 @@ def write_evaluation(run_dir: Path, ev: Evaluation, title: str, notes: list[str]
     table = markdown_table(summary, extra=extra)
     write_metrics_json(run_dir / "metrics.json", summary, extra=extra)
     write_per_slice_csv(run_dir / "per_slice.csv", ev.per_slice)
-    write_report_md(run_dir / "report.md", title, table, notes)
+    write_report_md(run_dir / "report.md", title, table, [*notes, *ev.notes])
     first = next(iter(ev.recons.values()))
     models = [n for n in ev.recons if n != zero_filled]
     drawn = []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from dataclasses import replace
+
 from pathlib import Path
 
 import h5py
@@ -193,6 +196,20 @@ def test_multicoil_samples(tmp_path, coil_mode):
         assert s.zero_filled.shape == (6, 32, 24)
         batch = collate_samples([s, s])
         assert batch.smaps.shape == (2, 3, 32, 24)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sigpy") is None, reason="sigpy not installed")
+def test_espirit_coil_maps_are_computed_once_per_slice(tmp_path):
+    folder = write_fastmri_folder(tmp_path / "mc", 1, slices=1, coils=3, height=32, width=32)
+    vols = index_folder(folder, tmp_path / "cache").volumes
+    wide = MaskConfig(kind="equispaced_fraction", acceleration=2.0, center_fraction=0.4)
+    cfg = replace(data_cfg(tmp_path, coil_mode="multi"), mask=wide)
+    ratio = FastMRISliceDataset(vols, cfg, "val")[0].smaps
+    esp = FastMRISliceDataset(vols, replace(cfg, coil_maps="espirit"), "val")
+    first, again = esp[0].smaps, esp[0].smaps
+    assert first.shape == ratio.shape == (3, 32, 32) and again is first
+    assert not torch.allclose(first, ratio, atol=1e-3)
+    np.testing.assert_allclose((first.abs() ** 2).sum(0).numpy(), 1.0, atol=1e-3)
 
 
 def test_make_datasets_dispatch_and_val_test_halves(tmp_path):

@@ -1,0 +1,130 @@
+"""Score reconstructions on the real measured k-space, per image: zero-filled, CG-SENSE,
+L1-wavelet (with sigpy) and any checkpoints, at 4x and 8x with fastMRI's masks.
+
+Usage:
+    OMP_NUM_THREADS=1 python benchmarks/measured_eval.py [--coil-maps ratio|espirit] [--no-l1]
+        [--checkpoint NAME=PATH ...] [--out benchmarks/results/measured_eval]
+
+Needs `mrdistill prepare --from measured` first (or `--data FOLDER`). Images: pyqmri's 10 flip
+angles of one in-vivo brain slice (13 coils, 224 x 224) and the twix phantom (2 coils, 160 x 160).
+Masks: fastMRI's `random` sampler, 8 % centre at 4x, 4 % at 8x, seeded by the file name as
+fastMRI validates, so every flip angle shares one mask. Metrics: fastMRI's PSNR and SSIM per image
+(data range: the file's volume max over all flip angles). A checkpoint is run on the coils it was
+trained for: models that take coil maps (MoDL) or estimate them (VarNet) get all coils and the
+maps (`coil_mode: multi`), single-coil models (DC-CNN) the sensitivity-weighted combination
+(`coil_mode: combine`), in the data mode (real/complex) the checkpoint records.
+Writes `<out>.json` (every per-image row) and `<out>.md` (tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mrdistill.config import DataConfig, FastMRIConfig, MaskConfig  # noqa: E402
+from mrdistill.data.fastmri import FastMRISliceDataset  # noqa: E402
+from mrdistill.data.fastmri_index import index_folder  # noqa: E402
+from mrdistill.data.measured import measured_dir, read_measured_manifest  # noqa: E402
+from mrdistill.machine import cpu_model  # noqa: E402
+from mrdistill.models.classical import ClassicalRecon  # noqa: E402
+from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from mrdistill.train.evaluation import evaluate_models  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SETTINGS = {4: 0.08, 8: 0.04}  # fastMRI's centre fractions
+
+
+def _dataset(folder: Path, accel: int, coil_mode: str, mode: str, coil_maps: str) -> FastMRISliceDataset:
+    cfg = DataConfig(mode=mode, coil_maps=coil_maps,
+                     mask=MaskConfig(kind="random", acceleration=accel, center_fraction=SETTINGS[accel]),
+                     fastmri=FastMRIConfig(challenge="multicoil", coil_mode=coil_mode, cache_dir=""))
+    volumes = index_folder(folder, "").volumes
+    return FastMRISliceDataset(volumes, cfg, "test", challenge="multicoil")
+
+
+def _checkpoint(spec: str):
+    name, _, path = spec.partition("=")
+    if not path:
+        raise SystemExit(f"--checkpoint wants NAME=PATH, got {spec!r}")
+    ckpt = load_checkpoint(path)
+    model = model_from_checkpoint(ckpt, path)
+    data = ckpt.get("data") or {}
+    mode = data.get("mode", "complex")
+    takes_coils = getattr(model, "accepts_smaps", False) or ckpt["model_name"] == "varnet"
+    return name, model, ("multi" if takes_coils else "combine"), mode
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, help="measured folder (default: mrdistill's cache)")
+    ap.add_argument("--coil-maps", choices=("ratio", "espirit"), default="ratio")
+    ap.add_argument("--no-l1", action="store_true", help="leave out the L1-wavelet row (slow)")
+    ap.add_argument("--checkpoint", action="append", default=[], help="NAME=PATH (repeatable)")
+    ap.add_argument("--accelerations", default="4,8")
+    ap.add_argument("--out", default=str(RESULTS / "measured_eval"))
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    folder = Path(args.data) if args.data else measured_dir()
+    read_measured_manifest(folder)
+    models = [_checkpoint(s) for s in args.checkpoint]
+    rows: list[dict] = []
+    seconds: dict[str, float] = {}
+    for accel in [int(a) for a in args.accelerations.split(",")]:
+        t = time.perf_counter()
+        base = _dataset(folder, accel, "multi", "complex", args.coil_maps)
+        if args.no_l1:
+            ev = evaluate_models({"zero-filled": None, "CG-SENSE": ClassicalRecon("cg_sense")}, base,
+                                 baselines=False)
+        else:
+            ev = evaluate_models({"zero-filled": None}, base)
+        evals = [ev]
+        for name, model, coil_mode, mode in models:
+            evals.append(evaluate_models({name: model}, _dataset(folder, accel, coil_mode, mode, args.coil_maps),
+                                         baselines=False))
+        for e in evals:
+            for r in e.per_slice:
+                rows.append({"acceleration": accel, **r})
+            for name, ms in e.ms_per_slice.items():
+                seconds[f"{accel}x {name}"] = round(ms / 1000, 2)
+        print(f"{accel}x done in {time.perf_counter() - t:.0f} s")
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    doc = {"command": "OMP_NUM_THREADS=1 python benchmarks/measured_eval.py " + " ".join(sys.argv[1:]),
+           "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+                       "threads": torch.get_num_threads()},
+           "coil_maps": args.coil_maps, "masks": {f"{a}x": {"kind": "random", "center_fraction": c}
+                                                  for a, c in SETTINGS.items()},
+           "seconds_per_slice": seconds, "rows": rows}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
+    lines = [f"# Measured k-space, per image ({args.coil_maps} coil maps)", "",
+             f"`{doc['command']}` on {doc['machine']['cpu']}, {doc['machine']['threads']} thread(s).", ""]
+    for accel in sorted({r["acceleration"] for r in rows}):
+        lines += [f"## {accel}x (fastMRI random mask, centre {SETTINGS[accel]:g}); PSNR dB / SSIM", "",
+                  "| image | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        images = list(dict.fromkeys((r["volume"], r["slice"]) for r in rows if r["acceleration"] == accel))
+        table = {(r["volume"], r["slice"], r["model"]): r for r in rows if r["acceleration"] == accel}
+        for vol, s in images:
+            cells = [f"{table[(vol, s, n)]['psnr']:.2f} / {table[(vol, s, n)]['ssim']:.3f}"
+                     if (vol, s, n) in table else "-" for n in names]
+            lines.append(f"| {vol} {s} | " + " | ".join(cells) + " |")
+        means = []
+        for n in names:
+            got = [r for r in rows if r["acceleration"] == accel and r["model"] == n and r["volume"] != "twix_gre"]
+            means.append(f"{np.mean([r['psnr'] for r in got]):.2f} / {np.mean([r['ssim'] for r in got]):.3f}"
+                         if got else "-")
+        lines += ["| mean of pyqmri's 10 | " + " | ".join(means) + " |", ""]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
