@@ -10,6 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import mrdistill.accel as accel
 import mrdistill.cli.main as cli_main
 from mrdistill.cli.listing import REGISTRIES, registered_names
 from mrdistill.distill import list_kd
@@ -72,7 +73,7 @@ def test_importing_main_changes_no_process_setting() -> None:
 
 def test_process_settings_only_in_the_program_and_only_for_training(monkeypatch, tmp_path, capsys) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(cli_main, "retain_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(accel, "retain_freed_memory", lambda: calls.append(1) or True)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.setattr(sys, "argv", ["mrdistill", "list"])
     assert cli_main.entry() == 0 and calls == [] and "OMP_WAIT_POLICY" not in os.environ
