@@ -87,6 +87,27 @@ def check_output_path(path: str | os.PathLike[str], inputs: Iterable[str | os.Pa
     return out
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` name one file (the same path resolved, or a hard link to it)."""
+    if _resolved(a) == _resolved(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist
+        return False
+
+
+def check_output_file(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """Refuse an output file that is (by path, link or hard link) an input of the same command or
+    lies inside an input folder: no flag makes an input an output. Returns the path as given."""
+    out = Path(path)
+    for item in inputs:
+        if _same_file(out, Path(item)) or _within(_resolved(out), _resolved(item)):
+            raise MrdistillError(f"{out}: the output is the input {item}; an input is never "
+                                 f"overwritten, choose another output file")
+    return out
+
+
 def check_writable(path: str | os.PathLike[str]) -> None:
     """Refuse an output folder `path` (existing or to be created) that cannot be written: its
     nearest existing folder is a file or not writable for this user. No side effects, so commands
