@@ -19,6 +19,7 @@ from mrdistill.cli import demo, distill, evaluate, listing, train
 from mrdistill.cli import study
 from mrdistill.cli import benchmark, export, predict, prepare
 from mrdistill.errors import MrdistillError
+from mrdistill.rundir import release_locks
 from mrdistill.train.distributed import shutdown
 
 COMMANDS = (demo, train, distill, evaluate, listing, study, predict, prepare, export, benchmark)
@@ -28,7 +29,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse with its errors as `MrdistillError`: one line, exit code 2, like every bad input."""
 
     def error(self, message: str) -> NoReturn:
-        raise MrdistillError(f"{self.prog}: {message} (see {self.prog} --help)")
+        # The line starts with "mrdistill: error:" already: name only the subcommand, if any.
+        command = self.prog.removeprefix("mrdistill").strip()
+        raise MrdistillError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +79,7 @@ def _run(argv: list[str] | None) -> int:
         print("mrdistill: interrupted", file=sys.stderr)
         return 130
     finally:
+        release_locks()  # the command no longer writes its output folders
         shutdown()  # leave torchrun's process group, if this run joined one
 
 
