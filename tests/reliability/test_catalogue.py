@@ -22,13 +22,13 @@ TRAIN_VALUES = [
     ("optim.lr", "0", "optim.lr"), ("optim.lr", ".nan", "optim.lr"), ("optim.lr", ".inf", "optim.lr"),
     ("optim.lr", "fast", "optim.lr: expected a number"), ("optim.lr", "[1]", "optim.lr"),
     ("optim.lr", "true", "optim.lr"), ("optim.lr", "null", "optim.lr"),
-    ("optim.batch_size", "0", "optim.batch_size: expected an integer >= 1"),
+    ("optim.batch_size", "0", "optim.batch_size: expected an integer in [1, 65536]"),
     ("optim.batch_size", "-4", "optim.batch_size"), ("optim.batch_size", "2.5", "optim.batch_size"),
     ("optim.batch_size", "true", "optim.batch_size"), ("optim.batch_size", "four", "optim.batch_size"),
-    ("optim.epochs", "0", "optim.epochs: expected an integer >= 1"), ("optim.epochs", "-3", "optim.epochs"),
+    ("optim.epochs", "0", "optim.epochs: expected an integer in [1, 100000]"), ("optim.epochs", "-3", "optim.epochs"),
     ("optim.epochs", "true", "optim.epochs: expected an integer, got true"),
     ("optim.epochs", "1.5", "optim.epochs"), ("optim.epochs", "null", "optim.epochs"),
-    ("optim.max_steps", "-1", "optim.max_steps: expected an integer >= 1"),
+    ("optim.max_steps", "-1", "optim.max_steps: expected an integer in [1, 1000000000]"),
     ("optim.max_steps", "0", "optim.max_steps"), ("optim.max_steps", "false", "optim.max_steps"),
     ("optim.grad_clip", "-1", "optim.grad_clip: expected a finite number > 0"),
     ("optim.grad_clip", "0", "optim.grad_clip"), ("optim.grad_clip", ".nan", "optim.grad_clip"),
@@ -41,7 +41,7 @@ TRAIN_VALUES = [
     ("name", "/tmp/elsewhere", "name"), ("name", "..", "name"), ("name", ".", "name"),
     ("name", "a/b", "name"), ("name", "null", "name: expected a string, got null"),
     ("name", "[a]", "name"), ("out_dir", '""', "out_dir"),
-    ("data.image_size", "0", "data.image_size: expected an integer >= 8"),
+    ("data.image_size", "0", "data.image_size: expected an integer in [8, 8192]"),
     ("data.image_size", "4", "data.image_size"), ("data.image_size", "-32", "data.image_size"),
     ("data.mask.acceleration", "1", "data.mask.acceleration: expected a finite number > 1"),
     ("data.mask.acceleration", "0.5", "data.mask.acceleration"),
@@ -64,7 +64,7 @@ TRAIN_VALUES = [
     ("data.superres.scale", "1", "data.superres.scale"),
     ("model.kwargs", "[1, 2]", "model.kwargs: expected a mapping"),
     ("model.kwargs", "cascades", "model.kwargs: expected a mapping"),
-    ("model.kwargs.cascades", "-1", "model.kwargs.cascades: expected an integer >= 1"),
+    ("model.kwargs.cascades", "-1", "model.kwargs.cascades: expected an integer in [1, 10000]"),
     ("model.kwargs.cascades", "0", "model.kwargs.cascades"),
     ("model.kwargs.cascades", "five", "model.kwargs.cascades: expected an integer"),
     ("model.kwargs.cascades", "[1, 2]", "model.kwargs.cascades"),
@@ -83,9 +83,22 @@ TRAIN_VALUES = [
     ("selfsup.checkpoint", "middle", "selfsup.checkpoint"), ("selfsup.method", "magic", "selfsup.method"),
     ("sft.teacher_weight", "-1", "sft.teacher_weight"),
     ("sft.student.kwargs.cascades", "-2", "sft.student.kwargs.cascades"),
+    # every count has an upper bound (issue 27: 10**40 epochs ran for ever)
+    ("optim.epochs", "10000000000000000000000000000000000000000", "optim.epochs: expected an integer in [1, 100000]"),
+    ("optim.max_steps", "1e12", "optim.max_steps"), ("optim.batch_size", "1000000", "optim.batch_size"),
+    ("optim.checkpoint_every", "1e40", "optim.checkpoint_every"), ("optim.patience", "1e9", "optim.patience"),
+    ("data.coils", "1000", "data.coils: expected an integer in [1, 128]"), ("data.slab", "1e40", "data.slab"),
+    ("data.image_size", "100000", "data.image_size"), ("data.num_workers", "100000", "data.num_workers"),
+    ("data.mask.center_lines", "1e30", "data.mask.center_lines"), ("selfsup.teachers", "1000", "selfsup.teachers"),
+    ("model.kwargs.channels", "1000000", "model.kwargs.channels: expected an integer in [1, 10000]"),
     ("imgsize", "3", "unknown key 'imgsize'"), ("data.imgsize", "3", "data: unknown key 'imgsize'"),
     ("optim.learning_rate", "1e-3", "optim: unknown key 'learning_rate'"),
 ]
+
+# "billion laughs": 9**9 strings behind one alias (issue 27: MemoryError after 70 s)
+BOMB = "".join([f"l{i}: &l{i} [{', '.join(['lol' if i == 0 else f'*l{i - 1}'] * 9)}]\n" for i in range(9)]
+               + ["name: *l8\n"])
+FLOW_BOMB = "[" + ", ".join(f"&l{i} [{', '.join(['lol' if i == 0 else f'*l{i - 1}'] * 9)}]" for i in range(9)) + "]"
 
 DISTILL_VALUES = [
     ("distill.teacher", "{e.root}/missing.pt", "checkpoint not found"),
@@ -94,7 +107,7 @@ DISTILL_VALUES = [
     ("distill.init", "{e.root}/missing.pt", "checkpoint not found"),
     ("distill.init_from_teacher", "everything", "distill.init_from_teacher"),
     ("distill.stages", "[]", "at least one stage"),
-    ("distill.stages", "[{{epochs: 0}}]", "distill.stages[0].epochs: expected an integer >= 1"),
+    ("distill.stages", "[{{epochs: 0}}]", "distill.stages[0].epochs: expected an integer in [1, 100000]"),
     ("distill.stages", "[{{epochs: true}}]", "distill.stages[0].epochs"),
     ("distill.stages", "[{{lr: -1}}]", "distill.stages[0].lr"),
     ("distill.stages", "[{{max_steps: -1}}]", "distill.stages[0].max_steps"),
@@ -128,6 +141,10 @@ CASES: list[Case] = (
         Case("train-config-is-a-folder", cmd_argv("train", "--config", "{e.scans}"), "scans: is a folder, not a config"),
         Case("train-config-python-tag", lambda e: (e.root / "t.yaml").write_text("seed: !!python/object/apply:os.getpid []\n")
              and ["train", "--config", e.root / "t.yaml"], "t.yaml: not valid YAML (could not determine a constructor"),
+        Case("train-config-alias-bomb", lambda e: (e.root / "bomb.yaml").write_text(BOMB) and
+             ["train", "--config", e.root / "bomb.yaml"], "bomb.yaml: the YAML expands to more than 100,000 values"),
+        Case("train-set-alias-bomb", train_argv("data.sources=" + FLOW_BOMB),
+             "--set data.sources: the YAML expands to more than"),
         Case("train-set-bad-yaml-value", train_argv("optim.lr=[1"), "--set optim.lr: not a valid YAML value"),
         Case("study-set-bad-yaml-value", cmd_argv("study", "--set", "seeds=[1"), "--set seeds: not a valid YAML value"),
         Case("train-config-bad-value-in-file", lambda e: (e.root / "v.yaml").write_text("optim: {lr: -1e-4}\n")
@@ -190,7 +207,7 @@ CASES: list[Case] = (
              "(or contains) the input"),
         Case("prepare-out-non-empty", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}"), "already holds results"),
         Case("prepare-coils-0", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--coils", "0"),
-             "--coils: expected an integer >= 1"),
+             "--coils: expected an integer in [1, 128]"),
         Case("prepare-slab-0", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--slab", "0"), "--slab"),
         Case("prepare-size-0", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--size", "0"), "--size"),
         Case("prepare-noise-negative", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--noise-std", "-1"),
@@ -221,7 +238,7 @@ CASES: list[Case] = (
         Case("predict-out-foreign-overwrite", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
                                                    "--out", "{e.runs}", "--overwrite"), "did not create"),
         Case("predict-batch-size-0", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
-                                          "--batch-size", "0"), "--batch-size: expected an integer >= 1"),
+                                          "--batch-size", "0"), "--batch-size: expected an integer in [1, 65536]"),
         Case("predict-batch-size-negative", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
                                                  "--out", "{e.runs}/o", "--batch-size", "-2"), "--batch-size"),
         Case("predict-acceleration-1", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
