@@ -33,6 +33,7 @@ from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.logging import check_tensorboard
 from mrdistill.train.loop import FitResult, fit
 from mrdistill.train.precision import check_precision
+from mrdistill.train.preflight import check_model_for_data
 from mrdistill.train.state import RunState
 from mrdistill.train.sft_run import sft_train
 from mrdistill.train.teachers import load_teacher, teacher_identity
@@ -56,10 +57,13 @@ RESUME_FREE_KEYS = ("device", "progress", "optim.checkpoint_every", "optim.check
 
 def validate_run(cfg: RunConfig) -> None:
     """Checks that need no data, run before the run folder is claimed: every model's arguments
-    against its constructor's signature."""
+    against its constructor's signature and its own checks, and against the data
+    (`preflight.check_model_for_data`)."""
     check_model_kwargs(cfg.model.name, cfg.model.kwargs, "model.kwargs")
+    check_model_for_data(cfg.model.name, cfg.model.kwargs, cfg.data, "model.kwargs")
     if cfg.sft is not None:
         check_model_kwargs(cfg.sft.student.name, cfg.sft.student.kwargs, "sft.student.kwargs")
+        check_model_for_data(cfg.sft.student.name, cfg.sft.student.kwargs, cfg.data, "sft.student.kwargs")
     if cfg.data.dataset == "embedded" and cfg.data.superres is None:
         check_mask(cfg.data.mask, cfg.data.image_size)
     for i, stage in enumerate(cfg.distill.stages if cfg.distill is not None else []):

@@ -91,6 +91,12 @@ TRAIN_VALUES = [
     ("data.image_size", "100000", "data.image_size"), ("data.num_workers", "100000", "data.num_workers"),
     ("data.mask.center_lines", "1e30", "data.mask.center_lines"), ("selfsup.teachers", "1000", "selfsup.teachers"),
     ("model.kwargs.channels", "1000000", "model.kwargs.channels: expected an integer in [1, 10000]"),
+    # a model's own checks and model/data combinations, before the folder is claimed (issue 27)
+    ("model.kwargs.convs", "1", "model.kwargs: dccnn refuses these arguments (a cascade needs at least 2 convs"),
+    ("model.kwargs.activation", "sigmoid", "model.kwargs: unknown activation 'sigmoid'"),
+    ("model.kwargs.in_channels", "3", "model.kwargs: dccnn refuses these arguments (in_channels must be 1"),
+    ("model.kwargs.in_channels", "2", "model.kwargs: dccnn takes complex images (2 channels each), but data.mode is real"),
+    ("data.coils", "4", "model.kwargs: dccnn cannot take the data's 4 coil(s)"),
     ("imgsize", "3", "unknown key 'imgsize'"), ("data.imgsize", "3", "data: unknown key 'imgsize'"),
     ("optim.learning_rate", "1e-3", "optim: unknown key 'learning_rate'"),
 ]
