@@ -7,6 +7,7 @@ error maps of a few slices)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mrdistill.cli.common import add_device_arg
@@ -19,7 +20,8 @@ from mrdistill.eval.report import (markdown_table, summarise, write_metrics_json
 from mrdistill.train.checkpoint import load_model
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.file_evaluation import comparison_figures, evaluate_prediction_files
-from mrdistill.train.runs import baseline_for
+from mrdistill.train.runs import baseline_for, planned_epochs
+from mrdistill.train.state import run_progress
 from mrdistill.rundir import check_output_path, claim, open_output
 
 
@@ -78,8 +80,12 @@ def _run_mode(args: argparse.Namespace) -> int:
         test = make_task_datasets(cfg.data, cfg.seed)["test"]  # SR data for SR runs
         baseline, base_model = baseline_for(cfg)
         ev = evaluate_models({baseline: base_model, cfg.name: model}, test, cfg.device)
-        print(write_evaluation(out, ev, f"{cfg.name}: evaluation", [f"checkpoint: {args.checkpoint}"],
-                              zero_filled=baseline))
+        progress = run_progress(run_dir, planned_epochs(cfg))
+        notes = [f"checkpoint: {args.checkpoint}" + (f" ({progress} of the run)" if progress else "")]
+        print(write_evaluation(out, ev, f"{cfg.name}: evaluation", notes, zero_filled=baseline))
+        if progress:  # a killed (or still running) run: its checkpoint is not the final one
+            print(f"mrdistill: note: {run_dir} is {progress}; resume it with --resume to finish it",
+                  file=sys.stderr)
     print(f"\nwritten: {out}")
     return 0
 

@@ -208,6 +208,14 @@ def baseline_for(cfg: RunConfig) -> tuple[str, nn.Module | None]:
     return ("bicubic", Bicubic(sr.scale)) if sr is not None else ("zero-filled", None)
 
 
+def planned_epochs(cfg: RunConfig) -> list[int]:
+    """The epochs each stage of the run plans: a distillation's stages their own, else
+    `optim.epochs` (one stage)."""
+    if cfg.distill is not None and cfg.distill.stages:
+        return [stage.epochs for stage in cfg.distill.stages]
+    return [cfg.optim.epochs]
+
+
 def _test_report(cfg: RunConfig, run_dir: Path, model: nn.Module, test: SliceDataset,
                  title: str) -> str:
     if not distributed.is_main():
