@@ -18,7 +18,7 @@ from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.teacher_correction import TeacherCorrectionObjective
 from mrdistill.distill.init import init_from_teacher
 from mrdistill.device import resolve_device
-from mrdistill.distill.teacher_cache import CachedTeacher, check_cacheable
+from mrdistill.distill.teacher_cache import TeacherCache, cache_allowed
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.foreign import import_plugins
@@ -189,8 +189,10 @@ def run_state(cfg: RunConfig, out: OutputDir, resume: bool) -> Iterator[RunState
         run.log.close()
 
 
-def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObjective:
-    """The objective of one stage: task term plus the stage's weighted KD terms."""
+def build_objective(stage: StageConfig, teacher: nn.Module | None,
+                    cache: TeacherCache | None = None) -> DistillObjective:
+    """The objective of one stage: task term plus the stage's weighted KD terms (the frozen
+    teacher's outputs from `cache` when given; a teacher that learns never uses one)."""
     terms = {}
     for i, term in enumerate(stage.kd):
         key = term.name if term.name not in terms else f"{term.name}{i}"
@@ -198,7 +200,7 @@ def build_objective(stage: StageConfig, teacher: nn.Module | None) -> DistillObj
     if stage.teacher_correction is not None:  # the teacher learns while teaching
         assert teacher is not None
         return TeacherCorrectionObjective(teacher, terms, stage.task_weight, stage.teacher_correction)
-    return DistillObjective(teacher, terms, task_weight=stage.task_weight)
+    return DistillObjective(teacher, terms, task_weight=stage.task_weight, cache=cache)
 
 
 def baseline_for(cfg: RunConfig) -> tuple[str, nn.Module | None]:
@@ -290,8 +292,6 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
         teacher = load_teacher(cfg.distill.teacher, cfg.device)
     if adaptive is not None:
         check_adaptive(adaptive, teacher, cfg.data.mode)
-    if cfg.distill.cache_teacher:
-        check_cacheable(cfg.data)
     init = load_init(cfg)
     with claim_run(cfg, overwrite, "distill", resume) as out, run_state(cfg, out, resume) as run:
         return _distill(cfg, out, run, datasets, teacher, init)
@@ -319,7 +319,8 @@ def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, 
     # Undersampled-only slices (if any) are labelled by the teacher: the student sees them too.
     train_set = MixedDataset(data["train"], data["unlabeled"]) if "unlabeled" in data else data["train"]
     fits = []
-    cached: CachedTeacher | None = None
+    use_cache = cache_allowed(cfg.distill.cache_teacher, cfg.data, "distill.cache_teacher")
+    cache, cached_for = None, None  # one cache per teacher (a corrected teacher gets a new one)
     for k, stage in enumerate(cfg.distill.stages):
         done = run.completed_fit(k)
         if done is not None:  # finished before the checkpoint this run resumed from
@@ -327,12 +328,9 @@ def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, 
             continue
         if any(s.teacher_correction is not None for s in cfg.distill.stages[:k]):
             run.carry("teacher", teacher)  # corrected earlier: a resumed run gets its weights back
-        frozen = teacher
-        if cfg.distill.cache_teacher and stage.teacher_correction is None:  # a learning teacher: never
-            if cached is None or cached.teacher is not teacher:  # a corrected teacher: a new cache
-                cached = CachedTeacher(teacher)
-            frozen = cached
-        objective = build_objective(stage, frozen)
+        if use_cache and stage.teacher_correction is None and cached_for is not teacher:
+            cache, cached_for = TeacherCache(), teacher
+        objective = build_objective(stage, teacher, cache if stage.teacher_correction is None else None)
         fits.append(fit(student, objective, train_set, data["val"], cfg.optim, run_dir,
                         model_name=cfg.model.name, model_kwargs=cfg.model.kwargs,
                         seed=cfg.seed + k, val_metric=cfg.val_metric, device=cfg.device,
