@@ -181,7 +181,7 @@ class DistillConfig:
     init_from_teacher: str | None = checked(None, one_of("teacher_layers"))
     stages: list[StageConfig] = checked(factory=list)
     # Remember the frozen teacher's outputs per training slice (exact only with fixed training
-    # masks and no augmentation; refused otherwise). Stages whose teacher learns never use it.
+    # masks: with fresh masks caching is off, said once). Stages whose teacher learns never use it.
     cache_teacher: bool = False
     # Unsupervised mode: distil an "ensemble" teacher without targets (replaces `stages`).
     adaptive: AdaptiveConfig | None = None

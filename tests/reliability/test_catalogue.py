@@ -5,6 +5,7 @@ runs in seconds (the CLI is called in-process)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -167,6 +168,9 @@ CASES: list[Case] = (
              "refusing to replace"),
         Case("train-overwrite-a-folder-holding-the-data", train_argv(
             "data.dataset=prepared", "data.path={e.runs}/prev/data", "name=prev"), "(or contains) the input"),
+        Case("train-overwrite-a-marked-folder-holding-a-foreign-file", lambda e: (e.runs / "mine").mkdir() or
+             (e.runs / "mine" / ".mrdistill").write_text("") or (e.runs / "mine" / "thesis.tex").write_text("x")
+             and train_argv("name=mine")(e), "mine holds files mrdistill did not write: thesis.tex"),
         Case("train-no-such-argument", cmd_argv("train", "--config", CONFIGS / "kdmri_teacher.yaml", "--epochs", "3"),
              "unrecognized arguments: --epochs"),
         Case("train-no-config", cmd_argv("train"), "--config"),
@@ -305,6 +309,23 @@ CASES: list[Case] = (
                                                "{e.runs}/m.onnx"), "no.pt"),
         Case("export-garbage-checkpoint", cmd_argv("export", "{e.garbage}", "--format", "onnx",
                                                "--out", "{e.runs}/m.onnx"), "garbage.pt: not a PyTorch checkpoint (the file starts with text"),
+        Case("export-out-is-the-checkpoint", cmd_argv("export", "{e.ckpt}", "--format", "torchscript", "--out",
+                                                  "{e.ckpt}", "--overwrite"), "an input is never overwritten"),
+        Case("export-overwrite-a-foreign-file", cmd_argv("export", "{e.ckpt}", "--format", "torchscript", "--out",
+                                                     "{e.runs}/sentinel.txt", "--overwrite"),
+             "sentinel.txt was not written by mrdistill export"),
+        Case("predict-5d-nifti", lambda e: write_nifti_5d(e.root / "vec.nii") and
+             ["predict", e.root / "vec.nii", "--checkpoint", e.ckpt, "--out", e.runs / "o", "--no-progress"],
+             "vec.nii: a 5-D NIfTI of shape (8, 6, 3, 1, 2) holds more than one value"),
+        Case("predict-text-checkpoint", lambda e: (e.root / "log.pt").write_text("epoch,loss\n") and
+             ["predict", e.nifti, "--checkpoint", e.root / "log.pt", "--out", e.runs / "o"],
+             "log.pt: not a PyTorch checkpoint (the file starts with text 'epoch,loss')"),
+        Case("predict-truncated-checkpoint", lambda e: (e.root / "cut.pt").write_bytes(e.ckpt.read_bytes()[:3000])
+             and ["predict", e.nifti, "--checkpoint", e.root / "cut.pt", "--out", e.runs / "o"],
+             "cut.pt: the file is truncated or damaged"),
+        Case("evaluate-checkpoint-with-code", lambda e: write_pickle_with_code(e.run / "checkpoints" / "evil.pt")
+             and ["evaluate", "--run", e.run, "--checkpoint", "evil.pt"],
+             "evil.pt: refused to unpickle it (unsupported GLOBAL posix.system)"),
         Case("export-unknown-format", cmd_argv("export", "{e.ckpt}", "--format", "tflite", "--out", "{e.runs}/m"),
              "invalid choice: 'tflite'"),
         Case("export-out-is-the-sentinel", cmd_argv("export", "{e.ckpt}", "--format", "onnx", "--out",
@@ -339,6 +360,34 @@ CASES: list[Case] = (
         Case("unknown-command", cmd_argv("train-all"), "invalid choice: 'train-all'"),
     ]
 )
+
+
+def write_nifti_5d(path: Path) -> Path:
+    """A NIfTI whose fifth dimension holds two values (vector components)."""
+    import nibabel as nib
+    import numpy as np
+
+    data = np.arange(8 * 6 * 3 * 2, dtype=np.float32).reshape(8, 6, 3, 1, 2) + 1
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    return path
+
+
+def write_pickle_with_code(path: Path) -> Path:
+    """torch.save's zip layout with a pickle that would call os.system (never run)."""
+    import io
+    import pickle
+    import zipfile
+
+    class Code:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"model": Code()}, protocol=2))
+        z.writestr("archive/version", "3\n")
+    path.write_bytes(buf.getvalue())
+    return path
 
 
 def test_the_catalogue_is_large_enough():
