@@ -18,9 +18,8 @@ The marker also lists what mrdistill wrote into the folder (`atomic.record_writt
 `overwrite` deletes nothing else: a file the record does not name is named in the refusal and
 kept. A folder holding only the marker (a run that was killed before writing anything) counts as
 empty. While a command writes a folder it holds a lock on it (`FolderLock`: an advisory `flock` on
-`.mrdistill.lock`, which records the holder's PID): a second writer is refused with that PID, and
-the lock of a process that died is free again (the operating system releases it), so it is simply
-taken over. Under torchrun only rank 0 claims, and so locks, the run folder.
+the folder itself): a second writer is refused with the holder's PID, and the lock of a process
+that died is free again (the operating system releases it), so it is simply taken over. Under torchrun only rank 0 claims, and so locks, the run folder.
 
 A process killed half-way leaves its traces, and the next claim of the same folder deals with
 them (`recover`): the folder set aside by an `--overwrite` that never committed is renamed back
@@ -48,8 +47,6 @@ from mrdistill.atomic import (MARKER, atomic_write_text, is_temporary_name, proc
                               read_record, remove_stale_temporaries)
 from mrdistill.errors import MrdistillError
 
-LOCK = ".mrdistill.lock"
-_BOOKKEEPING = (MARKER, LOCK)
 _SHOWN = 3  # files named in a refusal
 _ASIDE = re.compile(r"^\.(?P<name>.+)\.(?P<state>replaced|removing)-(?P<pid>\d+)-[0-9a-f]{8}$")
 
@@ -134,35 +131,66 @@ def check_writable(path: str | os.PathLike[str]) -> None:
 
 
 class FolderLock:
-    """An exclusive advisory lock on `folder` (its `.mrdistill.lock` file, which holds the PID of
-    the process holding it) for as long as a command writes there; `release` (or the end of the
-    process, however it ends) frees it. Raises `MrdistillError` naming the holder's PID when
-    another live process holds it."""
+    """An exclusive advisory lock (`flock`) on the folder itself for as long as a command writes
+    it; `release` (or the end of the process, however it ends) frees it, so nothing stale is left
+    to clean up. Raises `MrdistillError` naming the holder's PID (read from /proc/locks) when
+    another live process holds it. Within one process the lock is shared: a later claim of a
+    folder this process holds (a library caller running two commands in turn) shares the lock,
+    which is free again when every holder released it."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         try:
-            fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             raise MrdistillError(f"{folder}: cannot lock the output folder ({exc.strerror or exc})") from None
+        st = os.fstat(fd)
+        mine = [h for h in _HELD if h._fd is not None and h._key == (st.st_dev, st.st_ino)]
+        self._key = (st.st_dev, st.st_ino)
+        if mine:  # a dup shares the open file, and so the lock, of this process's holder
+            os.close(fd)
+            self._fd: int | None = os.dup(mine[0]._fd)  # type: ignore[arg-type]
+            _HELD.append(self)
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip() or "unknown"
+            holder = lock_holder(fd)
             os.close(fd)
             raise MrdistillError(f"{folder} is being written by another mrdistill process (PID "
-                                 f"{holder}); wait for it to end, or choose another output folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        self._fd: int | None = fd
+                                 f"{holder or 'unknown'}); wait for it to end, or choose another "
+                                 f"output folder") from None
+        self._fd = fd
         _HELD.append(self)
 
     def release(self) -> None:
-        """Free the lock (idempotent); the lock file stays (removing it could race a new holder)."""
+        """Free the lock (idempotent)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
             _HELD.remove(self)
+
+
+def lock_holder(fd: int) -> int | None:
+    """The process holding a `flock` on the file or folder open as `fd`, from Linux's
+    /proc/locks ("1: FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> 0 EOF"); None elsewhere."""
+    st = os.fstat(fd)
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 6 or parts[1] != "FLOCK":
+            continue  # POSIX locks, and waiters ("->")
+        where = parts[5].split(":")
+        try:
+            if (len(where) == 3 and int(where[2]) == st.st_ino and int(where[0], 16) == os.major(st.st_dev)
+                    and int(where[1], 16) == os.minor(st.st_dev)):
+                return int(parts[4])
+        except ValueError:
+            continue
+    return None
 
 
 _HELD: list[FolderLock] = []
@@ -176,13 +204,13 @@ def release_locks() -> None:
 
 
 def _bookkeeping(name: str) -> bool:
-    """Names mrdistill keeps in a folder besides its outputs: marker, lock, temporary files."""
-    return name in _BOOKKEEPING or is_temporary_name(name)
+    """Names mrdistill keeps in a folder besides its outputs: the marker, temporary files."""
+    return name == MARKER or is_temporary_name(name)
 
 
 def has_content(path: Path) -> bool:
     """Whether folder `path` holds anything but mrdistill's bookkeeping (a folder holding only a
-    marker and a lock, as a run killed before its first write leaves it, counts as empty)."""
+    marker, as a run killed before its first write leaves it, counts as empty)."""
     return any(not _bookkeeping(entry.name) for entry in path.iterdir())
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from mrdistill.atomic import atomic_write_text
 from mrdistill.errors import MrdistillError
-from mrdistill.rundir import LOCK, MARKER, claim, is_ours, open_output, release_locks
+from mrdistill.rundir import MARKER, claim, is_ours, open_output, release_locks
 
 
 def _old_run(path: Path) -> Path:
@@ -161,7 +161,7 @@ def test_resuming_removes_stale_temporaries_of_killed_writes_only(tmp_path):
     (run / ".notes.tmp").write_text("the user's")  # not a name mrdistill writes
     with claim(run, resume=True):
         pass
-    assert sorted(p.name for p in run.rglob("*") if p.name.startswith(".")) == [MARKER, LOCK, ".notes.tmp"]
+    assert sorted(p.name for p in run.rglob("*") if p.name.startswith(".")) == [MARKER, ".notes.tmp"]
 
 
 def test_overwrite_deletes_nothing_mrdistill_did_not_write(tmp_path):
@@ -183,14 +183,13 @@ def test_overwrite_deletes_nothing_mrdistill_did_not_write(tmp_path):
         (run / name).unlink()
     with claim(run, overwrite=True) as out:  # only recorded files (and empty folders) left
         atomic_write_text(out.path / "new.pt", "new")
-    assert sorted(p.name for p in run.iterdir()) == [MARKER, LOCK, "new.pt"]
+    assert sorted(p.name for p in run.iterdir()) == [MARKER, "new.pt"]
 
 
 def test_a_folder_holding_only_the_marker_counts_as_empty(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / MARKER).write_text("{}\n")  # a run killed before its first write
-    (run / LOCK).write_text("12345\n")
     with claim(run, command="train") as out:
         assert not out.reused
         atomic_write_text(out.path / "config.yaml", "x")
@@ -220,10 +219,12 @@ def test_a_folder_is_locked_while_a_command_writes_it(tmp_path):
         proc.wait()
     assert (run / "best.pt").read_text() == "old"
     with claim(run, resume=True) as out:  # the dead holder's lock is taken over
-        assert out.reused and (run / LOCK).read_text() == f"{os.getpid()}\n"
-        with pytest.raises(MrdistillError, match=f"PID {os.getpid()}"):  # held until released
-            open_output(run, resume=True)
-    open_output(run, resume=True)
+        assert out.reused
+        open_output(run, resume=True)  # this process holds it: shared, not refused
+    open_output(run, resume=True).commit()  # kept until released (the CLI does at its end)
+    script = f"from mrdistill.rundir import open_output\nopen_output({str(run)!r}, resume=True)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    other = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert other.returncode != 0 and f"(PID {os.getpid()})" in other.stderr
     release_locks()
-    with claim(run, resume=True):
-        pass
+    assert subprocess.run([sys.executable, "-c", script], env=env).returncode == 0

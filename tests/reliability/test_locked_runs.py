@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import run_cli
 
-from mrdistill.rundir import LOCK, MARKER
+from mrdistill.rundir import MARKER
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TRAIN = ["train", "--config", CONFIGS / "kdmri_teacher.yaml", "--preset", "smoke", "--no-progress",
@@ -35,14 +35,14 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_dead_ones_lock_is_tak
     run.mkdir()
     (run / MARKER).write_text('{"created_by": "mrdistill"}\n')  # a start that died before writing
     assert run_cli([*TRAIN, "--out", run], capsys)[0] == 0  # marker only: counts as empty
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != LOCK}
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     writer = _writer(run)
     try:
         for flag in ([], ["--resume"], ["--overwrite"]):
             code, _, err = run_cli([*TRAIN, "--out", run, *flag], capsys)
             assert code == 2 and err.count("\n") == 1, err
             assert f"run is being written by another mrdistill process (PID {writer.pid})" in err
-        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != LOCK} == before
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     finally:
         writer.kill()
         writer.wait()
