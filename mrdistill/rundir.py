@@ -31,7 +31,6 @@ whose writer process no longer exists, are ever touched.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -46,6 +45,7 @@ from pathlib import Path
 from mrdistill.atomic import (MARKER, atomic_write_text, is_temporary_name, process_alive,
                               read_record, remove_stale_temporaries)
 from mrdistill.errors import MrdistillError
+from mrdistill.folder_lock import FolderLock
 
 _SHOWN = 3  # files named in a refusal
 _ASIDE = re.compile(r"^\.(?P<name>.+)\.(?P<state>replaced|removing)-(?P<pid>\d+)-[0-9a-f]{8}$")
@@ -128,79 +128,6 @@ def check_writable(path: str | os.PathLike[str]) -> None:
         raise MrdistillError(f"{path}: cannot write the output there ({here} is a file, not a folder)")
     if not os.access(here, os.W_OK | os.X_OK):
         raise MrdistillError(f"{path}: cannot write the output there ({here}: Permission denied)")
-
-
-class FolderLock:
-    """An exclusive advisory lock (`flock`) on the folder itself for as long as a command writes
-    it; `release` (or the end of the process, however it ends) frees it, so nothing stale is left
-    to clean up. Raises `MrdistillError` naming the holder's PID (read from /proc/locks) when
-    another live process holds it. Within one process the lock is shared: a later claim of a
-    folder this process holds (a library caller running two commands in turn) shares the lock,
-    which is free again when every holder released it."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        try:
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise MrdistillError(f"{folder}: cannot lock the output folder ({exc.strerror or exc})") from None
-        st = os.fstat(fd)
-        mine = [h for h in _HELD if h._fd is not None and h._key == (st.st_dev, st.st_ino)]
-        self._key = (st.st_dev, st.st_ino)
-        if mine:  # a dup shares the open file, and so the lock, of this process's holder
-            os.close(fd)
-            self._fd: int | None = os.dup(mine[0]._fd)  # type: ignore[arg-type]
-            _HELD.append(self)
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = lock_holder(fd)
-            os.close(fd)
-            raise MrdistillError(f"{folder} is being written by another mrdistill process (PID "
-                                 f"{holder or 'unknown'}); wait for it to end, or choose another "
-                                 f"output folder") from None
-        self._fd = fd
-        _HELD.append(self)
-
-    def release(self) -> None:
-        """Free the lock (idempotent)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            _HELD.remove(self)
-
-
-def lock_holder(fd: int) -> int | None:
-    """The process holding a `flock` on the file or folder open as `fd`, from Linux's
-    /proc/locks ("1: FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> 0 EOF"); None elsewhere."""
-    st = os.fstat(fd)
-    try:
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 6 or parts[1] != "FLOCK":
-            continue  # POSIX locks, and waiters ("->")
-        where = parts[5].split(":")
-        try:
-            if (len(where) == 3 and int(where[2]) == st.st_ino and int(where[0], 16) == os.major(st.st_dev)
-                    and int(where[1], 16) == os.minor(st.st_dev)):
-                return int(parts[4])
-        except ValueError:
-            continue
-    return None
-
-
-_HELD: list[FolderLock] = []
-
-
-def release_locks() -> None:
-    """Free every folder lock this process still holds (the CLI calls it when a command ends;
-    `open_output(...).commit()` callers keep their lock until then)."""
-    for lock in list(_HELD):
-        lock.release()
 
 
 def _bookkeeping(name: str) -> bool:

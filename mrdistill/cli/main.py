@@ -19,7 +19,7 @@ from mrdistill.cli import demo, distill, evaluate, listing, train
 from mrdistill.cli import study
 from mrdistill.cli import benchmark, export, predict, prepare
 from mrdistill.errors import MrdistillError
-from mrdistill.rundir import release_locks
+from mrdistill.folder_lock import release_locks
 from mrdistill.train.distributed import shutdown
 
 COMMANDS = (demo, train, distill, evaluate, listing, study, predict, prepare, export, benchmark)

@@ -5,7 +5,6 @@ runs in seconds (the CLI is called in-process)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from catalogue_env import (CONFIGS, Case, assets, cmd_argv, distill_argv, env,  # noqa: E402,F401
-                           files_argv, train_argv)
+                           files_argv, train_argv, write_nifti_5d, write_pickle_with_code)
 
 from mrdistill.cli.main import main  # noqa: E402
 
@@ -360,34 +359,6 @@ CASES: list[Case] = (
         Case("unknown-command", cmd_argv("train-all"), "invalid choice: 'train-all'"),
     ]
 )
-
-
-def write_nifti_5d(path: Path) -> Path:
-    """A NIfTI whose fifth dimension holds two values (vector components)."""
-    import nibabel as nib
-    import numpy as np
-
-    data = np.arange(8 * 6 * 3 * 2, dtype=np.float32).reshape(8, 6, 3, 1, 2) + 1
-    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
-    return path
-
-
-def write_pickle_with_code(path: Path) -> Path:
-    """torch.save's zip layout with a pickle that would call os.system (never run)."""
-    import io
-    import pickle
-    import zipfile
-
-    class Code:
-        def __reduce__(self):
-            return (os.system, ("true",))
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("archive/data.pkl", pickle.dumps({"model": Code()}, protocol=2))
-        z.writestr("archive/version", "3\n")
-    path.write_bytes(buf.getvalue())
-    return path
 
 
 def test_the_catalogue_is_large_enough():
