@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from mrdistill.config import MaskConfig, RunConfig, StageConfig, load_yaml, save_config, to_dict
-from mrdistill.data.datasets import MixedDataset, SliceDataset
+from mrdistill.data.datasets import MixedDataset, SliceDataset, check_coils
 from mrdistill.data.build import make_task_datasets
 from mrdistill.data.superres import check_model_data
 from mrdistill.distill import DistillObjective, build_kd
@@ -60,6 +60,8 @@ def validate_run(cfg: RunConfig) -> None:
     against its constructor's signature and its own checks, and against the data
     (`preflight.check_model_for_data`)."""
     check_model_kwargs(cfg.model.name, cfg.model.kwargs, "model.kwargs")
+    if cfg.data.dataset == "embedded":
+        check_coils(cfg.data)  # the data's own needs first (coils need complex images)
     check_model_for_data(cfg.model.name, cfg.model.kwargs, cfg.data, "model.kwargs")
     if cfg.sft is not None:
         check_model_kwargs(cfg.sft.student.name, cfg.sft.student.kwargs, "sft.student.kwargs")
@@ -244,9 +246,9 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
     """Supervised training of `cfg.model` (a teacher or a plain student); self-supervised (no
     targets, see `train.unsupervised`) when the config has a `selfsup` section. `resume`
     continues an interrupted run from its `last.pt` (a fresh start when there is none)."""
-    cfg = prepare_run(cfg, overwrite, resume)
-    if cfg.selfsup is not None:
+    if cfg.selfsup is not None:  # the method's own data needs first (e.g. complex data)
         check_selfsup(cfg.selfsup, cfg.data)
+    cfg = prepare_run(cfg, overwrite, resume)
     with claim_run(cfg, overwrite, "train", resume) as out, run_state(cfg, out, resume) as run:
         return _train(cfg, out, run, datasets)
 

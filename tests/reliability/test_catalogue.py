@@ -96,7 +96,7 @@ TRAIN_VALUES = [
     ("model.kwargs.activation", "sigmoid", "model.kwargs: unknown activation 'sigmoid'"),
     ("model.kwargs.in_channels", "3", "model.kwargs: dccnn refuses these arguments (in_channels must be 1"),
     ("model.kwargs.in_channels", "2", "model.kwargs: dccnn takes complex images (2 channels each), but data.mode is real"),
-    ("data.coils", "4", "model.kwargs: dccnn cannot take the data's 4 coil(s)"),
+    ("data.coils", "4", "data.coils > 1 needs data.mode: complex"),
     ("imgsize", "3", "unknown key 'imgsize'"), ("data.imgsize", "3", "data: unknown key 'imgsize'"),
     ("optim.learning_rate", "1e-3", "optim: unknown key 'learning_rate'"),
 ]
@@ -134,6 +134,9 @@ CASES: list[Case] = (
     [Case(f"train-{k}={v}", train_argv(f"{k}={v}"), msg) for k, v, msg in TRAIN_VALUES]
     + [Case(f"distill-{k}={v}", distill_argv(f"{k}={v}"), msg) for k, v, msg in DISTILL_VALUES]
     + [
+        Case("train-coils-the-model-cannot-take", train_argv("data.coils=4", "data.mode=complex",
+                                                             "model.kwargs.in_channels=2"),
+             "model.kwargs: dccnn cannot take the data's 4 coil(s) in complex mode"),
         Case("train-fixed-all-zero-mask", train_argv("data.mask.kind=fixed", "data.mask.path={e.zeros}"),
              "zeros.npy' samples nothing"),
         Case("train-missing-config", cmd_argv("train", "--config", "{e.root}/nope.yaml"), "nope.yaml"),
