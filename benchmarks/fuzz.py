@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/fuzz.py --files 10000 --seed 0 \
         --out benchmarks/results/fuzz.json
 
-For file i: the reader kind is `KINDS[i % 12]`; 1 to 3 mutations (flip, insert, delete, truncate,
+For file i: the reader kind is `KINDS[i % 13]`; 1 to 3 mutations (flip, insert, delete, truncate,
 overwrite, duplicate; tests/reliability/fuzz_harness.py) drawn from a generator seeded by (seed, i)
 are applied to that kind's small valid seed file, and the result is read completely the way a
 command reads it (`fuzz_harness.read_as`: fastMRI metadata under the time limit, then every slice).

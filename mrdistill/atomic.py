@@ -9,10 +9,15 @@ behind, and `remove_stale_temporaries` (called by the next run in that folder) d
 those whose writer process no longer exists, never a write in progress. `atomic_dir` moves the
 folder it replaces to `.<target name>.<pid>.<random>.old` for the instant of the swap; a stale
 one is put back when the target is missing (the kill came between the two renames), else removed.
+
+Every file or folder written here is also recorded in the nearest folder marked as mrdistill's
+(`record_written`): the marker `.mrdistill` lists, one JSON string a line after its header line,
+what mrdistill wrote there, and `rundir` lets `--overwrite` delete nothing else.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -21,7 +26,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+MARKER = ".mrdistill"  # makes a folder mrdistill's (rundir); lists what mrdistill wrote into it
+_RECORD_DEPTH = 4  # levels above a written file searched for the marker (run/figures/x.png: 1)
+_recorded: dict[tuple[str, int], set[str]] = {}  # (marker path, inode) -> names it lists
+
 _TEMP_PATTERN = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.(?P<kind>tmp|old)$")
+
+
+def is_temporary_name(name: str) -> bool:
+    """Whether `name` has the form of this module's temporary files and folders."""
+    return _TEMP_PATTERN.match(name) is not None
 
 
 def _temp_name(target: Path, kind: str = "tmp") -> Path:
@@ -53,6 +67,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    record_written(target)
 
 
 @contextmanager
@@ -78,6 +93,59 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    record_written(target)
+
+
+def read_record(marker: str | os.PathLike[str]) -> list[str]:
+    """The names (relative to the marker's folder, '/'-separated) a marker lists as written by
+    mrdistill; [] for a marker without a record (older runs, an empty file)."""
+    try:
+        lines = Path(marker).read_text(encoding="utf-8", errors="replace").splitlines()[1:]
+    except OSError:
+        return []
+    names = []
+    for line in lines:
+        try:
+            name = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(name, str):
+            names.append(name)
+    return names
+
+
+def record_written(path: str | os.PathLike[str]) -> None:
+    """Add `path` to the record of the nearest marked folder above it (at most `_RECORD_DEPTH`
+    levels up; none: nothing to do). A name already listed is not added again."""
+    target = Path(os.path.abspath(path))
+    folder = target.parent
+    for _ in range(_RECORD_DEPTH):
+        if (folder / MARKER).is_file():
+            break
+        if folder.parent == folder:
+            return
+        folder = folder.parent
+    else:
+        return
+    marker = folder / MARKER
+    name = target.relative_to(folder).as_posix()
+    try:
+        key = (str(marker), marker.stat().st_ino)  # a new marker (a new folder) is a new record
+    except OSError:
+        return
+    if name == MARKER:
+        return
+    seen = _recorded.setdefault(key, set(read_record(marker)))
+    if name not in seen:
+        with open(marker, "a+b") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell():  # a header line without its newline (a marker written by hand)
+                f.seek(-1, os.SEEK_END)
+                start = b"" if f.read(1) == b"\n" else b"\n"
+            else:
+                start = b"{}\n"  # an empty marker: a header line first
+            f.write(start + json.dumps(name).encode("utf-8") + b"\n")
+        seen.add(name)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

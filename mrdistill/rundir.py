@@ -14,6 +14,13 @@ one is renamed back, so a typo in a config never costs the previous results.
         out.commit()  # the new run has started: the replaced folder is removed
         ...train...
 
+The marker also lists what mrdistill wrote into the folder (`atomic.record_written`), and
+`overwrite` deletes nothing else: a file the record does not name is named in the refusal and
+kept. A folder holding only the marker (a run that was killed before writing anything) counts as
+empty. While a command writes a folder it holds a lock on it (`FolderLock`: an advisory `flock` on
+the folder itself): a second writer is refused with the holder's PID, and the lock of a process
+that died is free again (the operating system releases it), so it is simply taken over. Under torchrun only rank 0 claims, and so locks, the run folder.
+
 A process killed half-way leaves its traces, and the next claim of the same folder deals with
 them (`recover`): the folder set aside by an `--overwrite` that never committed is renamed back
 (the killed new folder, mrdistill's own and incomplete, is removed), one being removed after a
@@ -35,10 +42,12 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mrdistill.atomic import atomic_write_text, process_alive, remove_stale_temporaries
+from mrdistill.atomic import (MARKER, atomic_write_text, is_temporary_name, process_alive,
+                              read_record, remove_stale_temporaries)
 from mrdistill.errors import MrdistillError
+from mrdistill.folder_lock import FolderLock
 
-MARKER = ".mrdistill"
+_SHOWN = 3  # files named in a refusal
 _ASIDE = re.compile(r"^\.(?P<name>.+)\.(?P<state>replaced|removing)-(?P<pid>\d+)-[0-9a-f]{8}$")
 
 
@@ -87,6 +96,27 @@ def check_output_path(path: str | os.PathLike[str], inputs: Iterable[str | os.Pa
     return out
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` name one file (the same path resolved, or a hard link to it)."""
+    if _resolved(a) == _resolved(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist
+        return False
+
+
+def check_output_file(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """Refuse an output file that is (by path, link or hard link) an input of the same command or
+    lies inside an input folder: no flag makes an input an output. Returns the path as given."""
+    out = Path(path)
+    for item in inputs:
+        if _same_file(out, Path(item)) or _within(_resolved(out), _resolved(item)):
+            raise MrdistillError(f"{out}: the output is the input {item}; an input is never "
+                                 f"overwritten, choose another output file")
+    return out
+
+
 def check_writable(path: str | os.PathLike[str]) -> None:
     """Refuse an output folder `path` (existing or to be created) that cannot be written: its
     nearest existing folder is a file or not writable for this user. No side effects, so commands
@@ -100,6 +130,41 @@ def check_writable(path: str | os.PathLike[str]) -> None:
         raise MrdistillError(f"{path}: cannot write the output there ({here}: Permission denied)")
 
 
+def _bookkeeping(name: str) -> bool:
+    """Names mrdistill keeps in a folder besides its outputs: the marker, temporary files."""
+    return name == MARKER or is_temporary_name(name)
+
+
+def has_content(path: Path) -> bool:
+    """Whether folder `path` holds anything but mrdistill's bookkeeping (a folder holding only a
+    marker, as a run killed before its first write leaves it, counts as empty)."""
+    return any(not _bookkeeping(entry.name) for entry in path.iterdir())
+
+
+def unrecorded_files(folder: Path) -> list[Path]:
+    """Files below mrdistill's `folder` that its marker does not list as written by mrdistill
+    (a folder inside with a marker of its own is judged by its own record); empty folders and
+    bookkeeping names are not counted. `--overwrite` deletes a folder only when this is empty."""
+    recorded = set(read_record(folder / MARKER))
+    found: list[Path] = []
+
+    def walk(here: Path, prefix: str) -> None:
+        for entry in sorted(here.iterdir()):
+            name = prefix + entry.name
+            if name in recorded or _bookkeeping(entry.name):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                if is_ours(entry):
+                    found.extend(unrecorded_files(entry))
+                else:
+                    walk(entry, name + "/")
+            else:
+                found.append(entry)
+
+    walk(folder, "")
+    return found
+
+
 def _refuse_to_replace(out: Path, inputs: Iterable[str | os.PathLike[str]]) -> None:
     target = _resolved(out)
     cwd = _resolved(Path.cwd())
@@ -111,17 +176,31 @@ def _refuse_to_replace(out: Path, inputs: Iterable[str | os.PathLike[str]]) -> N
                              f"marker); --overwrite only replaces mrdistill's own folders, so "
                              f"remove it yourself or choose another output folder")
     check_output_path(out, inputs)
+    foreign = unrecorded_files(out)
+    if foreign:
+        names = ", ".join(str(p.relative_to(out)) for p in foreign[:_SHOWN])
+        more = f" and {len(foreign) - _SHOWN} more" if len(foreign) > _SHOWN else ""
+        raise MrdistillError(f"{out} holds files mrdistill did not write: {names}{more}; "
+                             f"--overwrite deletes only mrdistill's own files, so move them out "
+                             f"or choose another output folder")
 
 
 class OutputDir:
     """A claimed output folder (`path`); `commit` removes the folder it replaced, if any."""
 
-    def __init__(self, path: Path, replaced: Path | None, created: bool, reused: bool = False) -> None:
+    def __init__(self, path: Path, replaced: Path | None, created: bool, reused: bool = False,
+                 locks: Iterable[FolderLock] = ()) -> None:
         self.path = path
         self.reused = reused  # an existing folder resumed into: nothing of it is ever removed
         self._replaced = replaced
         self._created = created
         self.committed = reused
+        self._locks = list(locks)  # this folder's (and the replaced one's) while the command writes
+
+    def release(self) -> None:
+        """The command is done writing: free the folder locks it held (idempotent)."""
+        for lock in self._locks:
+            lock.release()
 
     def commit(self) -> None:
         """The new work has started: remove the replaced folder (idempotent)."""
@@ -150,17 +229,29 @@ def mark(path: Path, command: str) -> None:
     atomic_write_text(path / MARKER, json.dumps(doc) + "\n")
 
 
-def _make(out: Path, command: str) -> bool:
-    """Create `out` (and parents) with its marker; True if the folder did not exist before."""
-    created = not out.exists()
+def _make(out: Path, command: str) -> tuple[bool, FolderLock]:
+    """Create `out` (and parents), lock it, then mark it -> (True if the folder did not exist
+    before, its lock). An existing (empty) folder that another process holds is refused."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        mark(out, command)
+        out.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        created = False
     except OSError as exc:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
         raise MrdistillError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
-    return created
+    lock = None
+    try:
+        lock = FolderLock(out)
+        mark(out, command)
+    except BaseException as exc:
+        if lock is not None:
+            lock.release()
+        if created and lock is not None:
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise MrdistillError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
+        raise
+    return created, lock
 
 
 def open_output(path: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = False,
@@ -177,30 +268,44 @@ def open_output(path: str | os.PathLike[str], *, overwrite: bool = False, resume
     inputs = list(inputs)
     recover(Path(path))
     out = check_output_path(path, inputs)
-    if out.is_dir() and any(out.iterdir()):
-        if resume:
-            if not is_ours(out):
-                raise MrdistillError(f"{out}: cannot resume in a folder mrdistill did not create "
-                                     f"(no {MARKER} marker)")
-            remove_stale_temporaries(out)  # what writes killed in an earlier run left behind
-            return OutputDir(out, None, created=False, reused=True)
-        if not overwrite:
-            options = ("pass --resume to continue it, --overwrite to replace it," if resumable
-                       else "pass --overwrite")
-            raise MrdistillError(f"{out} already holds results; {options} or choose another "
-                                 f"name/output folder")
-        _refuse_to_replace(out, inputs)
-        aside = _aside_name(out, "replaced")
+    if out.is_dir() and has_content(out):
+        lock = FolderLock(out) if is_ours(out) else None  # a writer at work is named first
         try:
-            os.replace(out, aside)
-        except OSError as exc:
-            raise MrdistillError(f"{out}: cannot replace it ({exc.strerror or exc})") from None
-        try:
-            return OutputDir(out, aside, _make(out, command))
+            return _claim_existing(out, lock, overwrite, resume, inputs, command, resumable)
         except BaseException:
-            os.replace(aside, out)
+            if lock is not None:
+                lock.release()
             raise
-    return OutputDir(out, None, _make(out, command))
+    created, lock = _make(out, command)
+    return OutputDir(out, None, created, locks=[lock])
+
+
+def _claim_existing(out: Path, lock: FolderLock | None, overwrite: bool, resume: bool,
+                    inputs: list[str | os.PathLike[str]], command: str, resumable: bool) -> OutputDir:
+    """`open_output` for a folder with contents (`lock`: its lock, None when it is not ours)."""
+    if resume:
+        if lock is None:
+            raise MrdistillError(f"{out}: cannot resume in a folder mrdistill did not create "
+                                 f"(no {MARKER} marker)")
+        remove_stale_temporaries(out)  # what writes killed in an earlier run left behind
+        return OutputDir(out, None, created=False, reused=True, locks=[lock])
+    if not overwrite:
+        options = ("pass --resume to continue it, --overwrite to replace it," if resumable
+                   else "pass --overwrite")
+        raise MrdistillError(f"{out} already holds results; {options} or choose another "
+                             f"name/output folder")
+    _refuse_to_replace(out, inputs)
+    aside = _aside_name(out, "replaced")
+    try:
+        os.replace(out, aside)
+    except OSError as exc:
+        raise MrdistillError(f"{out}: cannot replace it ({exc.strerror or exc})") from None
+    try:
+        created, new_lock = _make(out, command)
+    except BaseException:
+        os.replace(aside, out)
+        raise
+    return OutputDir(out, aside, created, locks=[new_lock, *([lock] if lock else [])])
 
 
 def _stale_asides(out: Path) -> dict[str, list[Path]]:
@@ -265,4 +370,7 @@ def committing(out: OutputDir) -> Iterator[OutputDir]:
     except BaseException:
         out.abort()
         raise
-    out.commit()
+    else:
+        out.commit()
+    finally:
+        out.release()

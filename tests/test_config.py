@@ -79,8 +79,8 @@ def test_override_that_every_stage_shadows_is_an_error():
     ({"optim": {"lr": -1}}, "optim.lr: expected a finite number > 0, got -1"),
     ({"optim": {"lr": float("nan")}}, "optim.lr: expected a finite number > 0, got nan"),
     ({"optim": {"epochs": True}}, "optim.epochs: expected an integer, got true"),
-    ({"optim": {"epochs": 0}}, "optim.epochs: expected an integer >= 1, got 0"),
-    ({"optim": {"max_steps": -3}}, "optim.max_steps: expected an integer >= 1, got -3"),
+    ({"optim": {"epochs": 0}}, "optim.epochs: expected an integer in \\[1, 100000\\], got 0"),
+    ({"optim": {"max_steps": -3}}, "optim.max_steps: expected an integer in \\[1, 1000000000\\], got -3"),
     ({"optim": {"grad_clip": -1.0}}, "optim.grad_clip: expected a finite number > 0"),
     ({"optim": {"batch_size": 2.5}}, "optim.batch_size: expected an integer, got 2.5"),
     ({"seed": 2**70}, r"seed: expected an integer in \[0, 2\*\*63 - 1\]"),
@@ -110,7 +110,7 @@ def test_exponent_numbers_are_numbers(tmp_path):
 
 def test_check_fields_names_the_option_the_user_typed():
     cfg = replace(PredictConfig(), batch_size=0)
-    with pytest.raises(MrdistillError, match="--batch-size: expected an integer >= 1, got 0"):
+    with pytest.raises(MrdistillError, match="--batch-size: expected an integer in \\[1, 65536\\], got 0"):
         check_fields(cfg, "predict", {"batch_size": "--batch-size"})
     check_fields(PredictConfig())
 
@@ -123,3 +123,73 @@ def test_measured_data_and_coil_map_keys_are_checked():
         from_dict(DataConfig, {"coil_maps": "walsh"}, "data")
     with pytest.raises(MrdistillError, match=r"data.measured.test: expected .*\[0, 9\]"):
         from_dict(DataConfig, {"measured": {"test": [12]}}, "data")
+
+
+def _int_fields(cls, where=""):
+    """(dotted key, field) of every integer field below config dataclass `cls`."""
+    import dataclasses
+    import typing
+
+    from mrdistill.config.checks import field_check
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        args = [a for a in (typing.get_args(tp) or (tp,)) if a is not type(None)]
+        nested = [a for a in args if dataclasses.is_dataclass(a)]
+        if nested:
+            yield from _int_fields(nested[0], f"{where}{f.name}.")
+        elif int in args or typing.get_origin(tp) is list and typing.get_args(tp) == (int,):
+            yield f"{where}{f.name}", field_check(f)
+
+
+def test_every_count_has_an_upper_bound_checked_at_parse_time():
+    from mrdistill.config import PredictConfig, PrepareConfig
+    from mrdistill.study.config import StudyConfig
+
+    found = [(key, check) for cls in (RunConfig, PrepareConfig, PredictConfig, StudyConfig)
+             for key, check in _int_fields(cls)]
+    assert len(found) > 30
+    for key, check in found:
+        huge = 10**40
+        assert check is not None and not check.ok(huge) and not check.ok([huge, huge]), key
+    with pytest.raises(MrdistillError, match=r"optim.epochs: expected an integer in \[1, 100000\], got 1000"):
+        load_run_config(None, ["optim.epochs=" + "1" + "0" * 39])
+
+
+def _laughs(levels: int, key: str) -> str:
+    """A "billion laughs" YAML: 9**levels values behind one alias, used as `key`."""
+    lines = ["presets:", "  anchors:", '    l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"    l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines + [f"{key}: *l{levels - 1}"]) + "\n"
+
+
+def _flow_laughs(levels: int) -> str:
+    """The same bomb as one flow-style YAML value (for --set)."""
+    parts = ["&l0 [" + ", ".join(["lol"] * 9) + "]"]
+    parts += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "[" + ", ".join(parts) + "]"
+
+
+def test_yaml_aliases_expand_under_a_limit_and_messages_stay_short(tmp_path):
+    import time
+
+    from mrdistill.config.checks import show
+    from mrdistill.config.parse import MAX_YAML_VALUES
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_laughs(9, "name"))  # 387 million strings if expanded
+    start = time.perf_counter()
+    with pytest.raises(MrdistillError, match=f"bomb.yaml: the YAML expands to more than {MAX_YAML_VALUES:,} values"):
+        load_run_config(bomb)
+    assert time.perf_counter() - start < 5
+    with pytest.raises(MrdistillError, match="--set optim.lr: the YAML expands"):
+        load_run_config(None, ["name=[" + ", ".join(["&a [" + ", ".join(["x"] * 9) + "]"]
+                                                       + ["*a"] * 8) + "]", "optim.lr=" + _flow_laughs(9)])
+    small = tmp_path / "small.yaml"
+    small.write_text(_laughs(4, "name"))  # 6,561 strings: under the limit, still a wrong type
+    with pytest.raises(MrdistillError) as info:
+        load_run_config(small)
+    assert str(info.value).startswith("name: expected a string, got [[[") and len(str(info.value)) < 300
+    assert len(show(list(range(10**6)))) <= 200 and len(show("x" * 10**6)) <= 200
+    assert show(None) == "null" and show(True) == "true" and show(-1.5) == "-1.5"

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from mrdistill.atomic import atomic_write_text
 from mrdistill.errors import MrdistillError
 from mrdistill.rundir import MARKER, claim, is_ours, open_output
 
 
 def _old_run(path: Path) -> Path:
     with claim(path, command="test") as out:
-        (out.path / "best.pt").write_text("old")
+        atomic_write_text(out.path / "best.pt", "old")  # written by mrdistill: in the marker's record
     return path
 
 
@@ -63,6 +64,7 @@ def test_overwrite_refuses_dangerous_folders(tmp_path, monkeypatch, where):
     work = tmp_path / "work" / "sub"
     work.mkdir(parents=True)
     (work / MARKER).write_text("{}")
+    (work / "notes.txt").write_text("x")
     (tmp_path / "work" / MARKER).write_text("{}")
     monkeypatch.chdir(work)
     monkeypatch.setenv("HOME", str(tmp_path / "work"))
@@ -160,3 +162,35 @@ def test_resuming_removes_stale_temporaries_of_killed_writes_only(tmp_path):
     with claim(run, resume=True):
         pass
     assert sorted(p.name for p in run.rglob("*") if p.name.startswith(".")) == [MARKER, ".notes.tmp"]
+
+
+def test_overwrite_deletes_nothing_mrdistill_did_not_write(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / MARKER).write_text("")  # an empty marker: it records nothing
+    (mine / "thesis.tex").write_text("my thesis")
+    with pytest.raises(MrdistillError, match=r"mine holds files mrdistill did not write: thesis.tex; "):
+        open_output(mine, overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "my thesis"
+    run = _old_run(tmp_path / "run")
+    (run / "figures").mkdir()
+    atomic_write_text(run / "figures" / "a.png", "png")
+    for name in ("notes.md", "figures/mine.png", "figures/more.txt", "x.txt"):
+        (run / name).write_text("mine")
+    with pytest.raises(MrdistillError, match=r"figures/mine.png, figures/more.txt, notes.md and 1 more"):
+        open_output(run, overwrite=True)
+    for name in ("notes.md", "figures/mine.png", "figures/more.txt", "x.txt"):
+        (run / name).unlink()
+    with claim(run, overwrite=True) as out:  # only recorded files (and empty folders) left
+        atomic_write_text(out.path / "new.pt", "new")
+    assert sorted(p.name for p in run.iterdir()) == [MARKER, "new.pt"]
+
+
+def test_a_folder_holding_only_the_marker_counts_as_empty(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / MARKER).write_text("{}\n")  # a run killed before its first write
+    with claim(run, command="train") as out:
+        assert not out.reused
+        atomic_write_text(out.path / "config.yaml", "x")
+    assert (run / "config.yaml").is_file()

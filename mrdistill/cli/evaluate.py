@@ -5,6 +5,7 @@ their targets. Writes metrics.json, per_slice.csv, report.md and figures/ with a
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mrdistill.cli.common import foreign_model_from_args
@@ -18,8 +19,9 @@ from mrdistill.train.checkpoint import load_model
 from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.train.file_evaluation import comparison_figures, evaluate_prediction_files
 from mrdistill.train.predict import load_predictor
-from mrdistill.train.runs import baseline_for
+from mrdistill.train.runs import baseline_for, planned_epochs
 from mrdistill.train.splits import check_same_volumes, read_split
+from mrdistill.train.state import run_progress
 from mrdistill.train.teachers import foreign_label
 from mrdistill.rundir import check_output_path, claim, open_output
 
@@ -63,10 +65,15 @@ def _run_mode(args: argparse.Namespace) -> int:
     with claim(out, resume=True, inputs=inputs, command="evaluate"):
         baseline, base_model = baseline_for(cfg)
         ev = evaluate_models({baseline: base_model, **extra, cfg.name: model}, data, cfg.device)
-        notes = [f"checkpoint: {args.checkpoint}", f"split: {split}"
+        progress = run_progress(run_dir, planned_epochs(cfg))
+        notes = [f"checkpoint: {args.checkpoint}" + (f" ({progress} of the run)" if progress else ""),
+                 f"split: {split}"
                  + (" (recorded in splits.json)" if recorded is not None else " (from config.yaml)")]
         print(write_evaluation(out, ev, f"{cfg.name}: evaluation", notes, figures=args.figures,
                                zero_filled=baseline))
+        if progress:  # a killed (or still running) run: its checkpoint is not the final one
+            print(f"mrdistill: note: {run_dir} is {progress}; resume it with --resume to finish it",
+                  file=sys.stderr)
     print(f"\nwritten: {out}")
     return 0
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mrdistill.cli.parsers import COMMAND_MODULES, build_parser
 from mrdistill.errors import MrdistillError, MrdistillNote
+from mrdistill.folder_lock import release_locks
 
 # The commands that train: only they get the process-wide settings of `process_settings`.
 TRAINING_COMMANDS = ("train", "distill", "demo", "study")
@@ -80,6 +81,7 @@ def _run(argv: list[str] | None, program: bool) -> int:
         print("mrdistill: interrupted", file=sys.stderr)
         return 130
     finally:
+        release_locks()  # the command no longer writes its output folders
         # Leave torchrun's process group, if this run joined one: only a command that imported
         # `train.distributed` can have.
         distributed = sys.modules.get("mrdistill.train.distributed")

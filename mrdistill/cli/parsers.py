@@ -29,7 +29,9 @@ class Parser(argparse.ArgumentParser):
     """argparse with its errors as `MrdistillError`: one line, exit code 2, like every bad input."""
 
     def error(self, message: str) -> NoReturn:
-        raise MrdistillError(f"{self.prog}: {message} (see {self.prog} --help)")
+        # The line starts with "mrdistill: error:" already: name only the subcommand, if any.
+        command = self.prog.removeprefix("mrdistill").strip()
+        raise MrdistillError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:

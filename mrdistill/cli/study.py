@@ -12,7 +12,6 @@ import argparse
 
 from mrdistill.cli.common import split_out
 from mrdistill.device import resolve_device
-from mrdistill.cli.common import split_out
 from mrdistill.study import StudyConfig, load_study_config, run_study
 from mrdistill.study.front import run_front
 from mrdistill.study.front_config import FrontConfig, is_front, load_front_config

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from pathlib import PurePosixPath, PureWindowsPath
@@ -85,8 +86,31 @@ def _is_relative_path(value: Any) -> bool:
     return all(part not in ("", "..") for part in PurePosixPath(value).parts)
 
 
-COUNT = integer(ge=1)  # sizes, epochs, channels, cascades
-NON_NEGATIVE_INT = integer(ge=0)
+# Upper bounds of every count, far above any real run and low enough that a slip (an extra zero
+# run, 10**40) is refused where it is parsed instead of running for ever or allocating the machine
+# away. README.md ("Limits") lists them.
+MAX_COUNT = 1_000_000  # any other count (COUNT)
+MAX_EPOCHS = 100_000
+MAX_STEPS = 1_000_000_000  # optimizer steps (fastMRI knee: ~35k slices x 50 epochs = 1.75 M at batch 1)
+MAX_BATCH = 65_536
+MAX_SIDE = 8192  # image side in pixels
+MAX_COILS = 128
+MAX_SLICES = 100_000_000
+MAX_WORKERS = 1024
+MAX_MODEL_INT = 10_000  # any whole-number model argument (channels, cascades, depth, ...)
+
+COUNT = integer(ge=1, le=MAX_COUNT)  # a count without a bound of its own below
+NON_NEGATIVE_INT = integer(ge=0, le=MAX_COUNT)
+EPOCHS = integer(ge=1, le=MAX_EPOCHS)
+EPOCHS_OR_NONE = integer(ge=0, le=MAX_EPOCHS)  # patience, warm-up epochs
+STEPS = integer(ge=1, le=MAX_STEPS)
+BATCH = integer(ge=1, le=MAX_BATCH)
+SIDE = integer(ge=1, le=MAX_SIDE)
+LINES = integer(ge=0, le=MAX_SIDE)  # k-space lines or pixels of a side
+COILS = integer(ge=1, le=MAX_COILS)
+SLICES = integer(ge=1, le=MAX_SLICES)
+WORKERS = integer(ge=0, le=MAX_WORKERS)
+MODEL_INT = integer(ge=1, le=MAX_MODEL_INT)
 SEED = integer(ge=0, le=MAX_SEED)
 POSITIVE = number(gt=0)  # learning rates, scales
 NON_NEGATIVE = number(ge=0)  # weights, clipping, weight decay, noise
@@ -104,13 +128,23 @@ def checked(default: Any = MISSING, check: Check | None = None, *,
     return field(default=default, default_factory=factory, metadata={"check": check})
 
 
+# Messages show at most this many characters of a value: a value may be huge (a long list, a YAML
+# alias expanded a million times), and rendering all of it could exhaust the memory.
+SHOWN_CHARS = 200
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 3, 8, 8, 6
+_REPR.maxstring, _REPR.maxlong, _REPR.maxother = 120, 80, 80
+
+
 def show(value: Any) -> str:
-    """A value as the user wrote it (YAML spelling for null and booleans)."""
+    """A value as the user wrote it (YAML spelling for null and booleans), at most `SHOWN_CHARS`
+    characters (long strings, lists and mappings are cut with "...")."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value)
+    text = _REPR.repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 
 def fail(where: str, expected: str, value: Any) -> MrdistillError:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mrdistill.config.checks import (ACCELERATION, COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT,
-                                      NAME, OPEN_FRACTION, SEED, checked, each, integer, number,
-                                      one_of)
+from mrdistill.config.checks import (ACCELERATION, BATCH, COILS, FRACTION, LINES, MAX_SIDE, NAME,
+                                      NON_NEGATIVE, OPEN_FRACTION, SEED, SIDE, SLICES, WORKERS, checked,
+                                      each, integer, number, one_of)
 
 # The mask samplers of `physics.masks.make_mask` (named here so the config and the command line
 # parser need no torch).
@@ -22,7 +22,7 @@ class MaskConfig:
     kind: str = checked("kdmri", one_of(*MASK_KINDS))
     acceleration: float = checked(4.0, ACCELERATION)
     center_fraction: float | None = checked(None, OPEN_FRACTION)
-    center_lines: int | None = checked(None, NON_NEGATIVE_INT)
+    center_lines: int | None = checked(None, LINES)
     path: str | None = None
     # Draw a new training mask for every slice and epoch (validation/test masks stay fixed per volume).
     fresh_train_masks: bool = False
@@ -33,7 +33,7 @@ class SuperResConfig:
     """Super-resolution data (`data.superres`): the slice is the high-res target and a
     low-res copy, `scale` times smaller per axis, the input."""
 
-    scale: int = checked(2, integer(ge=2))
+    scale: int = checked(2, integer(ge=2, le=16))
     # "kspace": magnitude of the inverse FFT of the central k-space block (the MRI way);
     # "area": image-domain area averaging over scale x scale pixels.
     downsample: str = checked("kspace", one_of("kspace", "area"))
@@ -75,11 +75,11 @@ class PrepareConfig:
     recorded in the data set's prepare.json)."""
 
     mode: str = checked("real", one_of("real", "complex"))  # "real" (k-space of the real image) or "complex" (smooth synthetic phase)
-    coils: int = checked(1, COUNT)  # > 1: simulated coil maps, multi-coil k-space and RSS targets (mode complex)
+    coils: int = checked(1, COILS)  # > 1: simulated coil maps, multi-coil k-space and RSS targets (mode complex)
     noise_std: float = checked(0.0, NON_NEGATIVE)  # complex Gaussian k-space noise std per component (image max 1)
-    size: int | None = checked(None, COUNT)  # square in-plane size (zero-pad to square, then resize); None: native
+    size: int | None = checked(None, SIDE)  # square in-plane size (zero-pad to square, then resize); None: native
     split_by: str = checked("slab", one_of("slab", "volume"))  # "slab" (contiguous slabs of every volume) or "volume" (whole volumes)
-    slab: int = checked(8, COUNT)  # slices per slab with split_by "slab"
+    slab: int = checked(8, SLICES)  # slices per slab with split_by "slab"
     split_fractions: list[float] = checked(factory=lambda: [0.7, 0.15, 0.15], check=SPLIT_FRACTIONS)
     min_foreground: float = checked(0.15, FRACTION)  # drop slices whose foreground fraction is below this
     slice_axis: int = checked(2, SLICE_AXIS)  # NIfTI array axis along which slices are taken
@@ -98,7 +98,7 @@ class PredictConfig:
     coil_mode: str | None = checked(None, one_of("combine", "multi"))  # multi-coil fastMRI input: as `FastMRIConfig.coil_mode`
     normalize: bool | None = None  # as `FastMRIConfig.normalize` (outputs are scaled back)
     slice_axis: int = checked(2, SLICE_AXIS)  # NIfTI array axis along which slices are taken
-    batch_size: int = checked(8, COUNT)
+    batch_size: int = checked(8, BATCH)
     device: str = "cpu"
     # On CPU, DC-CNN checkpoints run on the fast inference path (`optimise_for_inference`): the same
     # images up to float32 rounding (~1e-6 relative), 4-6x faster than eager at 256^2
@@ -115,20 +115,20 @@ class DataConfig:
     """Which images, how they become k-space, and how they are split."""
 
     sources: list[str] = checked(factory=lambda: ["mni"], check=each(NAME, min_length=1))
-    image_size: int = checked(128, integer(ge=8))
+    image_size: int = checked(128, integer(ge=8, le=MAX_SIDE))
     mode: str = checked("real", one_of("real", "complex"))  # "real" (1-channel real image, KD-MRI) or "complex" (synthetic phase, 2 channels)
     # > 1: simulated receive coils (mode complex): multi-coil k-space (C, H, W), RSS targets.
-    coils: int = checked(1, COUNT)
+    coils: int = checked(1, COILS)
     noise_std: float = checked(0.0, NON_NEGATIVE)  # complex Gaussian noise std in k-space, relative to an image max of 1
     min_foreground: float = checked(0.15, FRACTION)  # drop slices whose foreground fraction is below this
-    slab: int = checked(8, COUNT)  # slices per slab when splitting a volume into train/val/test slabs
+    slab: int = checked(8, SLICES)  # slices per slab when splitting a volume into train/val/test slabs
     split_fractions: list[float] = checked(factory=lambda: [0.7, 0.15, 0.15], check=SPLIT_FRACTIONS)
-    max_train_slices: int | None = checked(None, COUNT)
-    max_eval_slices: int | None = checked(None, COUNT)
+    max_train_slices: int | None = checked(None, SLICES)
+    max_eval_slices: int | None = checked(None, SLICES)
     # Semi-supervised setting: only this many training slices (evenly spaced) keep their fully
     # sampled target; the other training slices are undersampled-only (target None). Supervised
     # runs use the labelled ones; a distilled student also learns from the rest through the teacher.
-    labeled_train_slices: int | None = checked(None, COUNT)
+    labeled_train_slices: int | None = checked(None, SLICES)
     mask: MaskConfig = checked(factory=MaskConfig)
     # Where slices come from: "embedded" (the corpus of `sources`), "fastmri" (HDF5 folders under
     # `path`, see `fastmri`), "prepared" (a folder written by `mrdistill prepare`) or "measured"
@@ -144,6 +144,6 @@ class DataConfig:
     superres: SuperResConfig | None = None  # super-resolution instead of reconstruction when set
     # Training-batch loading processes (0: in the training process). Results do not depend on it:
     # every sample is seeded by itself, and workers are seeded from the run seed.
-    num_workers: int = checked(0, NON_NEGATIVE_INT)
+    num_workers: int = checked(0, WORKERS)
     persistent_workers: bool = True  # keep the workers alive between epochs (num_workers > 0)
     pin_memory: bool = True  # page-locked batches when training on CUDA (ignored elsewhere)

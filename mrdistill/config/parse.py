@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from mrdistill.atomic import atomic_write_text
-from mrdistill.config.checks import check_value, fail, field_check
+from mrdistill.config.checks import check_value, fail, field_check, show
 from mrdistill.config.run import RunConfig
 from mrdistill.errors import MrdistillError
 
@@ -33,9 +33,38 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
+# A config holds a few hundred values; aliases (`*name`) may repeat a value many times, and a
+# "billion laughs" file nests them until the expanded config would fill the memory.
+MAX_YAML_VALUES = 100_000
+
+
+class YamlTooLarge(MrdistillError):
+    """YAML whose aliases expand to more than `MAX_YAML_VALUES` values."""
+
+
+def check_expanded_size(data: Any, limit: int = MAX_YAML_VALUES) -> None:
+    """Count the values of `data` as every reader of it will see them (an alias counted each time
+    it is used); raise `YamlTooLarge` past `limit`, without expanding anything."""
+    stack, seen = [data], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > limit:
+            raise YamlTooLarge(f"the YAML expands to more than {limit:,} values (aliases repeated "
+                               f"inside aliases?); a config needs far fewer")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def parse_yaml(text: str) -> Any:
-    """YAML text -> Python values (safe; exponent numbers such as `1e-4` are floats)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    """YAML text -> Python values (safe; exponent numbers such as `1e-4` are floats); raises
+    `YamlTooLarge` when its aliases expand to more than `MAX_YAML_VALUES` values."""
+    data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    check_expanded_size(data)
+    return data
 
 
 def _allows_none(tp: Any) -> bool:
@@ -71,7 +100,7 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     by_name = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(map(str, data)) - set(by_name))
     if unknown:
-        raise MrdistillError(f"{where or 'config'}: unknown key {unknown[0]!r}; "
+        raise MrdistillError(f"{where or 'config'}: unknown key {show(unknown[0])}; "
                              f"valid: {', '.join(sorted(by_name))}")
     kwargs = {}
     for key, value in data.items():
@@ -152,6 +181,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, raw = item.split("=", 1)
         try:
             value = parse_yaml(raw)
+        except YamlTooLarge as exc:
+            raise MrdistillError(f"--set {key.strip()}: {exc}") from None
         except yaml.YAMLError as exc:
             raise MrdistillError(f"--set {key.strip()}: not a valid YAML value ({yaml_problem(exc)}); "
                                  f"quote a string that starts with a special character") from None
@@ -217,6 +248,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
                              f"at offset {exc.start})") from None
     except yaml.YAMLError as exc:
         raise MrdistillError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
+    except YamlTooLarge as exc:
+        raise MrdistillError(f"{path}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mrdistill.config.checks import (ACCELERATION, COUNT, NAME, NON_NEGATIVE, NON_NEGATIVE_INT,
-                                      OPEN_FRACTION, POSITIVE, SEED, Check, checked, each, number,
-                                      one_of)
+from mrdistill.config.checks import (ACCELERATION, BATCH, EPOCHS, EPOCHS_OR_NONE, LINES, MAX_STEPS,
+                                      NAME, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, SEED, STEPS, Check,
+                                      checked, each, integer, number, one_of)
 from mrdistill.config.data import DataConfig
 
 NON_EMPTY = Check("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip()))
@@ -61,15 +61,15 @@ class OptimConfig:
     # target: "l1", "mse", "ssim" (1 - SSIM as fastMRI's SSIMLoss computes it, data range = the
     # volume max) or a weighted sum {name: weight} (distill/task_loss.py).
     loss: str | dict = checked("l1", TASK_LOSS)
-    epochs: int = checked(40, COUNT)
-    max_steps: int | None = checked(None, COUNT)
-    batch_size: int = checked(4, COUNT)
+    epochs: int = checked(40, EPOCHS)
+    max_steps: int | None = checked(None, STEPS)
+    batch_size: int = checked(4, BATCH)
     # "step" (StepLR), "plateau" (ReduceLROnPlateau on val_metric) or "cosine"
     scheduler: str = checked("step", one_of("step", "plateau", "cosine"))
-    step_size: int = checked(40, COUNT)  # StepLR period in epochs
+    step_size: int = checked(40, EPOCHS)  # StepLR period in epochs
     gamma: float = checked(0.1, POSITIVE)  # lr factor of "step" and "plateau"
-    patience: int = checked(10, NON_NEGATIVE_INT)  # "plateau": epochs without gain before a drop
-    warmup_epochs: int = checked(0, NON_NEGATIVE_INT)  # linear warm-up: epoch e < W at lr (e + 1) / W
+    patience: int = checked(10, EPOCHS_OR_NONE)  # "plateau": epochs without gain before a drop
+    warmup_epochs: int = checked(0, EPOCHS_OR_NONE)  # linear warm-up: epoch e < W at lr (e + 1) / W
     grad_clip: float | None = checked(None, POSITIVE)  # max gradient norm; None: no clipping
     # "fp32", "bf16" (autocast; CPU or GPU) or "fp16" (autocast + GradScaler; CUDA only). FFTs and
     # data consistency run in float32 whatever is chosen (train/precision.py).
@@ -83,10 +83,10 @@ class OptimConfig:
     channels_last: bool | str = checked("auto", CHANNELS_LAST)
     # `last.pt` (full resume state) every this many steps (None: off), and after this many minutes
     # of work (0: off); always at each epoch end.
-    checkpoint_every: int | None = checked(None, COUNT)
+    checkpoint_every: int | None = checked(None, STEPS)
     checkpoint_minutes: float = checked(10.0, NON_NEGATIVE)
     # Non-finite steps skipped (counted in log.csv) before the run stops.
-    skip_nonfinite: int = checked(0, NON_NEGATIVE_INT)
+    skip_nonfinite: int = checked(0, integer(ge=0, le=MAX_STEPS))
 
 
 @dataclass
@@ -112,9 +112,9 @@ class TeacherCorrectionConfig:
     + feedback_weight * feedback(student -> teacher), at lr * teacher_lr_scale."""
 
     schedule: str = checked("joint", one_of("joint", "alternate"))  # "joint" (both from one step) or "alternate" (student, then teacher steps)
-    teacher_every: int = checked(1, COUNT)  # joint: the teacher is updated on every teacher_every-th step
-    student_steps: int = checked(1, COUNT)  # alternate: student steps per cycle
-    teacher_steps: int = checked(1, COUNT)  # alternate: teacher steps per cycle
+    teacher_every: int = checked(1, STEPS)  # joint: the teacher is updated on every teacher_every-th step
+    student_steps: int = checked(1, STEPS)  # alternate: student steps per cycle
+    teacher_steps: int = checked(1, STEPS)  # alternate: teacher steps per cycle
     teacher_lr_scale: float = checked(0.1, POSITIVE)
     rec_weight: float = checked(1.0, NON_NEGATIVE)
     edge_weight: float = checked(1.0, NON_NEGATIVE)
@@ -133,10 +133,10 @@ class StageConfig:
     that does not optimise the output (e.g. attention transfer alone) must not be judged by it.
     """
 
-    epochs: int = checked(10, COUNT)
+    epochs: int = checked(10, EPOCHS)
     task_weight: float = checked(1.0, NON_NEGATIVE)
     lr: float | None = checked(None, POSITIVE)  # None: optim.lr
-    max_steps: int | None = checked(None, COUNT)  # None: optim.max_steps
+    max_steps: int | None = checked(None, STEPS)  # None: optim.max_steps
     kd: list[KDTermConfig] = checked(factory=list)
     teacher_correction: TeacherCorrectionConfig | None = None  # None: the teacher stays frozen
     select: str | None = checked(None, one_of(*STAGE_SELECTIONS))
@@ -158,13 +158,13 @@ class SelfSupConfig:
     """
 
     method: str = checked("reundersample", one_of("reundersample", "ssdu"))  # "reundersample" (Wu & Li) or "ssdu" (Yaman et al.)
-    teachers: int = checked(2, COUNT)  # models trained together; 1 trains a single self-supervised model
+    teachers: int = checked(2, integer(ge=1, le=64))  # models trained together; 1 trains a single self-supervised model
     factors: list[float] = checked(factory=lambda: [2.0, 2.5], check=each(ACCELERATION))  # re-undersampling, per teacher
-    acs_lines: int = checked(8, NON_NEGATIVE_INT)  # central columns every re-undersampling mask keeps (paper: 16 of ~256)
+    acs_lines: int = checked(8, LINES)  # central columns every re-undersampling mask keeps (paper: 16 of ~256)
     dc_weight: float = checked(0.01, NON_NEGATIVE)  # weight of the DC regulariser in the re-undersampling loss
     rho: float = checked(0.4, OPEN_FRACTION)  # SSDU: fraction of Omega held out for the loss set Lambda
     selection: str = checked("gaussian", one_of("gaussian", "uniform"))  # SSDU: "gaussian" (2-D, around the centre) or "uniform"
-    acs_block: list[int] = checked(factory=lambda: [4, 4], check=each(NON_NEGATIVE_INT, length=2))  # SSDU: never in Lambda
+    acs_block: list[int] = checked(factory=lambda: [4, 4], check=each(LINES, length=2))  # SSDU: never in Lambda
     agreement_weight: float = checked(0.1, NON_NEGATIVE)  # contrastive agreement between teachers (0 switches it off)
     agreement_temperature: float | None = checked(None, POSITIVE)  # None: 1 - cosine (paper); else InfoNCE
     fresh_masks: bool = True  # new re-undersampling/split masks every step (else fixed per slice)
@@ -211,7 +211,7 @@ class DistillConfig:
     init_from_teacher: str | None = checked(None, one_of("teacher_layers"))
     stages: list[StageConfig] = checked(factory=list)
     # Remember the frozen teacher's outputs per training slice (exact only with fixed training
-    # masks and no augmentation; refused otherwise). Stages whose teacher learns never use it.
+    # masks: with fresh masks caching is off, said once). Stages whose teacher learns never use it.
     cache_teacher: bool = False
     # Unsupervised mode: distil an "ensemble" teacher without targets (replaces `stages`).
     adaptive: AdaptiveConfig | None = None

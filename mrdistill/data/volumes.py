@@ -219,8 +219,12 @@ def _read_nifti(item: InputItem, slice_axis: int) -> ImageVolume:
     ndim = data.ndim
     if ndim < 2:
         raise MrdistillError(f"{item.path}: a NIfTI volume needs at least 2 dimensions, got {ndim}")
+    if any(n > 1 for n in data.shape[4:]):  # dimensions 5+ (e.g. vector/tensor components)
+        raise MrdistillError(f"{item.path}: a {ndim}-D NIfTI of shape {data.shape} holds more than one "
+                             f"value along dimension 5 or later, which mrdistill would drop (it reads "
+                             f"3-D volumes, and the first volume of a 4-D series); split the file first")
     data = data[..., None] if ndim == 2 else data
-    while data.ndim > 3:  # 4-D (time/volumes): the first one
+    while data.ndim > 3:  # 4-D (time/volumes): the first one; size-1 dimensions 5+ drop nothing
         data = data[..., 0]
     meta = {"affine": affine, "header": img.header, "slice_axis": slice_axis, "ndim": ndim}
     return ImageVolume(item.name, "nifti", item.path, _check_values(np.moveaxis(data, slice_axis, 0), item.path), meta)

@@ -14,6 +14,7 @@ difference relative to the eager image max, for both outputs); otherwise nothing
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 from mrdistill.atomic import atomic_path, atomic_write_text
 from mrdistill.config.deploy import EXPORT_FORMATS as FORMATS, EXPORT_TOLERANCE as DEFAULT_TOLERANCE
-from mrdistill.rundir import check_writable
+from mrdistill.rundir import check_output_file, check_writable
 from mrdistill.deploy.graphs import build_graph
 from mrdistill.deploy.inputs import ExampleBatch, example_batch
 from mrdistill.deploy.metadata import sidecar, training_data
@@ -113,6 +114,30 @@ def _check_grid(shape: tuple[int, int] | None, size: int | None, coils: int) -> 
     return h, w
 
 
+def _is_export_record(side: Path) -> bool:
+    """Whether `side` is a sidecar that `export` wrote (JSON with its format and version)."""
+    try:
+        doc = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(doc, dict) and "mrdistill_version" in doc and doc.get("format") in FORMATS
+
+
+def check_export_outputs(out: Path, side: Path, checkpoint: str | Path, overwrite: bool) -> None:
+    """FILE and FILE.json may be neither the checkpoint (under any flag) nor, without
+    `overwrite`, existing files; with it, only an earlier export (FILE next to the sidecar export
+    wrote) is replaced: a file mrdistill did not write is named and kept."""
+    for path in (out, side):
+        check_output_file(path, [checkpoint])
+    existing = [p for p in (out, side) if os.path.lexists(p)]
+    if existing and not overwrite:
+        raise MrdistillError(f"{existing[0]} exists: choose another --out or pass --overwrite")
+    if existing and not _is_export_record(side):
+        raise MrdistillError(f"{existing[0]} was not written by mrdistill export (no export record "
+                             f"{side} next to it); --overwrite only replaces an earlier export, so "
+                             f"remove it yourself or choose another --out")
+
+
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, *,
                       shape: tuple[int, int] | None = None, coils: int = 1,
                       mask_kind: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
@@ -125,9 +150,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, *,
     if fmt == "onnx":
         require_export_extra()
     out, side = Path(out), sidecar_path(out)
-    for path in (out, side):
-        if path.exists() and not overwrite:
-            raise MrdistillError(f"{path} exists: choose another --out or pass --overwrite")
+    check_export_outputs(out, side, checkpoint, overwrite)
     check_writable(out.parent)
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)

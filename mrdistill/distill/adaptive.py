@@ -6,8 +6,8 @@ variance of magnitudes (the ensemble's "variance" feature) and avg the data-set 
 on which the teachers agree count more. `weighting="plain"` is ordinary unweighted distillation.
 
 avg is either fixed beforehand (`dataset_mean_variance`, one pass over the training set) or a running
-estimate (exponential moving average over training batches). `MemoTeacher` memoises a frozen
-teacher's outputs, so a costly ensemble runs once per training slice instead of once per step.
+estimate (exponential moving average over training batches). A `distill.teacher_cache.TeacherCache`
+shared by the pass and the objective runs a costly ensemble once per training slice.
 
 `AdaptiveDistillation` has the KD-loss signature `loss(student, teacher, sample)` and plugs into
 `DistillObjective`, but it is not in the KD registry: it needs an ensemble teacher (its "variance"
@@ -25,10 +25,9 @@ from tqdm.auto import tqdm
 
 from mrdistill.data.sample import Sample, collate_samples
 from mrdistill.distill.registry import get_feature
-from mrdistill.distill.teacher_cache import input_key
+from mrdistill.distill.teacher_cache import TeacherCache
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models.base import ReconOutput, run_model
-from mrdistill.models.contract import declared
 from mrdistill.physics.fft import magnitude
 
 WEIGHTINGS = ("adaptive", "plain")
@@ -115,54 +114,23 @@ class AdaptiveDistillation(nn.Module):
         return weighted_mse(s, t, w)
 
 
-class MemoTeacher(nn.Module):
-    """A frozen teacher whose outputs are remembered per input (content hash of k-space and mask).
-
-    A frozen teacher in eval mode is a pure function of its input, so this changes no result; it
-    only runs the teacher once per distinct slice. Remembers `image` and the "variance" feature.
-    Takes coil maps when the teacher does (`accepts_smaps`), so `run_model` passes them on.
-    """
-
-    def __init__(self, teacher: nn.Module) -> None:
-        super().__init__()
-        self.teacher = teacher
-        self.memo: dict[str, tuple[Tensor, Tensor | None]] = {}
-
-    @property
-    def accepts_smaps(self) -> bool:
-        return declared(self.teacher).accepts_smaps
-
-    @torch.no_grad()
-    def forward(self, kspace: Tensor, mask: Tensor, *, smaps: Tensor | None = None,
-                return_features: bool = False) -> ReconOutput:
-        mask = mask.expand(kspace.shape[0], *mask.shape[1:])
-        keys = [input_key(kspace[i], mask[i], None if smaps is None else smaps[i])
-                for i in range(kspace.shape[0])]
-        missing = [i for i, k in enumerate(keys) if k not in self.memo]
-        if missing:
-            extra = {} if smaps is None else {"smaps": smaps[missing]}
-            out = self.teacher(kspace[missing], mask[missing], return_features=True, **extra)
-            variance = out.features.get("variance")
-            for j, i in enumerate(missing):
-                self.memo[keys[i]] = (out.image[j], None if variance is None else variance[j])
-        image = torch.stack([self.memo[k][0] for k in keys])
-        features: dict[str, Tensor] = {}
-        if return_features and all(self.memo[k][1] is not None for k in keys):
-            features["variance"] = torch.stack([self.memo[k][1] for k in keys])  # type: ignore[misc]
-        return ReconOutput(image=image, features=features)
-
-
 @torch.no_grad()
 def dataset_mean_variance(teacher: nn.Module, dataset: Dataset, device: str | torch.device = "cpu",
-                          batch_size: int = 8, progress: bool = False) -> float:
-    """avg: the mean over `dataset` of V (summed per-pixel teacher variance), in one pass."""
+                          batch_size: int = 8, progress: bool = False,
+                          cache: TeacherCache | None = None) -> float:
+    """avg: the mean over `dataset` of V (summed per-pixel teacher variance), in one pass; with
+    `cache` (the objective's) the teacher's outputs are kept for training."""
     teacher.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
-    total, count = 0.0, 0
+
+    def run(part: Sample) -> ReconOutput:
+        return run_model(teacher, part, return_features=True)
+
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
     for batch in tqdm(loader, desc="teacher variance", disable=not progress, leave=False):
         batch = batch.to(device)
-        out = run_model(teacher, batch, return_features=True)
+        out = run(batch) if cache is None else cache.outputs(batch, (True, ()), run)
         v = variance_sum(get_feature(out.features, "variance", "teacher"))
-        total += float(v.sum())
+        total += v.sum()  # summed on the device: one read at the end, none per batch
         count += v.shape[0]
-    return total / max(count, 1)
+    return float(total) / max(count, 1)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from mrdistill.data.sample import Sample
 from mrdistill.distill.hooks import FeatureHooks, attach_for_pairs, run_hooked
 from mrdistill.distill.task_loss import TaskLossSpec, loss_weights, task_loss
+from mrdistill.distill.teacher_cache import TeacherCache
 from mrdistill.errors import MrdistillError
 from mrdistill.models.base import ReconOutput, run_model
 
@@ -22,7 +23,9 @@ class DistillObjective(nn.Module):
     the task loss is `loss` (`optim.loss`: "l1", "mse", "ssim" or a weighted sum; distill/task_loss.py).
 
     `terms` maps a name to (KD loss module, weight). The KD modules are submodules (their adapters
-    are trained with the student); the teacher is kept out of `parameters()`.
+    are trained with the student); the teacher is kept out of `parameters()`. With `cache` the
+    teacher's outputs are remembered per slice (`distill.teacher_cache`; only for a teacher that
+    does not learn).
 
     >>> from mrdistill.config import DataConfig
     >>> from mrdistill.data.build import make_datasets
@@ -44,7 +47,8 @@ class DistillObjective(nn.Module):
 
     def __init__(self, teacher: nn.Module | None = None,
                  terms: dict[str, tuple[nn.Module, float]] | None = None,
-                 task_weight: float = 1.0, loss: TaskLossSpec = "l1") -> None:
+                 task_weight: float = 1.0, loss: TaskLossSpec = "l1",
+                 cache: TeacherCache | None = None) -> None:
         super().__init__()
         terms = terms or {}
         if terms and teacher is None:
@@ -54,6 +58,7 @@ class DistillObjective(nn.Module):
         self.task_weight = float(task_weight)
         self.loss = loss_weights(loss)
         self._teacher = [teacher] if teacher is not None else []  # a list keeps it unregistered
+        self.cache = cache
         # Forward hooks for pair keys that are module paths (`distill.hooks`), made by `setup`.
         self._hooks: tuple[FeatureHooks | None, FeatureHooks | None] = (None, None)
         if teacher is not None:
@@ -99,11 +104,18 @@ class DistillObjective(nn.Module):
         return run_hooked(lambda: run_model(model, sample, feats), self._hooks[0])
 
     def run_teacher(self, sample: Sample) -> ReconOutput:
-        """The teacher's output (no gradients), with the hooked module outputs among its features."""
-        teacher, feats = self.teacher, self.needs_features
+        """The teacher's output (no gradients), with the hooked module outputs among its features;
+        from the cache for slices it has seen."""
+        teacher, feats, hooks = self.teacher, self.needs_features, self._hooks[1]
         assert teacher is not None
+
+        def run(part: Sample) -> ReconOutput:
+            return run_hooked(lambda: run_model(teacher, part, feats), hooks)
+
         with torch.no_grad():
-            return run_hooked(lambda: run_model(teacher, sample, feats), self._hooks[1])
+            if self.cache is None:
+                return run(sample)
+            return self.cache.outputs(sample, (feats, tuple(hooks.paths) if hooks else ()), run)
 
     def forward(self, model: nn.Module, sample: Sample) -> dict[str, Tensor]:
         student = self.run_student(model, sample)

@@ -10,7 +10,7 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import nn
 
-from mrdistill.config.checks import COUNT, FINITE, fail
+from mrdistill.config.checks import FINITE, MODEL_INT, fail
 from mrdistill.errors import MrdistillError, check_choice
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -43,7 +43,7 @@ def list_models() -> list[str]:
 
 
 def _check_argument(tp: Any, value: Any, where: str) -> None:
-    """One constructor argument against its annotation: ints are counts (>= 1), floats finite."""
+    """One constructor argument against its annotation: ints are counts in [1, MAX_MODEL_INT], floats finite."""
     options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
     if value is None:
         if type(None) not in options:
@@ -54,8 +54,8 @@ def _check_argument(tp: Any, value: Any, where: str) -> None:
         if base is bool and isinstance(value, bool):
             return
         if base is int and isinstance(value, int) and not isinstance(value, bool):
-            if not COUNT.ok(value):
-                raise fail(where, COUNT.expected, value)
+            if not MODEL_INT.ok(value):
+                raise fail(where, MODEL_INT.expected, value)
             return
         if base is float and FINITE.ok(value):
             return

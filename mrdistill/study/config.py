@@ -18,7 +18,7 @@ import yaml
 from mrdistill.config import (DataConfig, KDTermConfig, ModelConfig, OptimConfig, SFTConfig,
                               StageConfig, apply_overrides, from_dict, load_yaml, to_dict)
 from mrdistill.atomic import atomic_write_text
-from mrdistill.config.checks import ACCELERATION, COUNT, NAME, SEED, checked, each
+from mrdistill.config.checks import ACCELERATION, EPOCHS, NAME, SEED, checked, each
 from mrdistill.config.run import STAGE_SELECTIONS
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import METRICS
@@ -85,14 +85,14 @@ class StudyConfig(StudyFolders):
         lr=1e-3, epochs=150, batch_size=4, step_size=40, gamma=0.1))
     # Epochs of both teachers (ordinary and SFT); None: optim.epochs. A teacher is trained once and
     # usually to convergence, so it may get a longer budget than the students.
-    teacher_epochs: int | None = checked(None, COUNT)
+    teacher_epochs: int | None = checked(None, EPOCHS)
     # SFT loss weights and branches; its `student` is always replaced by the study's `student`.
     sft: SFTConfig = field(default_factory=SFTConfig)
     # Start SFT-KD students from the SFT run's student branches (the paper: "all the blocks of the
     # student learn initial weights" during SFT); false: from scratch, like Std-KD students.
     sft_student_init: bool = True
-    feature_epochs: int = checked(150, COUNT)
-    task_epochs: int = checked(150, COUNT)
+    feature_epochs: int = checked(150, EPOCHS)
+    task_epochs: int = checked(150, EPOCHS)
     # The epoch a feature stage keeps (`StageConfig.select`); None: its default, the lowest
     # validation value of its own loss. "val_metric" reproduces studies recorded before issue 18.
     feature_select: str | None = None

@@ -10,6 +10,9 @@ a training run's `last.pt` adds the "resume" section of `train.state` (optimizer
 
 from __future__ import annotations
 
+import re
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +39,72 @@ def all_finite(state: dict[str, torch.Tensor]) -> bool:
                if torch.is_floating_point(v) or torch.is_complex(v))
 
 
-def torch_load_problem(exc: BaseException) -> str:
-    """Why `torch.load(..., weights_only=True)` refused a file, in words: its weights-only
-    unpickler's own reason (e.g. "Unsupported operand 110" for bytes that are no checkpoint,
-    "Unsupported global: GLOBAL os.system ..." for code in a pickle) instead of the advice to load
-    unsafely that leads its message; other errors as `describe_exception` gives them."""
-    text = str(exc)
-    if "WeightsUnpickler error:" in text:
-        detail = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
-        return f"not a plain-weights PyTorch file ({' '.join(detail.split())[:200]})"
-    return describe_exception(exc)
+# torch's weights-only refusal leads with advice to load unsafely and ends with a link; the reason
+# sits between them (torch 2.4-2.13 spell the parts differently).
+_REFUSAL_START = re.compile(r"WeightsUnpickler error:|Do it only if you got the file from a trusted source\.")
+_REFUSAL_END = "Check the documentation"
+_GLOBAL = re.compile(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", re.IGNORECASE)
+
+
+def weights_only_refusal(message: str) -> str | None:
+    """The reason inside a `torch.load(weights_only=True)` refusal, e.g. "unsupported GLOBAL
+    posix.system" or "Unsupported operand 149"; None when `message` is no such refusal."""
+    if "Weights only load failed" not in message and "WeightsUnpickler" not in message:
+        return None
+    parts = _REFUSAL_START.split(message)
+    detail = parts[-1].split(_REFUSAL_END, 1)[0] if len(parts) > 1 else ""
+    detail = " ".join(detail.replace("WeightsUnpickler error:", " ").split())
+    found = _GLOBAL.search(detail)
+    if found:
+        return f"unsupported GLOBAL {found[1]}"
+    return detail.rstrip(".")[:160] or "an instruction it does not allow"
+
+
+def _preview(head: bytes) -> str:
+    """The first bytes of a file as words: quoted text when they are printable, else hex."""
+    text = head[:24].decode("ascii", errors="replace")
+    if text.isprintable() or all(c.isprintable() or c in "\r\n\t" for c in text):
+        return f"text {' '.join(text.split())[:24]!r}"
+    return f"bytes {head[:8].hex(' ')}"
+
+
+def torch_load_problem(exc: BaseException, path: str | Path) -> str:
+    """Why `torch.load(path, weights_only=True)` failed, in words, from the exception and the
+    file's first bytes: empty, not a PyTorch file (what it starts with), truncated or damaged, or a
+    refused pickle with torch's reason ("unsupported GLOBAL posix.system"). Never torch's advice to
+    load unsafely."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as err:
+        return describe_exception(err)
+    if not head:
+        return "the file is empty"
+    zipped, pickled = head.startswith(b"PK\x03\x04"), head[:1] == b"\x80"  # torch.save's formats
+    if not (zipped or pickled):
+        return f"not a PyTorch checkpoint (the file starts with {_preview(head)})"
+    refusal = weights_only_refusal(str(exc))
+    if refusal is not None:
+        return (f"refused to unpickle it ({refusal}): a checkpoint holds only tensors and plain "
+                f"values; nothing in the file was run")
+    if zipped and not zipfile.is_zipfile(path):
+        return "the file is truncated or damaged (its zip archive has no end record)"
+    if pickled and (isinstance(exc, EOFError) or "truncated" in str(exc)):
+        return "the file is truncated (its pickle data end early)"
+    kind = "a zip archive" if zipped else "a pickle"
+    return f"{kind} that is not a readable PyTorch checkpoint ({describe_exception(exc)})"
+
+
+def read_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """`torch.load(path, map_location="cpu", weights_only=True)`; any failure is one
+    `MrdistillError` "cannot read <what> <path>: <torch_load_problem>" (torch's own warnings about
+    the file, e.g. an unusual pickle protocol, are not shown: the refusal says what matters)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        raise MrdistillError(f"cannot read {what} {path}: {torch_load_problem(exc, path)}") from None
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -59,10 +118,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MrdistillError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise MrdistillError(f"cannot read checkpoint {path}: {torch_load_problem(exc)}") from None
+    ckpt = read_torch_file(path)
     if not isinstance(ckpt, dict) or "model_name" not in ckpt or "model" not in ckpt:
         raise MrdistillError(f"{path} is not an mrdistill checkpoint")
     verify_hash(ckpt, path)

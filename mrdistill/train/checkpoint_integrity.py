@@ -27,12 +27,13 @@ from typing import Any
 
 import torch
 
+from mrdistill.config.checks import MAX_MODEL_INT
 from mrdistill.errors import MrdistillError, describe_exception
 from mrdistill.models.registry import build_model, list_models, model_parameters
 from mrdistill.timelimit import TimeLimitExceeded, iter_time_limited
 
 INTEGRITY_KEY = "integrity"
-MAX_INT_KWARG = 10_000  # any whole-number model argument (channels, cascades, depth, ...)
+MAX_INT_KWARG = MAX_MODEL_INT  # any whole-number model argument (channels, cascades, depth, ...)
 MAX_PARAMETERS = 250_000_000  # 1 GB of float32 weights; the largest fastMRI models have ~30 M
 BUILD_MEMORY_BYTES = 2 << 30  # what the trial build may allocate
 BUILD_TIME_LIMIT = 30.0  # seconds the trial build may take

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from mrdistill.atomic import atomic_write_text
+from mrdistill.atomic import atomic_write_text, record_written
 from mrdistill.errors import MrdistillError
 from mrdistill.train import distributed
 
@@ -97,6 +97,7 @@ class RunLog:
             from torch.utils.tensorboard import SummaryWriter  # optional dependency
 
             self._writer = SummaryWriter(str(self.path.parent / TENSORBOARD_DIR), purge_step=purge_step)
+            record_written(self.path.parent / TENSORBOARD_DIR)  # its event files are mrdistill's
         return self._writer
 
     def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:

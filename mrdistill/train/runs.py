@@ -11,13 +11,13 @@ from typing import Any
 from torch import nn
 
 from mrdistill.config import MaskConfig, RunConfig, StageConfig, load_yaml, save_config, to_dict
-from mrdistill.data.datasets import MixedDataset, SliceDataset
+from mrdistill.data.datasets import MixedDataset, SliceDataset, check_coils
 from mrdistill.data.build import make_task_datasets
 from mrdistill.distill import DistillObjective, build_kd
 from mrdistill.distill.teacher_correction import TeacherCorrectionObjective
 from mrdistill.distill.init import init_from_teacher
 from mrdistill.device import resolve_device
-from mrdistill.distill.teacher_cache import CachedTeacher, check_cacheable
+from mrdistill.distill.teacher_cache import TeacherCache, cache_allowed
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.foreign import import_plugins
@@ -35,6 +35,7 @@ from mrdistill.train.loop import FitResult, fit
 from mrdistill.train.plan import run_plan
 from mrdistill.train.precision import check_precision
 from mrdistill.train.splits import record_splits
+from mrdistill.train.preflight import check_model_for_data
 from mrdistill.train.state import RunState
 from mrdistill.train.sft_run import sft_train
 from mrdistill.train.teachers import load_teacher, teacher_identity
@@ -58,10 +59,15 @@ RESUME_FREE_KEYS = ("device", "progress", "optim.checkpoint_every", "optim.check
 
 def validate_run(cfg: RunConfig) -> None:
     """Checks that need no data, run before the run folder is claimed: every model's arguments
-    against its constructor's signature."""
+    against its constructor's signature and its own checks, and against the data
+    (`preflight.check_model_for_data`)."""
     check_model_kwargs(cfg.model.name, cfg.model.kwargs, "model.kwargs")
+    if cfg.data.dataset == "embedded":
+        check_coils(cfg.data)  # the data's own needs first (coils need complex images)
+    check_model_for_data(cfg.model.name, cfg.model.kwargs, cfg.data, "model.kwargs")
     if cfg.sft is not None:
         check_model_kwargs(cfg.sft.student.name, cfg.sft.student.kwargs, "sft.student.kwargs")
+        check_model_for_data(cfg.sft.student.name, cfg.sft.student.kwargs, cfg.data, "sft.student.kwargs")
     if cfg.data.dataset == "embedded" and cfg.data.superres is None:
         check_mask(cfg.data.mask, cfg.data.image_size)
     for i, stage in enumerate(cfg.distill.stages if cfg.distill is not None else []):
@@ -188,9 +194,10 @@ def run_state(cfg: RunConfig, out: OutputDir, resume: bool) -> Iterator[RunState
 
 
 def build_objective(stage: StageConfig, teacher: nn.Module | None,
-                    loss: str | dict = "l1") -> DistillObjective:
+                    loss: str | dict = "l1", cache: TeacherCache | None = None) -> DistillObjective:
     """The objective of one stage: task term (`loss`, from optim.loss) plus the stage's weighted
-    KD terms."""
+    KD terms (the frozen teacher's outputs from `cache` when given; a teacher that learns never
+    uses one)."""
     terms = {}
     for i, term in enumerate(stage.kd):
         key = term.name if term.name not in terms else f"{term.name}{i}"
@@ -199,7 +206,7 @@ def build_objective(stage: StageConfig, teacher: nn.Module | None,
         assert teacher is not None
         return TeacherCorrectionObjective(teacher, terms, stage.task_weight, stage.teacher_correction,
                                           loss=loss)
-    return DistillObjective(teacher, terms, task_weight=stage.task_weight, loss=loss)
+    return DistillObjective(teacher, terms, task_weight=stage.task_weight, loss=loss, cache=cache)
 
 
 TEACHER_ROW = "teacher"  # the teacher's row in a distillation's report
@@ -216,6 +223,14 @@ def _record_splits(run_dir: Path, data: dict[str, SliceDataset]) -> None:
     """splits.json: the volumes of train/val/test (`train.splits`), for `--split`."""
     if distributed.is_main():  # under torchrun rank 0 writes
         record_splits(run_dir, data)
+
+
+def planned_epochs(cfg: RunConfig) -> list[int]:
+    """The epochs each stage of the run plans: a distillation's stages their own, else
+    `optim.epochs` (one stage)."""
+    if cfg.distill is not None and cfg.distill.stages:
+        return [stage.epochs for stage in cfg.distill.stages]
+    return [cfg.optim.epochs]
 
 
 def _test_report(cfg: RunConfig, run_dir: Path, model: nn.Module, test: SliceDataset,
@@ -247,9 +262,9 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
     """Supervised training of `cfg.model` (a teacher or a plain student); self-supervised (no
     targets, see `train.unsupervised`) when the config has a `selfsup` section. `resume`
     continues an interrupted run from its `last.pt` (a fresh start when there is none)."""
-    cfg = prepare_run(cfg, overwrite, resume)
-    if cfg.selfsup is not None:
+    if cfg.selfsup is not None:  # the method's own data needs first (e.g. complex data)
         check_selfsup(cfg.selfsup, cfg.data)
+    cfg = prepare_run(cfg, overwrite, resume)
     with claim_run(cfg, overwrite, "train", resume) as out, run_state(cfg, out, resume) as run:
         return _train(cfg, out, run, datasets)
 
@@ -293,8 +308,6 @@ def distill_run(cfg: RunConfig, overwrite: bool = False,
         teacher = load_teacher(cfg.distill.teacher, cfg.device)
     if adaptive is not None:
         check_adaptive(adaptive, teacher, cfg.data.mode)
-    if cfg.distill.cache_teacher:
-        check_cacheable(cfg.data)
     init = load_init(cfg)
     with claim_run(cfg, overwrite, "distill", resume) as out, run_state(cfg, out, resume) as run:
         return _distill(cfg, out, run, datasets, teacher, init)
@@ -323,7 +336,8 @@ def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, 
     # Undersampled-only slices (if any) are labelled by the teacher: the student sees them too.
     train_set = MixedDataset(data["train"], data["unlabeled"]) if "unlabeled" in data else data["train"]
     fits = []
-    cached: CachedTeacher | None = None
+    use_cache = cache_allowed(cfg.distill.cache_teacher, cfg.data, "distill.cache_teacher")
+    cache, cached_for = None, None  # one cache per teacher (a corrected teacher gets a new one)
     for k, stage in enumerate(cfg.distill.stages):
         done = run.completed_fit(k)
         if done is not None:  # finished before the checkpoint this run resumed from
@@ -331,12 +345,10 @@ def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, 
             continue
         if any(s.teacher_correction is not None for s in cfg.distill.stages[:k]):
             run.carry("teacher", teacher)  # corrected earlier: a resumed run gets its weights back
-        frozen = teacher
-        if cfg.distill.cache_teacher and stage.teacher_correction is None:  # a learning teacher: never
-            if cached is None or cached.teacher is not teacher:  # a corrected teacher: a new cache
-                cached = CachedTeacher(teacher)
-            frozen = cached
-        objective = build_objective(stage, frozen, cfg.optim.loss)
+        if use_cache and stage.teacher_correction is None and cached_for is not teacher:
+            cache, cached_for = TeacherCache(), teacher
+        objective = build_objective(stage, teacher, cfg.optim.loss,
+                                    cache if stage.teacher_correction is None else None)
         plan = run_plan(cfg, f"stage{k + 1}", seed=cfg.seed + k, epochs=stage.epochs, lr=stage.lr,
                         max_steps=stage.max_steps, select=stage.selection)
         fits.append(fit(student, objective, train_set, data["val"], plan, run))

@@ -189,3 +189,23 @@ def describe(path: Path, section: dict[str, Any]) -> str:
 
 def position_from(section: dict[str, Any]) -> StagePosition:
     return StagePosition(**section["position"])
+
+
+def run_progress(run_dir: Path, stage_epochs: list[int]) -> str | None:
+    """None when the run in `run_dir` finished (its test report, `metrics.json`, is written last);
+    else how far it got, from `last.pt`: "incomplete: epoch 4 of 12" (one stage), "incomplete:
+    stage 2 of 3, epoch 1 of 5" (`stage_epochs`: the planned epochs of each stage), or
+    "incomplete: no epoch finished". A killed run, or one still training, reads so."""
+    if (run_dir / "metrics.json").is_file():
+        return None
+    last = run_dir / CHECKPOINT_DIR / "last.pt"
+    section = load_checkpoint(last).get(RESUME_KEY) if last.is_file() else None
+    if not isinstance(section, dict):
+        return "incomplete: no epoch finished"
+    index = int(section.get("stage_index", 0))
+    epoch = int((section.get("position") or {}).get("epoch", 0))
+    planned = stage_epochs[index] if index < len(stage_epochs) else None
+    text = f"epoch {epoch}" + (f" of {planned}" if planned else "")
+    if len(stage_epochs) > 1:
+        text = f"stage {index + 1} of {len(stage_epochs)}, {text}"
+    return f"incomplete: {text}"

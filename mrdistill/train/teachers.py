@@ -18,7 +18,7 @@ from mrdistill.config.run import TEACHER_FORMATS
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.models.foreign import weights_root
-from mrdistill.train.checkpoint import load_checkpoint, load_model, torch_load_problem
+from mrdistill.train.checkpoint import load_checkpoint, load_model, read_torch_file
 
 FORMATS = TEACHER_FORMATS
 SHOWN = 3  # keys named in a mismatch message
@@ -35,11 +35,7 @@ def read_state_dict(path: str | Path, fmt: str) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise MrdistillError(f"teacher weights not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise MrdistillError(f"cannot read teacher weights {path} with weights_only=True "
-                             f"({torch_load_problem(exc)})") from None
+    obj = read_torch_file(path, "teacher weights")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = strip_common_prefix(obj["state_dict"])
     if not isinstance(obj, dict) or not obj or not all(

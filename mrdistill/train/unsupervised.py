@@ -19,8 +19,8 @@ from mrdistill.config import AdaptiveConfig, RunConfig
 from mrdistill.data.build import without_targets
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.distill import DistillObjective
-from mrdistill.distill.adaptive import (AdaptiveDistillation, MemoTeacher, check_clip,
-                                        dataset_mean_variance)
+from mrdistill.distill.adaptive import AdaptiveDistillation, check_clip, dataset_mean_variance
+from mrdistill.distill.teacher_cache import TeacherCache, cache_allowed
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.models import build_model
 from mrdistill.selfsup.teachers import (CHECKPOINTS, SelfSupervisedObjective, check_selfsup,
@@ -98,15 +98,15 @@ def adaptive_distill(cfg: RunConfig, run: RunState, data: dict[str, SliceDataset
     ac = cfg.distill.adaptive
     run_dir = run.run_dir
     train = without_targets(data)
-    # Memoising is exact only when every epoch shows the same masked k-space.
-    source = MemoTeacher(teacher) if ac.cache_teacher and not cfg.data.mask.fresh_train_masks else teacher
-    source.eval()
+    # One cache for the variance pass and training (exact only with fixed masks: `cache_allowed`).
+    cache = TeacherCache() if cache_allowed(ac.cache_teacher, cfg.data, "distill.adaptive.cache_teacher") else None
+    teacher.eval()
     kd = AdaptiveDistillation(ac.weighting, ac.clip, "running", ac.momentum)
     notes = [f"distilled without targets, {ac.weighting} weights, kept: {ac.checkpoint}"]
     if ac.weighting == "adaptive" and ac.average == "precompute":
-        kd.set_average(dataset_mean_variance(source, train, cfg.device, progress=cfg.progress))
+        kd.set_average(dataset_mean_variance(teacher, train, cfg.device, progress=cfg.progress, cache=cache))
         notes.append(f"mean teacher variance over the training set: {float(kd.avg_variance):.6g}")
-    objective = DistillObjective(source, {"adaptive": (kd, 1.0)}, task_weight=0.0)
+    objective = DistillObjective(teacher, {"adaptive": (kd, 1.0)}, task_weight=0.0, cache=cache)
     student = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     if cfg.distill.init:
         student.load_state_dict(load_checkpoint(cfg.distill.init)["model"])

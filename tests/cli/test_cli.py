@@ -72,6 +72,18 @@ def test_train_distill_evaluate(tmp_path, capsys):
                             "--model", "dccnn", "--set", "cascades=3", "--weights", teacher,
                             "--format", "mrdistill"], capsys)
     assert code == 2 and "best.pt" in err and not (tmp_path / "ev_bad").exists()
+    code, stdout, err = run_cli(["evaluate", "--run", tmp_path / "kdmri_kd"], capsys)
+    assert code == 0 and "kdmri_kd" in stdout and "incomplete" not in stdout + err
+    assert (tmp_path / "kdmri_kd" / "evaluation" / "per_slice.csv").exists()
+    # the state a run killed after its first of 3 epochs leaves: last.pt at epoch 1, no test report
+    run = tmp_path / "runs" / "t1"
+    (run / "metrics.json").unlink()
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("epochs: 1\n", "epochs: 3\n", 1))
+    code, stdout, err = run_cli(["evaluate", "--run", run], capsys)
+    assert code == 0 and "| zero-filled |" in stdout
+    assert err.strip() == f"mrdistill: note: {run} is incomplete: epoch 1 of 3; resume it with --resume to finish it"
+    assert "checkpoint: best.pt (incomplete: epoch 1 of 3 of the run)" in (run / "evaluation" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("extra, message", [

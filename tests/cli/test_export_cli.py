@@ -70,3 +70,28 @@ def test_existing_output_is_kept(ckpt, tmp_path, capsys):
     out.write_text("mine")
     one_line_refusal(["export", ckpt, "--format", "onnx", "--out", out], capsys, tmp_path, "--overwrite")
     assert out.read_text() == "mine"
+
+
+def test_the_checkpoint_is_never_the_output_under_any_flag(ckpt, tmp_path, capsys):
+    before = ckpt.read_bytes()
+    (tmp_path / "link.pt").symlink_to(ckpt)
+    (tmp_path / "model.pt.json").write_text("{}")
+    for out in (ckpt, tmp_path / "link.pt", tmp_path / "model"):  # the file, a link, FILE.json = it
+        if out.name == "model":
+            (tmp_path / "model.json").unlink(missing_ok=True)
+            (tmp_path / "model.json").hardlink_to(ckpt)
+        one_line_refusal(["export", ckpt, "--format", "torchscript", "--out", out, "--overwrite"],
+                         capsys, tmp_path, "an input is never overwritten")
+    assert ckpt.read_bytes() == before
+
+
+def test_overwrite_replaces_only_an_earlier_export(ckpt, tmp_path, capsys):
+    mine = tmp_path / "thesis.ts"
+    mine.write_text("my own file")
+    one_line_refusal(["export", ckpt, "--format", "torchscript", "--out", mine, "--overwrite"],
+                     capsys, tmp_path, "thesis.ts was not written by mrdistill export")
+    assert mine.read_text() == "my own file"
+    out = tmp_path / "m.ts"
+    args = ["export", ckpt, "--format", "torchscript", "--out", out]
+    assert run_cli(args, capsys)[0] == 0
+    assert run_cli([*args, "--overwrite"], capsys)[0] == 0 and out.is_file()

@@ -154,3 +154,15 @@ def test_prepare_refuses_fastmri_and_existing_output(tmp_path):
         prepare_volumes(nii, tmp_path / "full", PrepareConfig(), progress=False)
     with pytest.raises(MrdistillError, match="no prepare.json"):
         read_manifest(tmp_path / "full")
+
+
+def test_nifti_with_values_beyond_dimension_4_is_refused(tmp_path):
+    """A 5-D NIfTI (e.g. vector components) would lose dimension 5: refused, naming the file;
+    size-1 dimensions 5+ drop nothing and read as the 3-D volume."""
+    data = np.arange(8 * 6 * 3 * 2, dtype=np.float32).reshape(8, 6, 3, 1, 2) + 1
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "vec.nii"))
+    with pytest.raises(MrdistillError, match=r"vec.nii: a 5-D NIfTI of shape \(8, 6, 3, 1, 2\)"):
+        read_volume(one(tmp_path / "vec.nii"))
+    nib.save(nib.Nifti1Image(data[..., :1], np.eye(4)), str(tmp_path / "one.nii"))
+    vol = read_volume(one(tmp_path / "one.nii"))
+    assert vol.data.shape == (3, 8, 6) and np.array_equal(vol.data[1], data[:, :, 1, 0, 0])

@@ -3,6 +3,7 @@ files next to the outputs) and the helpers that build a case's command line."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -114,3 +115,31 @@ def files_argv(bad: str, content: bytes | dict) -> Callable[[Env], list]:
 
 def cmd_argv(*args: str) -> Callable[[Env], list]:
     return lambda e: [str(a).format(e=e) for a in args]
+
+
+def write_nifti_5d(path: Path) -> Path:
+    """A NIfTI whose fifth dimension holds two values (vector components)."""
+    import nibabel as nib
+    import numpy as np
+
+    data = np.arange(8 * 6 * 3 * 2, dtype=np.float32).reshape(8, 6, 3, 1, 2) + 1
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    return path
+
+
+def write_pickle_with_code(path: Path) -> Path:
+    """torch.save's zip layout with a pickle that would call os.system (never run)."""
+    import io
+    import pickle
+    import zipfile
+
+    class Code:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"model": Code()}, protocol=2))
+        z.writestr("archive/version", "3\n")
+    path.write_bytes(buf.getvalue())
+    return path

@@ -4,7 +4,7 @@ benchmarks/fuzz.py (10,000 files).
 
 A "reader" here is everything that opens a user file: fastMRI HDF5 (metadata under the time limit,
 then every slice as the data set builds it), prepared-folder manifests, prediction files (evaluate),
-NIfTI (.nii and .nii.gz), NPY, DICOM, PNG, JPG and fixed-mask .npy files. The contract checked:
+NIfTI (.nii and .nii.gz), NPY, DICOM, PNG, JPG, fixed-mask .npy files and checkpoints. The contract checked:
 the reader returns a valid result or raises `MrdistillError`, and returns within the time limit.
 """
 
@@ -27,12 +27,14 @@ from mrdistill.data.fastmri_io import (PREDICTION_KEY, inspect_file_limited,  # 
 from mrdistill.data.prepared import MANIFEST, MANIFEST_FORMAT, read_manifest  # noqa: E402
 from mrdistill.data.volumes import find_inputs, read_volume  # noqa: E402
 from mrdistill.errors import MrdistillError  # noqa: E402
+from mrdistill.models import build_model  # noqa: E402
 from mrdistill.physics.masks import make_mask  # noqa: E402
+from mrdistill.train.checkpoint import load_model, model_payload, save_checkpoint  # noqa: E402
 
 # reader kind -> file suffix of its seed file
 KINDS = {"fastmri": ".h5", "fastmri_multicoil": ".h5", "fastmri_test": ".h5", "prediction": ".h5",
          "manifest": ".json", "nifti": ".nii", "nifti_gz": ".nii.gz", "npy": ".npy",
-         "dicom": ".dcm", "png": ".png", "jpg": ".jpg", "mask": ".npy"}
+         "dicom": ".dcm", "png": ".png", "jpg": ".jpg", "mask": ".npy", "checkpoint": ".pt"}
 
 
 def write_seeds(folder: Path) -> dict[str, bytes]:
@@ -64,6 +66,9 @@ def write_seeds(folder: Path) -> dict[str, bytes]:
     paths["jpg"] = folder / "v.jpg"
     np.save(folder / "mask.npy", np.array([1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1], dtype=bool))
     paths["mask"] = folder / "mask.npy"
+    kw = {"cascades": 1, "convs": 2, "channels": 4}
+    paths["checkpoint"] = folder / "model.pt"
+    save_checkpoint(paths["checkpoint"], model_payload(build_model("dccnn", seed=0, **kw), "dccnn", kw))
     return {kind: Path(p).read_bytes() for kind, p in paths.items()}
 
 
@@ -117,6 +122,10 @@ def read_as(kind: str, path: Path, time_limit: float) -> str:
         doc = read_manifest(path.parent)
         assert doc["mode"] in ("real", "complex") and doc["coils"] >= 1
         return "manifest"
+    if kind == "checkpoint":  # as predict, evaluate and export read it
+        model = load_model(path)
+        assert all(bool(p.isfinite().all()) for p in model.parameters())
+        return "checkpoint"
     if kind == "mask":
         mask = make_mask("fixed", (10, 12), 4.0, seed=0, path=str(path))
         assert mask.any()

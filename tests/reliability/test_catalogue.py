@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from catalogue_env import (CONFIGS, Case, assets, cmd_argv, distill_argv, env,  # noqa: E402,F401
-                           files_argv, train_argv)
+                           files_argv, train_argv, write_nifti_5d, write_pickle_with_code)
 
 from mrdistill.cli.main import main  # noqa: E402
 
@@ -22,13 +22,13 @@ TRAIN_VALUES = [
     ("optim.lr", "0", "optim.lr"), ("optim.lr", ".nan", "optim.lr"), ("optim.lr", ".inf", "optim.lr"),
     ("optim.lr", "fast", "optim.lr: expected a number"), ("optim.lr", "[1]", "optim.lr"),
     ("optim.lr", "true", "optim.lr"), ("optim.lr", "null", "optim.lr"),
-    ("optim.batch_size", "0", "optim.batch_size: expected an integer >= 1"),
+    ("optim.batch_size", "0", "optim.batch_size: expected an integer in [1, 65536]"),
     ("optim.batch_size", "-4", "optim.batch_size"), ("optim.batch_size", "2.5", "optim.batch_size"),
     ("optim.batch_size", "true", "optim.batch_size"), ("optim.batch_size", "four", "optim.batch_size"),
-    ("optim.epochs", "0", "optim.epochs: expected an integer >= 1"), ("optim.epochs", "-3", "optim.epochs"),
+    ("optim.epochs", "0", "optim.epochs: expected an integer in [1, 100000]"), ("optim.epochs", "-3", "optim.epochs"),
     ("optim.epochs", "true", "optim.epochs: expected an integer, got true"),
     ("optim.epochs", "1.5", "optim.epochs"), ("optim.epochs", "null", "optim.epochs"),
-    ("optim.max_steps", "-1", "optim.max_steps: expected an integer >= 1"),
+    ("optim.max_steps", "-1", "optim.max_steps: expected an integer in [1, 1000000000]"),
     ("optim.max_steps", "0", "optim.max_steps"), ("optim.max_steps", "false", "optim.max_steps"),
     ("optim.grad_clip", "-1", "optim.grad_clip: expected a finite number > 0"),
     ("optim.grad_clip", "0", "optim.grad_clip"), ("optim.grad_clip", ".nan", "optim.grad_clip"),
@@ -41,7 +41,7 @@ TRAIN_VALUES = [
     ("name", "/tmp/elsewhere", "name"), ("name", "..", "name"), ("name", ".", "name"),
     ("name", "a/b", "name"), ("name", "null", "name: expected a string, got null"),
     ("name", "[a]", "name"), ("out_dir", '""', "out_dir"),
-    ("data.image_size", "0", "data.image_size: expected an integer >= 8"),
+    ("data.image_size", "0", "data.image_size: expected an integer in [8, 8192]"),
     ("data.image_size", "4", "data.image_size"), ("data.image_size", "-32", "data.image_size"),
     ("data.mask.acceleration", "1", "data.mask.acceleration: expected a finite number > 1"),
     ("data.mask.acceleration", "0.5", "data.mask.acceleration"),
@@ -66,7 +66,7 @@ TRAIN_VALUES = [
     ("data.superres.scale", "1", "data.superres.scale"),
     ("model.kwargs", "[1, 2]", "model.kwargs: expected a mapping"),
     ("model.kwargs", "cascades", "model.kwargs: expected a mapping"),
-    ("model.kwargs.cascades", "-1", "model.kwargs.cascades: expected an integer >= 1"),
+    ("model.kwargs.cascades", "-1", "model.kwargs.cascades: expected an integer in [1, 10000]"),
     ("model.kwargs.cascades", "0", "model.kwargs.cascades"),
     ("model.kwargs.cascades", "five", "model.kwargs.cascades: expected an integer"),
     ("model.kwargs.cascades", "[1, 2]", "model.kwargs.cascades"),
@@ -85,9 +85,28 @@ TRAIN_VALUES = [
     ("selfsup.checkpoint", "middle", "selfsup.checkpoint"), ("selfsup.method", "magic", "selfsup.method"),
     ("sft.teacher_weight", "-1", "sft.teacher_weight"),
     ("sft.student.kwargs.cascades", "-2", "sft.student.kwargs.cascades"),
+    # every count has an upper bound (issue 27: 10**40 epochs ran for ever)
+    ("optim.epochs", "10000000000000000000000000000000000000000", "optim.epochs: expected an integer in [1, 100000]"),
+    ("optim.max_steps", "1e12", "optim.max_steps"), ("optim.batch_size", "1000000", "optim.batch_size"),
+    ("optim.checkpoint_every", "1e40", "optim.checkpoint_every"), ("optim.patience", "1e9", "optim.patience"),
+    ("data.coils", "1000", "data.coils: expected an integer in [1, 128]"), ("data.slab", "1e40", "data.slab"),
+    ("data.image_size", "100000", "data.image_size"), ("data.num_workers", "100000", "data.num_workers"),
+    ("data.mask.center_lines", "1e30", "data.mask.center_lines"), ("selfsup.teachers", "1000", "selfsup.teachers"),
+    ("model.kwargs.channels", "1000000", "model.kwargs.channels: expected an integer in [1, 10000]"),
+    # a model's own checks and model/data combinations, before the folder is claimed (issue 27)
+    ("model.kwargs.convs", "1", "model.kwargs: dccnn refuses these arguments (a cascade needs at least 2 convs"),
+    ("model.kwargs.activation", "sigmoid", "model.kwargs: unknown activation 'sigmoid'"),
+    ("model.kwargs.in_channels", "3", "model.kwargs: dccnn refuses these arguments (in_channels must be 1"),
+    ("model.kwargs.in_channels", "2", "model.kwargs: dccnn takes complex images (2 channels each), but data.mode is real"),
+    ("data.coils", "4", "data.coils > 1 needs data.mode: complex"),
     ("imgsize", "3", "unknown key 'imgsize'"), ("data.imgsize", "3", "data: unknown key 'imgsize'"),
     ("optim.learning_rate", "1e-3", "optim: unknown key 'learning_rate'"),
 ]
+
+# "billion laughs": 9**9 strings behind one alias (issue 27: MemoryError after 70 s)
+BOMB = "".join([f"l{i}: &l{i} [{', '.join(['lol' if i == 0 else f'*l{i - 1}'] * 9)}]\n" for i in range(9)]
+               + ["name: *l8\n"])
+FLOW_BOMB = "[" + ", ".join(f"&l{i} [{', '.join(['lol' if i == 0 else f'*l{i - 1}'] * 9)}]" for i in range(9)) + "]"
 
 DISTILL_VALUES = [
     ("distill.teacher", "{e.root}/missing.pt", "checkpoint not found"),
@@ -96,7 +115,7 @@ DISTILL_VALUES = [
     ("distill.init", "{e.root}/missing.pt", "checkpoint not found"),
     ("distill.init_from_teacher", "everything", "distill.init_from_teacher"),
     ("distill.stages", "[]", "at least one stage"),
-    ("distill.stages", "[{{epochs: 0}}]", "distill.stages[0].epochs: expected an integer >= 1"),
+    ("distill.stages", "[{{epochs: 0}}]", "distill.stages[0].epochs: expected an integer in [1, 100000]"),
     ("distill.stages", "[{{epochs: true}}]", "distill.stages[0].epochs"),
     ("distill.stages", "[{{lr: -1}}]", "distill.stages[0].lr"),
     ("distill.stages", "[{{max_steps: -1}}]", "distill.stages[0].max_steps"),
@@ -117,6 +136,9 @@ CASES: list[Case] = (
     [Case(f"train-{k}={v}", train_argv(f"{k}={v}"), msg) for k, v, msg in TRAIN_VALUES]
     + [Case(f"distill-{k}={v}", distill_argv(f"{k}={v}"), msg) for k, v, msg in DISTILL_VALUES]
     + [
+        Case("train-coils-the-model-cannot-take", train_argv("data.coils=4", "data.mode=complex",
+                                                             "model.kwargs.in_channels=2"),
+             "model.kwargs: dccnn cannot take the data's 4 coil(s) in complex mode"),
         Case("train-fixed-all-zero-mask", train_argv("data.mask.kind=fixed", "data.mask.path={e.zeros}"),
              "zeros.npy' samples nothing"),
         Case("train-missing-config", cmd_argv("train", "--config", "{e.root}/nope.yaml"), "nope.yaml"),
@@ -130,6 +152,10 @@ CASES: list[Case] = (
         Case("train-config-is-a-folder", cmd_argv("train", "--config", "{e.scans}"), "scans: is a folder, not a config"),
         Case("train-config-python-tag", lambda e: (e.root / "t.yaml").write_text("seed: !!python/object/apply:os.getpid []\n")
              and ["train", "--config", e.root / "t.yaml"], "t.yaml: not valid YAML (could not determine a constructor"),
+        Case("train-config-alias-bomb", lambda e: (e.root / "bomb.yaml").write_text(BOMB) and
+             ["train", "--config", e.root / "bomb.yaml"], "bomb.yaml: the YAML expands to more than 100,000 values"),
+        Case("train-set-alias-bomb", train_argv("data.sources=" + FLOW_BOMB),
+             "--set data.sources: the YAML expands to more than"),
         Case("train-set-bad-yaml-value", train_argv("optim.lr=[1"), "--set optim.lr: not a valid YAML value"),
         Case("study-set-bad-yaml-value", cmd_argv("study", "--set", "seeds=[1"), "--set seeds: not a valid YAML value"),
         Case("train-config-bad-value-in-file", lambda e: (e.root / "v.yaml").write_text("optim: {lr: -1e-4}\n")
@@ -146,10 +172,13 @@ CASES: list[Case] = (
              "refusing to replace"),
         Case("train-overwrite-a-folder-holding-the-data", train_argv(
             "data.dataset=prepared", "data.path={e.runs}/prev/data", "name=prev"), "(or contains) the input"),
+        Case("train-overwrite-a-marked-folder-holding-a-foreign-file", lambda e: (e.runs / "mine").mkdir() or
+             (e.runs / "mine" / ".mrdistill").write_text("") or (e.runs / "mine" / "thesis.tex").write_text("x")
+             and train_argv("name=mine")(e), "mine holds files mrdistill did not write: thesis.tex"),
         Case("train-no-such-argument", cmd_argv("train", "--config", CONFIGS / "kdmri_teacher.yaml", "--epochs", "3"),
              "unrecognized arguments: --epochs"),
         Case("train-no-config", cmd_argv("train"), "--config"),
-        Case("distill-teacher-is-garbage", distill_argv("distill.teacher={e.garbage}"), "garbage.pt: not a plain-weights"),
+        Case("distill-teacher-is-garbage", distill_argv("distill.teacher={e.garbage}"), "garbage.pt: not a PyTorch checkpoint (the file starts with text"),
         Case("distill-overwrite-folder-holding-the-teacher", lambda e: distill_argv(
             f"distill.teacher={e.runs / 'prev' / 't.pt'}")(e) if (e.runs / "prev" / "t.pt").write_bytes(
                 e.ckpt.read_bytes()) else [], "(or contains) the input"),
@@ -200,7 +229,7 @@ CASES: list[Case] = (
         Case("train-measured-not-prepared", train_argv("data.dataset=measured", "data.mode=complex",
                                                        "data.path={e.root}/no_measured"), "prepare --from measured"),
         Case("prepare-coils-0", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--coils", "0"),
-             "--coils: expected an integer >= 1"),
+             "--coils: expected an integer in [1, 128]"),
         Case("prepare-slab-0", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--slab", "0"), "--slab"),
         Case("prepare-size-0", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--size", "0"), "--size"),
         Case("prepare-noise-negative", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--noise-std", "-1"),
@@ -231,7 +260,7 @@ CASES: list[Case] = (
         Case("predict-out-foreign-overwrite", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
                                                    "--out", "{e.runs}", "--overwrite"), "did not create"),
         Case("predict-batch-size-0", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
-                                          "--batch-size", "0"), "--batch-size: expected an integer >= 1"),
+                                          "--batch-size", "0"), "--batch-size: expected an integer in [1, 65536]"),
         Case("predict-batch-size-negative", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}",
                                                  "--out", "{e.runs}/o", "--batch-size", "-2"), "--batch-size"),
         Case("predict-acceleration-1", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.ckpt}", "--out", "{e.runs}/o",
@@ -247,7 +276,7 @@ CASES: list[Case] = (
         Case("predict-missing-checkpoint", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.root}/no.pt",
                                                 "--out", "{e.runs}/o"), "no.pt"),
         Case("predict-garbage-checkpoint", cmd_argv("predict", "{e.nifti}", "--checkpoint", "{e.garbage}",
-                                                "--out", "{e.runs}/o"), "garbage.pt: not a plain-weights"),
+                                                "--out", "{e.runs}/o"), "garbage.pt: not a PyTorch checkpoint (the file starts with text"),
         Case("predict-missing-input", cmd_argv("predict", "{e.root}/none.nii", "--checkpoint", "{e.ckpt}",
                                            "--out", "{e.runs}/o"), "none.nii"),
         Case("predict-no-checkpoint-option", cmd_argv("predict", "{e.nifti}", "--out", "{e.runs}/o"), "--checkpoint"),
@@ -291,7 +320,24 @@ CASES: list[Case] = (
         Case("export-missing-checkpoint", cmd_argv("export", "{e.root}/no.pt", "--format", "onnx", "--out",
                                                "{e.runs}/m.onnx"), "no.pt"),
         Case("export-garbage-checkpoint", cmd_argv("export", "{e.garbage}", "--format", "onnx",
-                                               "--out", "{e.runs}/m.onnx"), "garbage.pt: not a plain-weights"),
+                                               "--out", "{e.runs}/m.onnx"), "garbage.pt: not a PyTorch checkpoint (the file starts with text"),
+        Case("export-out-is-the-checkpoint", cmd_argv("export", "{e.ckpt}", "--format", "torchscript", "--out",
+                                                  "{e.ckpt}", "--overwrite"), "an input is never overwritten"),
+        Case("export-overwrite-a-foreign-file", cmd_argv("export", "{e.ckpt}", "--format", "torchscript", "--out",
+                                                     "{e.runs}/sentinel.txt", "--overwrite"),
+             "sentinel.txt was not written by mrdistill export"),
+        Case("predict-5d-nifti", lambda e: write_nifti_5d(e.root / "vec.nii") and
+             ["predict", e.root / "vec.nii", "--checkpoint", e.ckpt, "--out", e.runs / "o", "--no-progress"],
+             "vec.nii: a 5-D NIfTI of shape (8, 6, 3, 1, 2) holds more than one value"),
+        Case("predict-text-checkpoint", lambda e: (e.root / "log.pt").write_text("epoch,loss\n") and
+             ["predict", e.nifti, "--checkpoint", e.root / "log.pt", "--out", e.runs / "o"],
+             "log.pt: not a PyTorch checkpoint (the file starts with text 'epoch,loss')"),
+        Case("predict-truncated-checkpoint", lambda e: (e.root / "cut.pt").write_bytes(e.ckpt.read_bytes()[:3000])
+             and ["predict", e.nifti, "--checkpoint", e.root / "cut.pt", "--out", e.runs / "o"],
+             "cut.pt: the file is truncated or damaged"),
+        Case("evaluate-checkpoint-with-code", lambda e: write_pickle_with_code(e.run / "checkpoints" / "evil.pt")
+             and ["evaluate", "--run", e.run, "--checkpoint", "evil.pt"],
+             "evil.pt: refused to unpickle it (unsupported GLOBAL posix.system)"),
         Case("export-unknown-format", cmd_argv("export", "{e.ckpt}", "--format", "tflite", "--out", "{e.runs}/m"),
              "invalid choice: 'tflite'"),
         Case("export-out-is-the-sentinel", cmd_argv("export", "{e.ckpt}", "--format", "onnx", "--out",
@@ -341,7 +387,7 @@ def test_bad_input_gives_one_line_exit_2_and_loses_nothing(case, env, capsys):
     lines = err.strip().splitlines()
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("mrdistill: error: "), err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and not lines[0].startswith("mrdistill: error: mrdistill")
     assert case.expect.format(e=env) in lines[0], lines[0]
     assert (env.root / "sentinel.txt").read_text() == "the user's file"
     assert (env.runs / "sentinel.txt").read_text() == "the user's file"
