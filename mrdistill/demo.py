@@ -7,7 +7,6 @@ under a minute, `quick` is what `make demo` runs on a 2-core CPU, `full` is KD-M
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,9 @@ from mrdistill.rundir import open_output
 from mrdistill.train.budget import matched_budget
 from mrdistill.train.runs import check_mask, distill_run, train_run
 
-def dccnn(convs: int, residual: bool, channels: int = 32) -> dict[str, Any]:
+def dccnn(convs: int, residual: bool) -> dict[str, Any]:
     """KD-MRI's DC-CNN in real 1-channel mode: convs=5 is the teacher (D5C5), convs=3 the student."""
-    return {"name": "dccnn", "kwargs": {"cascades": 5, "convs": convs, "channels": channels,
+    return {"name": "dccnn", "kwargs": {"cascades": 5, "convs": convs, "channels": 32,
                                         "in_channels": 1, "residual": residual}}
 
 
@@ -39,30 +38,31 @@ def kdmri_stages(at_epochs: int, kd_epochs: int, alpha: float, at_weight: float)
     ]
 
 
-# The site recipe (docs/results.md, "Where distillation pays"): one stage of L1 to the target where
-# there is one plus imitation of the teacher on every slice, the undersampled-only ones included.
-SITE_STAGES = [{"epochs": 1, "task_weight": 1.0, "kd": [{"name": "imitation", "weight": 1.0}]}]
+# The CPU recipe, KD-MRI's two stages on more data: attention transfer alone for a fifth of the
+# budget, then L1 to the target where there is one plus imitation of the teacher everywhere,
+# including the undersampled-only slices that no plain student can learn from. With step matching
+# the `epochs` are shares of the plain student's budget (docs/results.md, section 1).
+CPU_STAGES = [
+    {"epochs": 1, "task_weight": 0.0, "kd": [{"name": "attention", "weight": 1000.0}]},
+    {"epochs": 4, "task_weight": 1.0, "kd": [{"name": "imitation", "weight": 1.0}]},
+]
 
-# `data` is the students' site; `teacher_labeled` (if set) the fully sampled training slices the
-# teacher was trained on, more than the site has (a teacher from a larger, public data set).
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "data": {"image_size": 48, "max_train_slices": 12, "max_eval_slices": 6,
-                 "labeled_train_slices": 4},
-        "teacher_labeled": 8, "student_channels": 16,
+                 "labeled_train_slices": 6},
         "residual": True, "match_steps": True,
         "teacher": {"epochs": 2, "batch_size": 2},
-        "student": {"epochs": 4, "batch_size": 2},
-        "stages": SITE_STAGES,
+        "student": {"epochs": 4, "batch_size": 2},  # 12 steps: enough to split into two stages
+        "stages": CPU_STAGES,
     },
     "quick": {
         "data": {"image_size": 96, "max_train_slices": 80, "max_eval_slices": 32, "slab": 4,
-                 "labeled_train_slices": 10},
-        "teacher_labeled": 40, "student_channels": 16,
+                 "labeled_train_slices": 40},
         "residual": True, "match_steps": True,
         "teacher": {"epochs": 60, "batch_size": 2, "step_size": 40, "gamma": 0.3},
-        "student": {"epochs": 120, "batch_size": 2, "step_size": 80, "gamma": 0.3},
-        "stages": SITE_STAGES,
+        "student": {"epochs": 30, "batch_size": 2, "step_size": 20, "gamma": 0.3},
+        "stages": CPU_STAGES,
     },
     "full": {  # KD-MRI's paper recipe (all slices labelled, no residual, two stages); for a GPU
         "data": {"image_size": 160, "slab": 4},
@@ -91,24 +91,15 @@ def demo_data(preset: str, acceleration: float) -> DataConfig:
     return from_dict(DataConfig, data, f"preset {preset}.data")
 
 
-def teacher_data(preset: str, data: DataConfig) -> DataConfig:
-    """The teacher's data: the students' site with the preset's `teacher_labeled` fully sampled
-    training slices (the same slices, more of them with targets)."""
-    n = PRESETS[preset].get("teacher_labeled")
-    return data if n is None else dataclasses.replace(data, labeled_train_slices=n)
-
-
 def demo_configs(preset: str, out: Path, data: DataConfig, seed: int, device: str, progress: bool,
                  labeled: int, seen: int) -> dict[str, RunConfig]:
     """The three run configs (teacher, student, distilled) of a preset.
 
-    labeled: the site's training slices with a target; seen: all training slices of the site (the
-    distilled student sees them all).
+    labeled: training slices with a target; seen: all training slices the distilled student sees.
     """
     p = PRESETS[preset]
     common = {"out_dir": str(out), "seed": seed, "device": device, "progress": progress,
               "data": to_dict(data)}
-    student_model = dccnn(3, p["residual"], p.get("student_channels", 32))
     student_optim = dict(p["student"])
     stages = copy.deepcopy(p["stages"])
     if p["match_steps"]:
@@ -117,10 +108,9 @@ def demo_configs(preset: str, out: Path, data: DataConfig, seed: int, device: st
         distill_optim = student_optim
     teacher_ckpt = str(out / "teacher" / "checkpoints" / "best.pt")
     cfgs = {
-        "teacher": {**common, "name": "teacher", "model": dccnn(5, p["residual"]), "optim": p["teacher"],
-                    "data": to_dict(teacher_data(preset, data))},
-        "student": {**common, "name": "student", "model": student_model, "optim": student_optim},
-        "distilled": {**common, "name": "distilled", "model": student_model,
+        "teacher": {**common, "name": "teacher", "model": dccnn(5, p["residual"]), "optim": p["teacher"]},
+        "student": {**common, "name": "student", "model": dccnn(3, p["residual"]), "optim": student_optim},
+        "distilled": {**common, "name": "distilled", "model": dccnn(3, p["residual"]),
                       "optim": distill_optim, "distill": {"teacher": teacher_ckpt, "stages": stages}},
     }
     return {k: from_dict(RunConfig, copy.deepcopy(v), f"preset {preset}.{k}") for k, v in cfgs.items()}
@@ -142,10 +132,8 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
     if resume and overwrite:
         raise MrdistillError("--resume continues a run and --overwrite replaces it; pass only one")
     folder = open_output(out, overwrite=overwrite, resume=resume, resumable=True, command="demo")
-    tdata_cfg = teacher_data(preset, data_cfg)
     try:
         data = make_datasets(data_cfg, seed)
-        tdata = data if tdata_cfg is data_cfg else make_datasets(tdata_cfg, seed)
     except BaseException:
         folder.abort()  # the folder it replaced (if any) comes back
         raise
@@ -156,7 +144,7 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
         save_config(cfg, out / f"{name}.yaml")
     # Each run owns its folder under `out` (claimed above): a fresh demo replaces them.
     fresh = not resume
-    teacher = train_run(cfgs["teacher"], overwrite=fresh, datasets=tdata, resume=resume).model
+    teacher = train_run(cfgs["teacher"], overwrite=fresh, datasets=data, resume=resume).model
     student = train_run(cfgs["student"], overwrite=fresh, datasets=data, resume=resume).model
     distilled = distill_run(cfgs["distilled"], overwrite=fresh, datasets=data, teacher=teacher,
                             resume=resume).model
@@ -165,12 +153,10 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
     notes = [
         f"preset `{preset}`, acceleration {acceleration:g}x ({data_cfg.mask.kind} mask), seed {seed}, "
         f"device {device}",
-        f"data: {', '.join(data_cfg.sources)} at {data_cfg.image_size}px; the site has {labeled} "
-        f"fully sampled training slices" + (f" + {unlabeled} undersampled-only ones (seen only by "
-                                            f"the distilled student, through the teacher)" if unlabeled else "")
-        + f"; {len(data['val'])} val / {len(data['test'])} test slices"
-        + (f"; the teacher was trained on {len(tdata['train'])} fully sampled slices"
-           if tdata is not data else ""),
+        f"data: {', '.join(data_cfg.sources)} at {data_cfg.image_size}px; {labeled} fully sampled "
+        f"training slices" + (f" + {unlabeled} undersampled-only ones (seen only by the distilled "
+                               f"student, through the teacher)" if unlabeled else "")
+        + f"; {len(data['val'])} val / {len(data['test'])} test slices",
         "teacher, student and distilled configs: teacher.yaml, student.yaml, distilled.yaml "
         "(the distilled student has the plain student's number of optimizer steps)"
         if PRESETS[preset]["match_steps"] else "configs: teacher.yaml, student.yaml, distilled.yaml",

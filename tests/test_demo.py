@@ -31,18 +31,6 @@ def test_step_matched_budget(tmp_path):
     assert stages[-1].epochs * per_epoch >= stages[-1].max_steps
 
 
-def test_quick_is_the_site_setting(tmp_path):
-    """The teacher saw more fully sampled slices than the students' site; both students share one
-    (smaller) architecture, and only the distilled one learns from the teacher."""
-    data = demo_data("quick", 4.0)
-    cfgs = demo_configs("quick", tmp_path, data, 0, "cpu", False, labeled=10, seen=78)
-    assert cfgs["teacher"].data.labeled_train_slices == PRESETS["quick"]["teacher_labeled"] == 40
-    assert cfgs["student"].data.labeled_train_slices == cfgs["distilled"].data.labeled_train_slices == 10
-    assert cfgs["student"].model == cfgs["distilled"].model
-    assert cfgs["student"].model.kwargs["channels"] < cfgs["teacher"].model.kwargs["channels"]
-    assert cfgs["student"].distill is None and cfgs["distilled"].distill is not None
-
-
 def test_bad_demo_arguments():
     with pytest.raises(MrdistillError, match="acceleration must be > 1"):
         demo_data("quick", 1.0)

@@ -226,8 +226,10 @@ CASES: list[Case] = (
              "does not hold measured data"),
         Case("prepare-measured-and-inputs", cmd_argv("prepare", "{e.nifti}", "--from", "measured"),
              "either input files or --from measured"),
+        # a fresh output folder: the hint must come from the data check, not from the folder's
         Case("train-measured-not-prepared", train_argv("data.dataset=measured", "data.mode=complex",
-                                                       "data.path={e.root}/no_measured"), "prepare --from measured"),
+                                                       "data.path={e.root}/no_measured", "name=fresh"),
+             "prepare --from measured"),
         Case("prepare-coils-0", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--coils", "0"),
              "--coils: expected an integer in [1, 128]"),
         Case("prepare-slab-0", cmd_argv("prepare", "{e.nifti}", "--out", "{e.runs}/p", "--slab", "0"), "--slab"),
