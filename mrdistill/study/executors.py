@@ -13,12 +13,14 @@ submitted are listed in `<jobs folder>/jobs.json` so a rerun re-attaches to them
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
-import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,8 @@ from mrdistill.atomic import atomic_write_text
 from mrdistill.errors import MrdistillError
 from mrdistill.study.cells import Cell, ensure, is_done, load_cell
 from mrdistill.study.config import SLURM_KEYS, ExecutorConfig
-from mrdistill.study.locks import is_locked
-from mrdistill.study.worker import LOCKED, CellJob, write_spec
+from mrdistill.study.locks import holder, is_locked, lock_path
+from mrdistill.study.worker import LOCKED, CellJob, pool_setup, pool_task, write_spec
 
 CLUSTER_EXTRA = ("the slurm and submitit-local executors need submitit, the optional `cluster` "
                  "extra: pip install 'mrdistill[cluster]'")
@@ -80,29 +82,49 @@ def _last_line(path: Path | None) -> str:
     return (failed or lines or ["no log"])[-1].removeprefix("cell failed: ")
 
 
-class _Processes:
-    """Worker processes on this machine (`python -m mrdistill.study.worker SPEC`)."""
+class _Pool:
+    """`jobs` worker processes on this machine, each training one cell after another (started
+    once: importing torch costs seconds per process, as much as a small cell's training)."""
 
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
+    def __init__(self, jobs: int, threads: int) -> None:
+        self.jobs, self.threads = jobs, threads
+        self.pool = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        # spawn: a fresh interpreter per worker (forking a process that has started OpenMP
+        # threads can deadlock the child).
+        return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=pool_setup, initargs=(self.threads,))
 
     def start(self, cells: list[tuple[Cell, Path]]) -> list[Any]:
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
+        if getattr(self.pool, "_broken", False):  # a worker died (e.g. killed for memory)
+            self.pool = self._new()
         handles = []
-        for cell, spec in cells:
+        for _, spec in cells:
             log = spec.with_suffix(".log")
-            with open(log, "w") as f:
-                proc = subprocess.Popen([sys.executable, "-m", "mrdistill.study.worker", str(spec)],
-                                        stdout=f, stderr=subprocess.STDOUT, env=env)
-            handles.append((proc, log))
+            log.write_text("")
+            handles.append((self.pool.submit(pool_task, str(spec), str(log)), log))
         return handles
 
     def done(self, handle: Any) -> bool:
-        return handle[0].poll() is not None
+        return handle[0].done()
 
     def result(self, handle: Any) -> tuple[int, Path, str]:
-        code = handle[0].returncode
+        try:
+            code = handle[0].result()
+        except BrokenProcessPool:
+            return 1, handle[1], "its worker process died (killed, or out of memory)"
         return code, handle[1], _last_line(handle[1]) if code else ""
+
+    def wait(self, handles: list[Any], seconds: float) -> None:
+        """Until one of the running cells ends (or `seconds` pass)."""
+        if handles:
+            futures.wait([h[0] for h in handles], seconds, return_when=futures.FIRST_COMPLETED)
+        else:
+            time.sleep(seconds)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Submitit:
@@ -148,6 +170,17 @@ class _Submitit:
         job = submitit.SlurmJob(folder=self.folder, job_id=job_id)
         return None if job.done() else job
 
+    def release_dead(self, cell: Cell) -> None:
+        """Remove the lock of a Slurm job that ended without finishing its cell (a node failure
+        or `scancel` leaves it; a lock of another host is otherwise trusted)."""
+        job_id = (holder(cell.run_dir) or {}).get("job")
+        if self.kind != "slurm" or not job_id:
+            return
+        import submitit
+
+        if submitit.SlurmJob(folder=self.folder, job_id=str(job_id)).done() and not is_done(cell):
+            lock_path(cell.run_dir).unlink(missing_ok=True)
+
     def start(self, cells: list[tuple[Cell, Path]]) -> list[Any]:
         with self.executor.batch():
             jobs = [self.executor.submit(CellJob(str(spec))) for _, spec in cells]
@@ -159,6 +192,12 @@ class _Submitit:
     def done(self, job: Any) -> bool:
         return job.done()
 
+    def wait(self, handles: list[Any], seconds: float) -> None:
+        time.sleep(seconds)
+
+    def close(self) -> None:
+        pass  # submitted jobs run on without the driver
+
     def result(self, job: Any) -> tuple[int, Path, str]:
         log = Path(job.paths.stderr)
         try:
@@ -168,20 +207,53 @@ class _Submitit:
             return 1, log, next((ln for ln in reversed(text) if ln.strip()), type(exc).__name__)
 
 
+class Workers:
+    """Where cells run, kept for a whole study (one pool of worker processes for all its
+    accelerations): `with Workers(cfg.executor, cfg.jobs_dir) as workers: run_cells(..., workers)`."""
+
+    def __init__(self, ex: ExecutorConfig, folder: Path) -> None:
+        check_executor(ex)
+        self.ex, self.folder = ex, folder
+        self.threads = threads_per_cell(ex)
+        self._launcher: _Pool | _Submitit | None = None
+
+    @property
+    def in_process(self) -> bool:
+        return self.ex.kind == "local" and self.ex.jobs == 1
+
+    def launcher(self) -> _Pool | _Submitit:
+        if self._launcher is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._launcher = (_Pool(self.ex.jobs, self.threads) if self.ex.kind == "local"
+                              else _Submitit(self.ex, self.folder, self.threads))
+        return self._launcher
+
+    def close(self) -> None:
+        if self._launcher is not None:
+            self._launcher.close()
+            self._launcher = None
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def run_cells(cells: list[Cell], data_for: Callable[[Cell], dict], data_seed: int,
-              ex: ExecutorConfig, folder: Path,
-              on_cell: Callable[[Cell, Outcome], None] | None = None) -> tuple[dict[str, nn.Module], dict[str, Outcome]]:
+              workers: Workers, on_cell: Callable[[Cell, Outcome], None] | None = None
+              ) -> tuple[dict[str, nn.Module], dict[str, Outcome]]:
     """Run (or reuse) every cell -> (finished cells' best models by key, outcome by key).
 
     data_for(cell): the cell's data sets (used in this process only, by the in-process executor);
-    data_seed: the seed they were built with (workers build their own); folder: worker specs
-    and logs (`<folder>/<cell folder>.json|.log`) and submitit's files."""
-    check_executor(ex)
-    folder.mkdir(parents=True, exist_ok=True)
-    if ex.kind == "local" and ex.jobs == 1:
+    data_seed: the seed they were built with (workers build their own). Worker specs and logs
+    go to `<workers.folder>/<cell folder>.json|.log`, with submitit's files below it."""
+    ex, folder = workers.ex, workers.folder
+    if workers.in_process:
+        folder.mkdir(parents=True, exist_ok=True)
         return _in_process(cells, data_for, folder, on_cell)
-    threads = threads_per_cell(ex)
-    launcher = _Processes(threads) if ex.kind == "local" else _Submitit(ex, folder, threads)
+    threads = workers.threads
+    launcher = workers.launcher()
     limit = 10**9 if ex.kind == "slurm" else ex.jobs
     outcomes: dict[str, Outcome] = {}
     running: dict[str, tuple[Cell, Any, float]] = {}
@@ -213,6 +285,8 @@ def run_cells(cells: list[Cell], data_for: Callable[[Cell], dict], data_seed: in
                 pending.remove(cell)
                 running[cell.key] = (cell, job, time.perf_counter())
                 continue
+            if isinstance(launcher, _Submitit):
+                launcher.release_dead(cell)
             if is_locked(cell.run_dir):  # another live process trains it: wait for it
                 waiting.setdefault(cell.key, time.perf_counter())
                 continue
@@ -237,7 +311,7 @@ def run_cells(cells: list[Cell], data_for: Callable[[Cell], dict], data_seed: in
                 finish(cell, Outcome(FAILED, time.perf_counter() - start, log, error or "no marker written"))
         waiting = {k: v for k, v in waiting.items() if any(c.key == k for c in pending)}
         if pending or running or waiting:
-            time.sleep(min(ex.poll_seconds, 0.5) if ready else ex.poll_seconds)
+            launcher.wait([h for _, h, _ in running.values()], ex.poll_seconds)
     models = {c.key: load_cell(c) for c in cells if outcomes[c.key].status in (TRAINED, REUSED)}
     return models, outcomes
 

@@ -36,7 +36,7 @@ from mrdistill.models.foreign import import_plugins
 from mrdistill.models.registry import check_model_kwargs
 from mrdistill.rundir import open_output
 from mrdistill.study.cells import Cell, assign_dirs, cell_config
-from mrdistill.study.executors import (REUSED, TRAINED, Outcome, check_executor, run_cells)
+from mrdistill.study.executors import REUSED, TRAINED, Outcome, Workers, check_executor, run_cells
 from mrdistill.study.front_config import (FrontConfig, recipe_stages, save_front_config,
                                           student_label, teacher_data_config, validate_front)
 from mrdistill.study.front_table import (PLAIN, SizeFacts, aggregate, answer_lines, front_markdown,
@@ -207,8 +207,9 @@ def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, Outcome], None] | None 
     open_output(out, resume=True, command="study").commit()  # a front resumes in its folder
     save_front_config(cfg, out / "front.yaml")
     result = FrontResult(out, "")
-    models, outcomes = run_cells(cells, lambda c: teacher_data if c.key == TEACHER else data,
-                                 cfg.seed, cfg.executor, cfg.jobs_dir, on_cell)
+    with Workers(cfg.executor, cfg.jobs_dir) as workers:
+        models, outcomes = run_cells(cells, lambda c: teacher_data if c.key == TEACHER else data,
+                                     cfg.seed, workers, on_cell)
     for key, outcome in outcomes.items():
         {TRAINED: result.trained, REUSED: result.reused}.get(outcome.status, result.failed).append(key)
     ev = evaluate_models({"zero-filled": None, **models}, data["test"], cfg.device,

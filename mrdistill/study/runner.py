@@ -24,8 +24,8 @@ from mrdistill.models import build_model
 from mrdistill.rundir import is_ours, mark, open_output
 from mrdistill.study.cells import Cell, assign_dirs, method_stages, plan_cells
 from mrdistill.study.config import StudyConfig, save_study_config, validate
-from mrdistill.study.executors import (FAILED, REUSED, SKIPPED, TRAINED, Outcome, check_executor,
-                                       run_cells)
+from mrdistill.study.executors import (FAILED, REUSED, SKIPPED, TRAINED, Outcome, Workers,
+                                       check_executor, run_cells)
 from mrdistill.study.table import acceleration_table, gap_table, spread_table, write_csv
 from mrdistill.train.evaluation import evaluate_models, figure_slices
 from mrdistill.train.runs import build_objective
@@ -95,6 +95,12 @@ def run_study(cfg: StudyConfig, on_cell: Callable[[Cell, Outcome], None] | None 
     start = time.perf_counter()
     validate(cfg)
     check_executor(cfg.executor)
+    with Workers(cfg.executor, cfg.jobs_dir) as workers:  # one pool for all accelerations
+        return _run_study(cfg, on_cell, workers, start)
+
+
+def _run_study(cfg: StudyConfig, on_cell: Callable[[Cell, Outcome], None] | None,
+               workers: Workers, start: float) -> StudyResult:
     out = cfg.out
     if (out / "study.yaml").is_file() and not is_ours(out):
         mark(out, "study")  # a study folder from before markers existed
@@ -110,8 +116,7 @@ def run_study(cfg: StudyConfig, on_cell: Callable[[Cell, Outcome], None] | None 
         data = make_datasets(cells[0].cfg.data, cfg.seed)
         if i == 0:
             dry_check(cfg, data["train"])
-        models, outcomes = run_cells(cells, lambda cell: data, cfg.seed, cfg.executor,
-                                     cfg.jobs_dir, on_cell)
+        models, outcomes = run_cells(cells, lambda cell: data, cfg.seed, workers, on_cell)
         for key, outcome in outcomes.items():
             {TRAINED: result.trained, REUSED: result.reused}.get(outcome.status, result.failed).append(key)
         missing += missing_notes(outcomes, cells)

@@ -1,6 +1,6 @@
-"""One cell in its own process: `python -m mrdistill.study.worker SPEC.json` (the `local`
-executor's worker processes) or `CellJob(SPEC.json)` (a submitit job, on Slurm or submitit's
-local executor).
+"""One cell outside the study's process: `pool_task` (in a worker process of the `local`
+executor's pool), `CellJob(SPEC.json)` (a submitit job, on Slurm or submitit's local executor) or
+`python -m mrdistill.study.worker SPEC.json` (by hand, e.g. to rerun one cell and read its error).
 
 A spec is a JSON file holding the cell (key, kind, labels, hash, dependencies), its run config,
 the seed of the study's data sets and the torch threads to use. The worker builds the data sets
@@ -12,6 +12,7 @@ marker. Exit codes: 0 trained (or found finished), 3 another live process holds 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import traceback
@@ -58,10 +59,33 @@ def run_spec(path: str | Path) -> int:
         if is_done(cell):
             return 0
         import_plugins(cell.cfg.plugins)  # the data sets check nothing model-related; models do
+        cell.cfg.progress = False  # no progress bars in a log (not part of the cell's hash)
         train_cell(cell, make_datasets(cell.cfg.data, data_seed), teacher=None)
         return 0
     finally:
         unlock(cell.run_dir)
+
+
+def pool_setup(threads: int) -> None:
+    """Initialiser of a `local` executor's worker process (its program entry): torch threads."""
+    torch.set_num_threads(threads)
+
+
+def pool_task(spec: str, log: str) -> int:
+    """One cell in a worker process of the `local` executor's pool, its output (progress, warnings,
+    a traceback) in `log` -> an exit code (module docstring)."""
+    with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        return _run_reported(spec)
+
+
+def _run_reported(spec: str) -> int:
+    try:
+        return run_spec(spec)
+    except Exception as exc:  # the driver reports the last line; the traceback stays in the log
+        traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"cell failed: {first}", file=sys.stderr, flush=True)
+        return 1
 
 
 class CellJob:
@@ -87,14 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m mrdistill.study.worker SPEC.json", file=sys.stderr)
         return 2
-    try:
-        torch.set_num_threads(read_spec(args[0])[2])  # the program entry of this process
-        return run_spec(args[0])
-    except Exception as exc:  # the driver reports the last line; the traceback stays in the log
-        traceback.print_exc()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"cell failed: {first}", file=sys.stderr, flush=True)
-        return 1
+    torch.set_num_threads(read_spec(args[0])[2])  # the program entry of this process
+    return _run_reported(args[0])
 
 
 if __name__ == "__main__":
