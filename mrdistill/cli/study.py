@@ -17,7 +17,7 @@ from mrdistill.cli.common import add_device_arg
 from mrdistill.device import resolve_device
 from mrdistill.cli.common import add_out_arg, split_out
 from mrdistill.errors import MrdistillError
-from mrdistill.study import PRESETS, StudyConfig, load_study_config, run_study
+from mrdistill.study import PRESETS, StudyConfig, StudyResult, load_study_config, run_study
 from mrdistill.study.cells import Cell
 from mrdistill.study.executors import FAILED, SKIPPED, Outcome
 from mrdistill.study.front import run_front
@@ -80,17 +80,21 @@ def _with_args(cfg: StudyConfig | FrontConfig, args: argparse.Namespace) -> None
 def run(args: argparse.Namespace) -> int:
     overrides = [*args.overrides, *_executor_overrides(args)]
     if is_front(args.config, overrides):
-        front = load_front_config(args.config, args.preset, overrides)
-        _with_args(front, args)
-        done = run_front(front, lambda c, o: _report_cell(c, o, front.progress))
-        print(done.markdown)
-        print(f"front: {done.out / 'front.md'}  table: {done.out / 'front.csv'}  "
-              f"figure: {done.out / 'front.png'}")
-        return 1 if done.failed else 0  # written from what finished; the failures were reported
-    cfg = load_study_config(args.config, args.preset, overrides)
+        cfg: StudyConfig | FrontConfig = load_front_config(args.config, args.preset, overrides)
+    else:
+        cfg = load_study_config(args.config, args.preset, overrides)
     _with_args(cfg, args)
-    result = run_study(cfg, lambda c, o: _report_cell(c, o, cfg.progress))
+    progress = cfg.progress
+
+    def report(cell: Cell, outcome: Outcome) -> None:
+        _report_cell(cell, outcome, progress)
+
+    if isinstance(cfg, FrontConfig):
+        result: StudyResult = run_front(cfg, report)
+        files = ("front", "front.md"), ("table", "front.csv"), ("figure", "front.png")
+    else:
+        result = run_study(cfg, report)
+        files = ("report", "report.md"), ("table", "study.csv"), ("figures", "figures")
     print(result.markdown)
-    print(f"report: {result.out / 'report.md'}  table: {result.out / 'study.csv'}  "
-          f"figures: {result.out / 'figures'}")
-    return 1 if result.failed else 0
+    print("  ".join(f"{what}: {result.out / name}" for what, name in files))
+    return 1 if result.failed else 0  # written from what finished; the failures were reported
