@@ -110,6 +110,13 @@ def _study(sub: argparse._SubParsersAction) -> None:
                         "of a front config's `presets:` (e.g. smoke)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a study config value, e.g. --set seeds=[42,43,44] (repeatable)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="cells trained at once, each in its own process with cores/N torch threads "
+                        "(unless executor.threads is set); sets executor.jobs (default 1: in this process)")
+    p.add_argument("--executor", default=None, metavar="KIND",
+                   help="local (this machine), slurm (one Slurm job per cell through submitit; "
+                        "resources from executor.* in the config or --set executor.partition=...) "
+                        "or submitit-local (submitit's local executor); sets executor.kind")
     add_device_arg(p, None)
     add_out_arg(p, "study")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -22,6 +22,7 @@ from mrdistill.atomic import atomic_write_text
 from mrdistill.config import DistillConfig, RunConfig, StageConfig, from_dict, to_dict
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.study.config import StudyConfig, StudyMethod
+from mrdistill.study.locks import try_lock, unlock
 from mrdistill.train.checkpoint import load_model
 from mrdistill.train.runs import distill_run, train_run
 from mrdistill.train.sft_run import SFT_STUDENT
@@ -151,20 +152,44 @@ def is_done(cell: Cell) -> bool:
         return False
 
 
-def ensure(cell: Cell, data: dict[str, SliceDataset], models: dict[str, nn.Module]) -> bool:
-    """Load a finished cell's best model into `models[cell.key]`, or train it (replacing any
-    half-written folder) and mark it finished. Returns True when it trained."""
-    if is_done(cell):
-        models[cell.key] = load_model(cell.run_dir / "checkpoints" / "best.pt", cell.cfg.device)
-        return False
+def train_cell(cell: Cell, data: dict[str, SliceDataset], teacher: nn.Module | None) -> nn.Module:
+    """Train one cell and mark it finished -> its best model (eval mode). A distill cell without
+    an in-memory `teacher` loads the one its config names. A cell folder holding a `last.pt` (a
+    killed or preempted run of this very config: the folder name is its hash) resumes from it,
+    bit for bit; any other half-written folder is replaced."""
     start = time.perf_counter()
+    resume = (cell.run_dir / "checkpoints" / "last.pt").is_file()
     if cell.kind == "distill":
-        assert cell.teacher is not None
-        result = distill_run(cell.cfg, overwrite=True, datasets=data, teacher=models[cell.teacher])
+        result = distill_run(cell.cfg, overwrite=not resume, datasets=data, teacher=teacher,
+                             resume=resume)
     else:
-        result = train_run(cell.cfg, overwrite=True, datasets=data)
-    models[cell.key] = result.model.eval()
+        result = train_run(cell.cfg, overwrite=not resume, datasets=data, resume=resume)
     atomic_write_text(cell.run_dir / MARKER, json.dumps({
         "format": CELL_FORMAT, "hash": cell.digest, "key": cell.key,
         "seconds": round(time.perf_counter() - start, 1)}, indent=2) + "\n")
-    return True
+    return result.model.eval()
+
+
+def load_cell(cell: Cell) -> nn.Module:
+    """A finished cell's best model."""
+    return load_model(cell.run_dir / "checkpoints" / "best.pt", cell.cfg.device)
+
+
+def ensure(cell: Cell, data: dict[str, SliceDataset], models: dict[str, nn.Module],
+           poll: float = 5.0) -> bool:
+    """Load a finished cell's best model into `models[cell.key]`, or train it under the cell's
+    lock (`study.locks`; while another live process holds it, wait for that one) and mark it
+    finished. Returns True when this process trained it."""
+    while not is_done(cell):
+        if not try_lock(cell.run_dir):
+            time.sleep(poll)  # another process trains it: wait for its marker or its end
+            continue
+        try:
+            if is_done(cell):  # finished between the check and the lock
+                break
+            models[cell.key] = train_cell(cell, data, models.get(cell.teacher or ""))
+            return True
+        finally:
+            unlock(cell.run_dir)
+    models[cell.key] = load_cell(cell)
+    return False

@@ -18,10 +18,42 @@ import yaml
 from mrdistill.config import (DataConfig, KDTermConfig, ModelConfig, OptimConfig, SFTConfig,
                               StageConfig, apply_overrides, from_dict, load_yaml, to_dict)
 from mrdistill.atomic import atomic_write_text
-from mrdistill.config.checks import ACCELERATION, EPOCHS, NAME, SEED, checked, each
+from mrdistill.config.checks import (ACCELERATION, COUNT, EPOCHS, NAME, NON_NEGATIVE_INT, POSITIVE,
+                                      SEED, checked, each, one_of)
 from mrdistill.config.run import STAGE_SELECTIONS
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import METRICS
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+# ExecutorConfig keys that only a submitit executor uses (set with a local one they would be ignored)
+SLURM_KEYS = ("partition", "gpus_per_cell", "cpus_per_cell", "mem_gb", "time_min",
+              "array_parallelism", "additional")
+
+
+@dataclass
+class ExecutorConfig:
+    """Where a study's cells train (docs/study.md, "Cells in parallel and on Slurm").
+
+    `local`: on this machine, in the study's process with `jobs: 1`, else up to `jobs` worker
+    processes at once; `slurm`: one Slurm job per cell through submitit (the `cluster` extra),
+    the cells whose dependencies are done submitted together as a job array; `submitit-local`:
+    submitit's local executor (real subprocesses, up to `jobs` at once), the Slurm path without
+    Slurm."""
+
+    kind: str = checked("local", one_of(*EXECUTORS))
+    jobs: int = checked(1, COUNT)
+    threads: int | None = checked(None, COUNT)  # torch threads per cell; None: cores // jobs (>= 1)
+    poll_seconds: float = checked(2.0, POSITIVE)  # how often the driver looks at running cells
+    folder: str | None = None  # worker specs, logs and submitit files; None: <out>/jobs
+    requeues: int = checked(3, NON_NEGATIVE_INT)  # Slurm: requeues after preemption or timeout
+    partition: str | None = None
+    gpus_per_cell: int | None = checked(None, NON_NEGATIVE_INT)
+    cpus_per_cell: int | None = checked(None, COUNT)
+    mem_gb: float | None = checked(None, POSITIVE)
+    time_min: int | None = checked(None, COUNT)  # each job's time limit (minutes)
+    array_parallelism: int | None = checked(None, COUNT)  # Slurm array tasks running at once
+    additional: dict[str, Any] | None = None  # further sbatch options, e.g. {account: my_lab}
+
 
 TEACHER_KWARGS = {"cascades": 5, "convs": 5, "channels": 32, "in_channels": 1}  # D5C5
 STUDENT_KWARGS = {"cascades": 5, "convs": 3, "channels": 32, "in_channels": 1}  # D3C5
@@ -49,11 +81,18 @@ def paper_methods() -> list[StudyMethod]:
 
 
 class StudyFolders:
-    """The output and cell-cache folders of a study or a front (`out_dir`, `name`, `cache_dir`)."""
+    """The output, cell-cache and jobs folders of a study or a front (`out_dir`, `name`,
+    `cache_dir`, `executor.folder`)."""
 
     out_dir: str
     name: str
     cache_dir: str | None
+    executor: ExecutorConfig
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Worker specs, cell logs and submitit files: `executor.folder` or `<out>/jobs`."""
+        return Path(self.executor.folder) if self.executor.folder else self.out / "jobs"
 
     @property
     def out(self) -> Path:
@@ -100,6 +139,7 @@ class StudyConfig(StudyFolders):
     only: list[str] | None = None  # run only these method labels (e.g. for a seed-spread run)
     metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "hfen", "vif", "nmse"])
     figure_method: str | None = None  # method shown in the figure panels (None: the first)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     progress: bool = True
 
     def active_methods(self) -> list[StudyMethod]:

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mrdistill.atomic import atomic_write_text
 from mrdistill.config import DataConfig, ModelConfig, RunConfig, to_dict
@@ -33,14 +32,16 @@ from mrdistill.machine import cpu_model
 from mrdistill.models import build_model, count_parameters
 from mrdistill.models.dccnn import DCCNN
 from mrdistill.models.flops import count_flops
+from mrdistill.models.foreign import import_plugins
 from mrdistill.models.registry import check_model_kwargs
 from mrdistill.rundir import open_output
-from mrdistill.study.cells import Cell, assign_dirs, cell_config, ensure
+from mrdistill.study.cells import Cell, assign_dirs, cell_config
+from mrdistill.study.executors import REUSED, TRAINED, Outcome, Workers, check_executor, run_cells
 from mrdistill.study.front_config import (FrontConfig, recipe_stages, save_front_config,
                                           student_label, teacher_data_config, validate_front)
 from mrdistill.study.front_table import (PLAIN, SizeFacts, aggregate, answer_lines, front_markdown,
                                          plot_series, write_front_csv)
-from mrdistill.study.runner import StudyResult, setup_objectives
+from mrdistill.study.runner import StudyResult, missing_notes, setup_objectives
 from mrdistill.train.budget import matched_budget
 from mrdistill.train.evaluation import evaluate_models
 from mrdistill.train.runs import check_mask
@@ -57,7 +58,7 @@ class FrontResult(StudyResult):
 
 def _run_config(cfg: FrontConfig, data: DataConfig, model: ModelConfig, optim: dict[str, Any],
                 seed: int, **extra: Any) -> RunConfig:
-    return cell_config(cfg, to_dict(data), model, optim, seed, **extra)
+    return cell_config(cfg, to_dict(data), model, optim, seed, plugins=list(cfg.plugins), **extra)
 
 
 def plan_front_cells(cfg: FrontConfig, labeled: int, seen: int) -> list[Cell]:
@@ -96,6 +97,8 @@ def check_front(cfg: FrontConfig) -> dict[str, nn.Module]:
     """Before anything is written: the config, every model's arguments, and that no student is
     larger than the teacher (FLOPs per slice or parameters). -> label -> fresh model (seed 0)."""
     validate_front(cfg)
+    check_executor(cfg.executor)
+    import_plugins(cfg.plugins)
     if cfg.data.dataset == "embedded" and cfg.data.superres is None:
         check_mask(cfg.data.mask, cfg.data.image_size)
     check_model_kwargs(cfg.teacher.name, cfg.teacher.kwargs, "front.teacher.kwargs")
@@ -182,8 +185,9 @@ def measure_sizes(cfg: FrontConfig, models: dict[str, nn.Module], test: Any,
     return facts, report
 
 
-def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, bool], None] | None = None) -> FrontResult:
-    """Run (or resume) the front; `on_cell(cell, trained)` is called after each cell."""
+def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, Outcome], None] | None = None) -> FrontResult:
+    """Run (or resume) the front; `on_cell(cell, outcome)` is called after each cell. Cells that
+    fail are reported in the notes and their rows are missing."""
     start = time.perf_counter()
     fresh = check_front(cfg)
     data = make_datasets(cfg.data, cfg.seed)
@@ -203,12 +207,11 @@ def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, bool], None] | None = N
     open_output(out, resume=True, command="study").commit()  # a front resumes in its folder
     save_front_config(cfg, out / "front.yaml")
     result = FrontResult(out, "")
-    models: dict[str, nn.Module] = {}
-    for cell in tqdm(cells, desc="front", disable=not cfg.progress):
-        trained = ensure(cell, teacher_data if cell.key == TEACHER else data, models)
-        (result.trained if trained else result.reused).append(cell.key)
-        if on_cell is not None:
-            on_cell(cell, trained)
+    with Workers(cfg.executor, cfg.jobs_dir) as workers:
+        models, outcomes = run_cells(cells, lambda c: teacher_data if c.key == TEACHER else data,
+                                     cfg.seed, workers, on_cell)
+    for key, outcome in outcomes.items():
+        {TRAINED: result.trained, REUSED: result.reused}.get(outcome.status, result.failed).append(key)
     ev = evaluate_models({"zero-filled": None, **models}, data["test"], cfg.device,
                          metrics=tuple(cfg.metrics))
     summary = summarise(ev.per_volume)
@@ -223,7 +226,8 @@ def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, bool], None] | None = N
     atomic_write_text(out / "front_benchmark.json", json.dumps(report, indent=2) + "\n")
     lines = aggregate(seed_rows, facts, cfg.metrics)
     write_front_csv(out, seed_rows, lines, cfg.latency.backends)
-    answer = answer_lines(lines, cfg.delta, [PLAIN, *[r.label for r in cfg.recipes]])
+    answer = (answer_lines(lines, cfg.delta, [PLAIN, *[r.label for r in cfg.recipes]])
+              if TEACHER in models else ["No answer: the teacher did not finish (see the notes)."])
     save_front_plot(out / "front.png", *plot_series(lines), f"{cfg.name}: test PSNR against speed and size")
     result.answer, result.rows = answer, seed_rows
     result.seconds = time.perf_counter() - start
@@ -240,8 +244,10 @@ def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, bool], None] | None = N
              f"ms/slice: p50 over {cfg.latency.repeats} interleaved rounds of {cfg.latency.batch} "
              f"slice(s) per call (deploy.benchmark); n/a: the model has no such backend; GFLOPs: "
              f"conv multiply-adds x 2 per slice",
-             f"cells trained {len(result.trained)}, reused {len(result.reused)}; "
-             f"{result.seconds:.0f} s"]
+             f"cells trained {len(result.trained)}, reused {len(result.reused)}"
+             + (f", failed or skipped {len(result.failed)} (their rows are missing)" if result.failed else "")
+             + f"; executor {cfg.executor.kind}, jobs {cfg.executor.jobs}; {result.seconds:.0f} s",
+             *missing_notes(outcomes, cells)]
     result.markdown = front_markdown(cfg.name, lines, cfg.metrics, cfg.latency.backends, answer, notes)
     atomic_write_text(out / "front.md", result.markdown)
     return result

@@ -24,7 +24,7 @@ from mrdistill.config.checks import NAME, NON_NEGATIVE, SEED, checked, each, int
 from mrdistill.deploy.backends import BACKENDS
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.eval.metrics import METRICS
-from mrdistill.study.config import StudyFolders, StudyMethod, deep_merge
+from mrdistill.study.config import ExecutorConfig, StudyFolders, StudyMethod, deep_merge
 
 # KD-MRI's DC-CNN in real 1-channel mode with residual cascades, as the demo trains it (D5C5).
 FRONT_TEACHER = {"cascades": 5, "convs": 5, "channels": 32, "in_channels": 1, "residual": True}
@@ -99,6 +99,8 @@ class FrontConfig(StudyFolders):
     delta: float = checked(0.3, NON_NEGATIVE)  # dB below the teacher that still counts as "as good"
     metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim"])
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    plugins: list[str] = field(default_factory=list)  # modules registering plugin models
     progress: bool = True
 
 

@@ -317,7 +317,8 @@ CASES: list[Case] = (
         Case("study-name-absolute", cmd_argv("study", "--set", "name=/etc"), "study.name"),
         Case("study-lr", cmd_argv("study", "--set", "optim.lr=-1"), "study.optim.lr"),
         Case("study-missing-config", cmd_argv("study", "--config", "{e.root}/nope.yaml"), "nope.yaml"),
-        Case("study-unknown-preset", cmd_argv("study", "--preset", "enormous"), "unknown study preset 'enormous'"),
+        Case("study-unknown-preset", cmd_argv("study", "--preset", "enormous"),
+             "unknown study preset 'enormous'; valid: cpu, cpu_residual, smoke"),
         # export, benchmark
         Case("export-missing-checkpoint", cmd_argv("export", "{e.root}/no.pt", "--format", "onnx", "--out",
                                                "{e.runs}/m.onnx"), "no.pt"),
