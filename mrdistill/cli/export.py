@@ -19,8 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="the file to write (FILE.json is written next to it)")
     p.add_argument("--shape", nargs=2, type=int, metavar=("H", "W"), default=None,
                    help="k-space grid of the graph (default: the training image size)")
-    p.add_argument("--coils", type=int, default=1,
-                   help="coils of the k-space input (MoDL with coil maps or per-coil images; default 1)")
+    p.add_argument("--coils", type=int, default=None,
+                   help="coils of the k-space input (VarNet, U-Net, MoDL with coil maps or per-coil images; "
+                        "default: the training data's, else 1); another count than the training data's is refused")
     p.add_argument("--mask", dest="mask_kind", choices=MASK_KINDS, default=None,
                    help="mask kind the graph is for (default: the checkpoint's training mask): 1-D kinds "
                         "get the FFT-free column DC, 2-D kinds the DFT-matmul DC")

@@ -135,6 +135,8 @@ class UNet(UnetCore):
     Features: "down{i}", "bottleneck", "up{i}" (i 1-based). No data consistency.
     """
 
+    complex_input = True  # takes complex k-space (predict, export and benchmark simulate it so)
+
     def forward(self, kspace: Tensor, mask: Tensor | None = None, *,
                 return_features: bool = False) -> ReconOutput:
         coil_images = ifft2c(kspace)

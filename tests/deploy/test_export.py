@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from mrdistill.deploy.export import export_checkpoint
+from mrdistill.deploy.export import export_checkpoint, is_complex_model
+from mrdistill.deploy.graphs import exportable_models
 from mrdistill.deploy.inputs import example_batch
 from mrdistill.physics.fft import magnitude
 from mrdistill.train.checkpoint import load_model
@@ -45,15 +46,16 @@ assert sys.modules["torch"] is None
 def export_case(root: Path, case: str) -> dict:
     """Export one case in both formats; eager images and graph inputs at batch sizes 1 and 3."""
     name, kwargs, coils, kind = CASES[case]
-    ckpt = write_checkpoint(root / f"{case}.pt", name, kwargs, case_data(kind))
+    ckpt = write_checkpoint(root / f"{case}.pt", name, kwargs, case_data(kind, coils=coils))
     model = load_model(ckpt)
-    batch = example_batch(3, H, W, coils, kwargs.get("in_channels", 1) > 1, kind, 4.0)
+    batch = example_batch(3, H, W, coils, is_complex_model(model), kind, 4.0)
     files = {fmt: export_checkpoint(ckpt, fmt, root / f"{case}.{fmt}", shape=(H, W), coils=coils)
              for fmt in ("onnx", "torchscript")}
     batches = {}
+    with_smaps = coils > 1 and getattr(model, "accepts_smaps", False)  # MoDL combining with coil maps
     for n in (1, 3):
-        args = [a[:n] for a in batch.graph_args(coils > 1)]
-        kw = {k: v[:n] for k, v in batch.eager_kwargs(coils > 1).items()}
+        args = [a[:n] for a in batch.graph_args(with_smaps)]
+        kw = {k: v[:n] for k, v in batch.eager_kwargs(with_smaps).items()}
         with torch.no_grad():
             eager = magnitude(model(batch.kspace[:n], batch.mask[:n], **kw).image)
         batches[n] = {"eager": eager, "args": args}
@@ -102,6 +104,7 @@ def test_export_both_formats_match_eager(tmp_path, case):
     assert record["model"] == {"name": name, "kwargs": kwargs}
     assert record["training_data"]["mask_kind"] == kind
     assert record["training_data"]["from"] == "the checkpoint's data record"
+    assert record["training_data"]["mask"]["kind"] == kind and record["training_data"]["coils"] == coils
     assert record["data_consistency"]["form"] == ("grid" if kind == "gaussian2d" else "column")
     assert record["grid"] == {"height": H, "width": W, "coils": coils}
     assert len(record["checkpoint"]["sha256"]) == 64
@@ -120,3 +123,25 @@ def test_one_mask_for_the_whole_batch(tmp_path):
         eager = magnitude(out["model"](torch.view_as_complex(kspace.contiguous()), mask).image)
         image, _ = module(kspace, mask)
     assert rel(image, eager) < 1e-4
+
+
+def test_every_exportable_model_has_a_case():
+    """Registry-wide: each registered model with an export graph is exported and parity-checked
+    above (a new exportable model without a case fails here)."""
+    assert set(exportable_models()) == {name for name, *_ in CASES.values()}
+    assert {"varnet", "unet"} <= set(exportable_models()) and "swinir" not in exportable_models()
+
+
+@pytest.mark.parametrize("fft, op", [("operator", "DFT"), ("matmul", "MatMul")])
+def test_varnet_with_either_fft(tmp_path, fft, op):
+    """Both 2-D transforms of the VarNet graph pass parity at export; the ONNX files hold ONNX's
+    DFT operator or only matmuls."""
+    import onnx
+
+    name, kwargs, coils, kind = CASES["varnet-multicoil-column"]
+    ckpt = write_checkpoint(tmp_path / "v.pt", name, kwargs, case_data(kind, coils=coils))
+    result = export_checkpoint(ckpt, "onnx", tmp_path / "v.onnx", shape=(H, W), fft=fft)
+    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert op in ops and (("DFT" in ops) == (fft == "operator"))
+    assert result.parity <= 1e-4
+    assert ("DFT operator" in result.record["data_consistency"]["how"]) == (fft == "operator")
