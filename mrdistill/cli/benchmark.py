@@ -1,7 +1,8 @@
 """`mrdistill benchmark`: parameters, FLOPs, latency (p50/p95), throughput, memory and achieved
 GFLOP/s of models on several backends, measured in interleaved rounds; with two or more models
-(teacher first), the speed-up of each over the first per backend. Prints a Markdown table and
-writes OUT/benchmark.json."""
+(teacher first), the speed-up of each over the first given, per backend. A backend a model
+cannot run on (no export graph) shows "n/a (why)" in its row; the others are measured. Prints a
+Markdown table and writes OUT/benchmark.json."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 
 from mrdistill.config.parse import apply_overrides
 from mrdistill.deploy.backends import BACKENDS
-from mrdistill.deploy.benchmark import (BenchSettings, built_model, check_settings, checkpoint_models,
+from mrdistill.deploy.benchmark import (BenchModel, BenchSettings, built_model, check_settings, checkpoint_model,
                                         render_markdown, run_benchmark, write_report)
 from mrdistill.errors import MrdistillError
 from mrdistill.physics.masks import MASK_KINDS
@@ -21,16 +22,20 @@ from mrdistill.rundir import check_output_path, check_writable
 
 
 class _ModelAction(argparse.Action):
-    """--model NAME starts a model spec; the --set options after it belong to it."""
+    """Models in command-line order: --checkpoint FILE... adds one spec per file; --model NAME
+    starts a spec; the --set options after it belong to it."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         specs = getattr(namespace, "specs", None) or []
-        if option_string == "--model":
-            specs.append([values, []])
-        elif not specs:
+        if option_string == "--checkpoint":
+            specs += [["checkpoint", path] for path in values]
+            namespace.checkpoint = [*(getattr(namespace, "checkpoint", None) or []), *values]
+        elif option_string == "--model":
+            specs.append(["model", values, []])
+        elif not specs or specs[-1][0] != "model":
             raise argparse.ArgumentError(self, "--set must follow a --model")
         else:
-            specs[-1][1].append(values)
+            specs[-1][2].append(values)
         namespace.specs = specs
 
 
@@ -38,7 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = BenchSettings(shape=(256, 256))
     p = sub.add_parser("benchmark", help="latency, throughput, memory per model and backend",
                        description=__doc__)
-    p.add_argument("--checkpoint", nargs="+", default=[], help="checkpoints to measure (teacher first)")
+    p.add_argument("--checkpoint", nargs="+", action=_ModelAction, default=[],
+                   help="checkpoints to measure; models keep command-line order (teacher first: speed-ups "
+                        "are relative to the first model given)")
     p.add_argument("--model", action=_ModelAction, metavar="NAME",
                    help="a registered model built with seed 0 (repeatable; latency needs no training)")
     p.add_argument("--set", action=_ModelAction, metavar="KEY=VALUE",
@@ -76,9 +83,11 @@ def run(args: argparse.Namespace) -> int:
             raise MrdistillError(f"--threads must be in 1..1024, got {args.threads}")
         torch.set_num_threads(args.threads)
     check_settings(settings)  # before loading anything: bad options cost nothing
-    models = checkpoint_models(args.checkpoint)
-    for name, sets in args.specs or []:
-        models.append(built_model(name, apply_overrides({}, sets), [m.label for m in models]))
+    models: list[BenchModel] = []
+    for kind, source, *sets in args.specs or []:
+        taken = [m.label for m in models]
+        models.append(checkpoint_model(source, taken) if kind == "checkpoint"
+                      else built_model(source, apply_overrides({}, sets[0]), taken))
     if not models:
         raise MrdistillError("nothing to measure: give --checkpoint FILE... or --model NAME")
     command = shlex.join(["mrdistill", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"] else \
