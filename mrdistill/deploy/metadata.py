@@ -1,8 +1,9 @@
 """What an exported file records about itself (the sidecar JSON, also stored as ONNX metadata).
 
 The training data config is the checkpoint's `data` record (`train.checkpoint.recorded_data`: mask
-kind and acceleration, data mode, image size, data set kind); checkpoints without one get the
-`DataConfig` defaults, recorded as such.
+kind and acceleration, data mode, image size, data set kind, coils); checkpoints without one get
+the mask `predict` falls back to and the `DataConfig` defaults, recorded as such. The recorded
+mask is the one `predict` draws by default (and the deploy script in docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mrdistill import __version__
-from mrdistill.config import DataConfig
+from mrdistill.config import DataConfig, PredictConfig
 from mrdistill.train.checkpoint import recorded_data
 
 NORMALISATION = (
@@ -54,10 +55,10 @@ def training_coils(data: DataConfig) -> int | None:
 def training_data(ckpt: dict[str, Any], path: str | Path) -> TrainingData:
     """The mask kind, acceleration, data mode and size the checkpoint was trained with."""
     data = recorded_data(ckpt, path)
-    if data is None:
-        default = DataConfig()
-        return TrainingData(default.mask.kind, default.mask.acceleration, default.mode, None,
-                            default.dataset, "DataConfig defaults (the checkpoint has no data record)",
+    if data is None:  # the mask predict falls back to, and the DataConfig defaults
+        default = DataConfig(mask=PredictConfig().fallback_mask)
+        return TrainingData(default.mask.kind, default.mask.acceleration, default.mode, None, default.dataset,
+                            "the checkpoint has no data record: predict's fallback mask, DataConfig defaults",
                             mask_record(default), None)
     return TrainingData(data.mask.kind, float(data.mask.acceleration), data.mode, data.image_size,
                         data.dataset, "the checkpoint's data record", mask_record(data), training_coils(data))
