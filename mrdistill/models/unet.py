@@ -116,9 +116,9 @@ class UnetCore(nn.Module):
 def instance_normalise(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """fastMRI's `normalize_instance` + clamp: float (N, C, H, W) -> (clamped (x - mean) / (std + eps),
     mean (N, 1, 1, 1), std (N, 1, 1, 1)); mean and (unbiased) std over each sample."""
-    flat = x.flatten(1)
-    mean = flat.mean(dim=1).view(-1, 1, 1, 1)
-    std = flat.std(dim=1).view(-1, 1, 1, 1)
+    flat = x.flatten(1).double()  # float64 statistics: see `varnet.NormUnet.forward_channels`
+    mean = flat.mean(dim=1).view(-1, 1, 1, 1).to(x.dtype)
+    std = flat.std(dim=1).view(-1, 1, 1, 1).to(x.dtype)
     return ((x - mean) / (std + NORM_EPS)).clamp(-NORM_CLAMP, NORM_CLAMP), mean, std
 
 

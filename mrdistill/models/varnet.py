@@ -68,9 +68,11 @@ class NormUnet(nn.Module):
         layout (what exported graphs, which hold no complex tensors, call)."""
         n, c2, h, w = chan.shape
         c = c2 // 2
-        parts = chan.reshape(n, 2, c * h * w)
-        mean = parts.mean(dim=2).view(n, 2, 1, 1, 1)
-        std = parts.std(dim=2).view(n, 2, 1, 1, 1)
+        # Statistics in float64: their rounding is amplified by mean/std, and float32 sums round
+        # differently in other runtimes (ONNX Runtime's naive sums: ~1e-5 relative at 320 x 320).
+        parts = chan.reshape(n, 2, c * h * w).double()
+        mean = parts.mean(dim=2).view(n, 2, 1, 1, 1).to(chan.dtype)
+        std = parts.std(dim=2).view(n, 2, 1, 1, 1).to(chan.dtype)
         normed = ((chan.view(n, 2, c, h, w) - mean) / std).view(n, 2 * c, h, w)
         padded, (top, bottom, left, right) = pad_to_multiple(normed)
         inner: dict[str, Tensor] | None = {} if features is not None else None
