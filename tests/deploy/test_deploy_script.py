@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import pytest
 import numpy as np
 import torch
 
@@ -102,3 +103,40 @@ def test_doc_script_matches_predict_on_a_multicoil_file_without_torch(tmp_path, 
     proc = run_without_torch(tmp_path, tmp_path / "varnet.onnx", other, tmp_path / "other.h5")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "the model takes (4, 32, 24)" in proc.stderr
     assert not (tmp_path / "other.h5").exists()
+
+
+def test_chain_fastmri_teacher_distil_kill_resume_export_torch_free_run(tmp_path, capsys):
+    """The user's chain on tiny data: an E2E-VarNet of the `fastmri` package saved as a Lightning
+    checkpoint -> `distill` into a small VarNet (configs/varnet_kd.yaml, smoke preset) -> SIGKILL
+    after step 2 and `--resume` -> `export` ONNX (training size and coils by default) -> the doc's
+    script without torch on a 4-coil fastMRI file -> the same images as `predict`."""
+    fm_models = pytest.importorskip("fastmri.models", reason="the fastmri package (0.3.0) is not installed")
+    from tests.train.test_resume import killed
+    from tests.train.test_teachers import CONFIGS, SMOKE_TEACHER
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        teacher = fm_models.VarNet(**SMOKE_TEACHER)
+    lightning = tmp_path / "varnet.ckpt"
+    torch.save({"state_dict": {f"varnet.{k}": v for k, v in teacher.state_dict().items()}, "epoch": 9,
+                "pytorch-lightning_version": "1.9.0"}, lightning)
+    args = ["distill", "--config", CONFIGS / "varnet_kd.yaml", "--preset", "smoke", "--set", f"out_dir={tmp_path}",
+            "--set", f"distill.teacher.weights={lightning}", "--set", "distill.teacher.format=fastmri",
+            "--set", "optim.batch_size=1", "--set", "optim.checkpoint_every=1", "--no-progress"]
+    killed("step:2", [str(a) for a in args])
+    code, _, err = run_cli([*args, "--resume"], capsys)
+    assert code == 0, err
+    best = tmp_path / "varnet_kd" / "checkpoints" / "best.pt"
+    code, _, err = run_cli(["export", best, "--format", "onnx", "--out", tmp_path / "student.onnx"], capsys)
+    assert code == 0, err
+    source = write_fastmri_volume(tmp_path / "data" / "file1001.h5", slices=2, coils=4, height=32, width=32,
+                                  recon=(16, 16))
+    proc = run_without_torch(tmp_path, tmp_path / "student.onnx", source, tmp_path / "out.h5")
+    assert proc.returncode == 0, proc.stderr
+    # Trained on simulated coils (data.coils 4): predict is told to keep the file's coils.
+    code, _, err = run_cli(["predict", source, "--checkpoint", best, "--out", tmp_path / "pred",
+                            "--coil-mode", "multi", "--no-progress"], capsys)
+    assert code == 0, err
+    got, want = reconstruction(tmp_path / "out.h5"), reconstruction(tmp_path / "pred" / source.name)
+    assert got.shape == want.shape == (2, 16, 16)
+    assert float(np.abs(got - want).max() / np.abs(want).max()) < 1e-4
