@@ -1,12 +1,15 @@
 """`mrdistill export`: a checkpoint -> an ONNX or TorchScript file with data consistency inside,
 checked against the eager model before it is kept, plus a sidecar JSON (`<out>.json`).
 
-The graph (`deploy.graphs`) is traced once at a fixed (H, W) and coil count with a dynamic batch
-dimension; the DC form follows the mask kind (the checkpoint's data record, or `mask_kind`):
-1-D column masks -> "column" (FFT-free row matmuls), 2-D masks -> "grid" (DFT as matmuls). ONNX
+The graph (`deploy.graphs`) is traced once at a fixed (H, W) and coil count (default: the
+training data's; another count is refused) with a dynamic batch dimension; the DC form follows
+the mask kind (the checkpoint's data record, or `mask_kind`): 1-D column masks -> "column"
+(FFT-free row matmuls), 2-D masks -> "grid" (DFT as matmuls); VarNet and U-Net graphs
+(`deploy.multicoil`) take whole 2-D DFTs (`fft`: matmuls by default, or ONNX's DFT operator). ONNX
 uses the TorchScript-based exporter (opset 17): the graph holds only convs, matmuls and elementwise
 ops, and it exports in seconds where the dynamo exporter took minutes on this machine.
-Parity: on two real slices of the embedded corpus (`deploy.inputs`), the exported file, loaded
+Parity: on two real slices of the embedded corpus (`deploy.inputs`; with C coils, times C
+simulated coil sensitivities), the exported file, loaded
 back (ONNX Runtime / `torch.jit.load`), must match the eager model within `tolerance` (max abs
 difference relative to the eager image max, for both outputs); otherwise nothing is written.
 """

@@ -49,11 +49,12 @@ def from_channels(x: Tensor) -> Pair:
     return re, im
 
 
-class Float64InstanceNorm(nn.Module):
+class ExactInstanceNorm(nn.Module):
     """`nn.InstanceNorm2d` without affine parameters or running statistics, its mean and variance
-    accumulated in float64: ONNX Runtime's InstanceNormalization and float32 reductions lose
-    ~1e-5 relative on smooth 128 x 128 maps (torch's ~1e-7), which the U-Nets amplify to 1e-4
-    of the image max. float (N, C, H, W) -> the same."""
+    accumulated in float64 (the normalisation itself in float32). ONNX Runtime's
+    InstanceNormalization and float32 reductions lose ~1e-5 relative on the smooth maps of the
+    sensitivity network (torch: ~1e-7), which its U-Net amplifies to 1e-4 of the image max.
+    float (N, C, H, W) -> the same."""
 
     def __init__(self, eps: float) -> None:
         super().__init__()
@@ -62,20 +63,19 @@ class Float64InstanceNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         wide = x.double()
         mean = wide.mean(dim=(2, 3), keepdim=True)
-        centred = wide - mean
-        var = centred.square().mean(dim=(2, 3), keepdim=True)
-        return (centred * torch.rsqrt(var + self.eps)).to(x.dtype)
+        var = (wide - mean).square().mean(dim=(2, 3), keepdim=True)
+        return (x - mean.to(x.dtype)) * torch.rsqrt(var + self.eps).to(x.dtype)
 
 
 def exact_norms(module: nn.Module) -> nn.Module:
     """`module` (a copy the graph owns) with every plain `InstanceNorm2d` replaced in place by
-    `Float64InstanceNorm`; affine or tracking norms (not used by the U-Nets) are refused."""
+    `ExactInstanceNorm`; affine or tracking norms (not used by the U-Nets) are refused."""
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.InstanceNorm2d):
                 if child.affine or child.track_running_stats:
                     raise MrdistillError("export covers instance norms without affine parameters or running stats")
-                setattr(parent, name, Float64InstanceNorm(child.eps))
+                setattr(parent, name, ExactInstanceNorm(child.eps))
     return module
 
 

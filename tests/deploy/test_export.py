@@ -113,9 +113,10 @@ def test_export_both_formats_match_eager(tmp_path, case):
     assert json.loads(meta["mrdistill"]) == record
 
 
-def test_one_mask_for_the_whole_batch(tmp_path):
+@pytest.mark.parametrize("case", ["dccnn-real-hard-column", "varnet-multicoil-column"])
+def test_one_mask_for_the_whole_batch(tmp_path, case):
     """A mask with batch 1 broadcasts over a batch of 3 (one mask per volume)."""
-    out = export_case(tmp_path, "dccnn-real-hard-column")
+    out = export_case(tmp_path, case)
     args = out["batches"][3]["args"]
     module = torch.jit.load(str(out["files"]["torchscript"].path))
     kspace, mask = args[0], args[1][:1]
