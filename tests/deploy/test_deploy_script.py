@@ -133,9 +133,9 @@ def test_chain_fastmri_teacher_distil_kill_resume_export_torch_free_run(tmp_path
                                   recon=(16, 16))
     proc = run_without_torch(tmp_path, tmp_path / "student.onnx", source, tmp_path / "out.h5")
     assert proc.returncode == 0, proc.stderr
-    # Trained on simulated coils (data.coils 4): predict is told to keep the file's coils.
+    # Trained on simulated coils (data.coils 4): predict keeps the file's coils apart by default.
     code, _, err = run_cli(["predict", source, "--checkpoint", best, "--out", tmp_path / "pred",
-                            "--coil-mode", "multi", "--no-progress"], capsys)
+                            "--no-progress"], capsys)
     assert code == 0, err
     got, want = reconstruction(tmp_path / "out.h5"), reconstruction(tmp_path / "pred" / source.name)
     assert got.shape == want.shape == (2, 16, 16)
