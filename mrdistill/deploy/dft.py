@@ -34,6 +34,17 @@ def dft_matrix(n: int, inverse: bool = False) -> Pair:
     return m.real.float().contiguous(), m.imag.float().contiguous()
 
 
+def to_channels(z: Pair) -> Tensor:
+    """Pair (N, C, H, W) -> channels (N, 2C, H, W) [re..., im...] (`physics.fft.complex_to_channels`)."""
+    return torch.cat([z[0], z[1]], dim=1)
+
+
+def from_channels(x: Tensor) -> Pair:
+    """Channels (N, 2C, H, W) -> pair (N, C, H, W) (`physics.fft.channels_to_complex`)."""
+    re, im = x.chunk(2, dim=1)
+    return re, im
+
+
 def cmul(a: Pair, b: Pair) -> Pair:
     """Elementwise complex product (broadcasting)."""
     return a[0] * b[0] - a[1] * b[1], a[0] * b[1] + a[1] * b[0]

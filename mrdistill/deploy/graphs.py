@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mrdistill.deploy.cg import pair_conjugate_gradient
-from mrdistill.deploy.dft import Pair, cconj_mul, cmul, make_fft
+from mrdistill.deploy.dft import Pair, cconj_mul, cmul, from_channels, make_fft, to_channels
 from mrdistill.deploy.multicoil import UNetGraph, VarNetGraph
 from mrdistill.deploy.projection import Projection, to_pair
 from mrdistill.errors import MrdistillError
@@ -35,15 +35,12 @@ from mrdistill.physics.fft import magnitude
 
 def net_image(z: Pair, complex_input: bool) -> Tensor:
     """A complex image pair (N, C, H, W) -> the network layout (`physics.fft.image_to_network`)."""
-    return torch.cat([z[0], z[1]], dim=1) if complex_input else z[0]
+    return to_channels(z) if complex_input else z[0]
 
 
 def net_pair(x: Tensor, complex_input: bool) -> Pair:
     """The network layout -> complex image pair (`physics.fft.network_to_image`)."""
-    if complex_input:
-        re, im = x.chunk(2, dim=1)
-        return re, im
-    return x, torch.zeros_like(x)
+    return from_channels(x) if complex_input else (x, torch.zeros_like(x))
 
 
 def net_project(proj: Projection, ops: tuple[Tensor, ...], x: Tensor, complex_input: bool) -> Tensor:
