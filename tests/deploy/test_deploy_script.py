@@ -53,6 +53,20 @@ def reconstruction(path: Path) -> np.ndarray:
         return f["reconstruction"][()]
 
 
+def assert_script_matches_predict(tmp_path: Path, capsys, model: Path, ckpt: Path, source: Path,
+                                  slices: int) -> None:
+    """The doc's script (without torch) and `mrdistill predict` (defaults) on `source` agree to
+    1e-4 of the image max; both write the target's 16 x 16 crop."""
+    proc = run_without_torch(tmp_path, model, source, tmp_path / "out.h5")
+    assert proc.returncode == 0, proc.stderr
+    code, _, err = run_cli(["predict", source, "--checkpoint", ckpt, "--out", tmp_path / "pred",
+                            "--no-progress"], capsys)
+    assert code == 0, err
+    got, want = reconstruction(tmp_path / "out.h5"), reconstruction(tmp_path / "pred" / source.name)
+    assert got.shape == want.shape == (slices, 16, 16)
+    assert float(np.abs(got - want).max() / np.abs(want).max()) < 1e-4
+
+
 def test_doc_script_reconstructs_a_single_coil_file_without_torch(tmp_path):
     """A checkpoint without a data record: the script draws predict's fallback mask (fastMRI's
     random 4x mask, seeded with the file name)."""
@@ -90,14 +104,7 @@ def test_doc_script_matches_predict_on_a_multicoil_file_without_torch(tmp_path, 
     ckpt = write_checkpoint(tmp_path / "varnet.pt", "varnet", VARNET, data)
     result = export_checkpoint(ckpt, "onnx", tmp_path / "varnet.onnx", shape=(h, w), coils=4)
     assert result.record["training_data"]["mask"]["kind"] == "random"
-    proc = run_without_torch(tmp_path, tmp_path / "varnet.onnx", source, tmp_path / "out.h5")
-    assert proc.returncode == 0, proc.stderr
-    code, _, err = run_cli(["predict", source, "--checkpoint", ckpt, "--out", tmp_path / "pred",
-                            "--no-progress"], capsys)
-    assert code == 0, err
-    got, want = reconstruction(tmp_path / "out.h5"), reconstruction(tmp_path / "pred" / source.name)
-    assert got.shape == want.shape == (3, 16, 16)
-    assert float(np.abs(got - want).max() / np.abs(want).max()) < 1e-4
+    assert_script_matches_predict(tmp_path, capsys, tmp_path / "varnet.onnx", ckpt, source, slices=3)
 
     other = write_fastmri_volume(tmp_path / "data" / "file_brain_2.h5", slices=1, coils=3, height=h, width=w)
     proc = run_without_torch(tmp_path, tmp_path / "varnet.onnx", other, tmp_path / "other.h5")
@@ -131,12 +138,5 @@ def test_chain_fastmri_teacher_distil_kill_resume_export_torch_free_run(tmp_path
     assert code == 0, err
     source = write_fastmri_volume(tmp_path / "data" / "file1001.h5", slices=2, coils=4, height=32, width=32,
                                   recon=(16, 16))
-    proc = run_without_torch(tmp_path, tmp_path / "student.onnx", source, tmp_path / "out.h5")
-    assert proc.returncode == 0, proc.stderr
     # Trained on simulated coils (data.coils 4): predict keeps the file's coils apart by default.
-    code, _, err = run_cli(["predict", source, "--checkpoint", best, "--out", tmp_path / "pred",
-                            "--no-progress"], capsys)
-    assert code == 0, err
-    got, want = reconstruction(tmp_path / "out.h5"), reconstruction(tmp_path / "pred" / source.name)
-    assert got.shape == want.shape == (2, 16, 16)
-    assert float(np.abs(got - want).max() / np.abs(want).max()) < 1e-4
+    assert_script_matches_predict(tmp_path, capsys, tmp_path / "student.onnx", best, source, slices=2)
