@@ -258,8 +258,9 @@ def _export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="the file to write (FILE.json is written next to it)")
     p.add_argument("--shape", nargs=2, type=int, metavar=("H", "W"), default=None,
                    help="k-space grid of the graph (default: the training image size)")
-    p.add_argument("--coils", type=int, default=1,
-                   help="coils of the k-space input (MoDL with coil maps or per-coil images; default 1)")
+    p.add_argument("--coils", type=int, default=None,
+                   help="coils of the k-space input (VarNet, U-Net, MoDL with coil maps or per-coil images; "
+                        "default: the training data's, else 1); another count than the training data's is refused")
     p.add_argument("--mask", dest="mask_kind", choices=MASK_KINDS, default=None,
                    help="mask kind the graph is for (default: the checkpoint's training mask): 1-D kinds "
                         "get the FFT-free column DC, 2-D kinds the DFT-matmul DC")
@@ -269,19 +270,24 @@ def _export(sub: argparse._SubParsersAction) -> None:
 
 
 class ModelSpecAction(argparse.Action):
-    """--model NAME starts a model spec [name, sets, weights, format]; the --set, --weights and
-    --format options after it belong to it."""
+    """The models to measure, in command-line order (the first is the reference of the speed-ups):
+    --checkpoint FILE... adds ["checkpoint", FILE] per file; --model NAME starts
+    ["model", NAME, sets, weights, format]; the --set, --weights and --format options after it
+    belong to it."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         specs = getattr(namespace, "specs", None) or []
-        if option_string == "--model":
-            specs.append([values, [], None, TEACHER_FORMATS[0]])
-        elif not specs:
+        if option_string == "--checkpoint":
+            specs += [["checkpoint", path] for path in values]
+            namespace.checkpoint = [*(getattr(namespace, "checkpoint", None) or []), *values]
+        elif option_string == "--model":
+            specs.append(["model", values, [], None, TEACHER_FORMATS[0]])
+        elif not specs or specs[-1][0] != "model":
             raise argparse.ArgumentError(self, f"{option_string} must follow a --model")
         elif option_string == "--set":
-            specs[-1][1].append(values)
+            specs[-1][2].append(values)
         else:
-            specs[-1][2 if option_string == "--weights" else 3] = values
+            specs[-1][3 if option_string == "--weights" else 4] = values
         namespace.specs = specs
 
 
@@ -291,9 +297,13 @@ def _benchmark(sub: argparse._SubParsersAction) -> None:
         "benchmark", help="latency, throughput, memory per model and backend",
         description="Parameters, FLOPs, latency (p50/p95), throughput, memory and achieved GFLOP/s "
                     "of models on several backends, measured in interleaved rounds; with two or more "
-                    "models (teacher first), the speed-up of each over the first per backend. Prints "
-                    "a Markdown table and writes OUT/benchmark.json.")
-    p.add_argument("--checkpoint", nargs="+", default=[], help="checkpoints to measure (teacher first)")
+                    "models (teacher first), the speed-up of each over the first given, per "
+                    "backend. A backend a model cannot run on (no export graph) shows \"n/a (why)\" "
+                    "in its row; the others are measured. Prints a Markdown table and writes "
+                    "OUT/benchmark.json.")
+    p.add_argument("--checkpoint", nargs="+", action=ModelSpecAction, default=[],
+                   help="checkpoints to measure; models keep command-line order (teacher first: "
+                        "speed-ups are relative to the first model given)")
     p.add_argument("--model", action=ModelSpecAction, metavar="NAME",
                    help="a registered model, built with seed 0 unless --weights follows "
                         "(repeatable; latency needs no training)")

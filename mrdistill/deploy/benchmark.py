@@ -7,7 +7,8 @@ peak memory (RSS on CPU, `max_memory_allocated` on CUDA), achieved GFLOP/s and i
 fp32 matmul peak measured in the same rounds, the largest difference from the eager image
 (relative to its max), the speed-up of every model over the first one (give the teacher first)
 per backend and of every backend over eager per model, each the median over rounds of the
-per-round time ratio.
+per-round time ratio. A backend a model does not support (no export graph, say) is measured for
+the others and recorded as "n/a (why)" for it (`report["unavailable"]`); models keep their order.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def run_benchmark(models: list[BenchModel], s: BenchSettings, command: str = "",
     backends: dict[str, Backend] = {}
     references: dict[str, Tensor] = {}
     batches: dict[str, ExampleBatch] = {}
+    report["unavailable"] = unavailable = {}
     with tempfile.TemporaryDirectory(prefix="mrdistill-bench-") as workdir:
         for m in models:
             batch = batches[m.label] = batch_for(m.model, s)
@@ -130,12 +132,15 @@ def run_benchmark(models: list[BenchModel], s: BenchSettings, command: str = "",
                 "parameters": count_parameters(m.model),
                 "flops_per_slice": count_flops(m.model, batch.kspace[:1], batch.mask[:1])}
             for b in m.backends or s.backends:
-                backends[f"{m.label}/{b}"] = build_backend(b, m.model, batch, s.device, Path(workdir),
-                                                           f"{m.label}-{b}".replace("/", "_"))
+                try:
+                    backends[f"{m.label}/{b}"] = build_backend(b, m.model, batch, s.device, Path(workdir),
+                                                               f"{m.label}-{b}".replace("/", "_"))
+                except MrdistillError as exc:  # this model cannot run there: say why, measure the rest
+                    unavailable.setdefault(m.label, {})[b] = str(exc)
         errors, memory = {}, {}
         for key, backend in backends.items():  # also the warm-up call of every backend
             out = backend.call()
-            ref = references[key.split("/")[0]]
+            ref = references[key.split("/", 1)[0]]
             errors[key] = float((scored_image(out) - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
             on_cuda = backend.device.startswith("cuda")
             memory[key] = (peak_cuda_mib if on_cuda else peak_rss_mib)(backend.call)
@@ -148,7 +153,7 @@ def run_benchmark(models: list[BenchModel], s: BenchSettings, command: str = "",
     report["matmul_peak_gflops"] = {d: {"median": statistics.median(times[f"peak/{d}"]),
                                         "rounds": times[f"peak/{d}"]} for d in devices}
     for key, backend in backends.items():
-        label, b = key.split("/")
+        label, b = key.split("/", 1)
         flops = report["models"][label]["flops_per_slice"]
         report["results"].setdefault(label, {})[b] = {
             **summarise(times[key], times[f"peak/{_kind(backend.device)}"], flops, s.batch),
@@ -170,7 +175,7 @@ def add_ratios(report: dict) -> dict:
         return results[label][backend]["seconds_per_call"]
 
     report["speedup_vs_reference"] = {
-        label: {b: per_round_ratio(times(first, b), times(label, b)) for b in rows if b in results[first]}
+        label: {b: per_round_ratio(times(first, b), times(label, b)) for b in rows if b in results.get(first, {})}
         for label, rows in results.items() if label != first}
     report["speedup_vs_eager"] = {
         label: {b: per_round_ratio(times(label, "eager"), times(label, b)) for b in rows if b != "eager"}
@@ -197,9 +202,16 @@ def render_markdown(report: dict) -> str:
              "| model | backend | params | GFLOP/slice | p50 ms/batch | p95 ms/batch | p50 ms/slice "
              "| slices/s | GFLOP/s | of peak | peak MiB (delta) | rel. err vs eager |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for label, rows in report["results"].items():
-        facts = report["models"][label]
-        for b, r in rows.items():
+    unavailable = report.get("unavailable", {})
+    for label, facts in report["models"].items():
+        rows = report["results"].get(label, {})
+        for b in st["backends"]:
+            if b not in rows:
+                why = unavailable.get(label, {}).get(b, "not measured")
+                lines.append(f"| {label} | {b} | {facts['parameters']:,} | {facts['flops_per_slice'] / 1e9:.3f} "
+                             f"| n/a ({why}) |" + " |" * 7)
+                continue
+            r = rows[b]
             lat, mem = r["latency_ms"], r["memory"]
             delta = "" if mem["delta_mib"] is None else f" ({mem['delta_mib']:+.0f})"
             lines.append(f"| {label} | {b} | {facts['parameters']:,} | {r['gflops_per_slice']:.3f} "
@@ -209,13 +221,17 @@ def render_markdown(report: dict) -> str:
                          f"| {r['max_rel_error_vs_eager']:.1e} |")
     lines.append("")
     for label, ratios in report["speedup_vs_reference"].items():
+        if not ratios:
+            continue
         text = ", ".join(f"{b} {v:.2f}x" for b, v in ratios.items())
         lines.append(f"Speed-up of {label} over {report['reference_model']} (per backend): {text}.")
     for label, ratios in report.get("speedup_vs_eager", {}).items():
+        if not ratios:
+            continue
         text = ", ".join(f"{b} {v:.2f}x" for b, v in ratios.items())
         lines.append(f"Speed-up over eager of {label} (per backend): {text}.")
-    backends = next(iter(report["results"].values()))
-    lines += ["", "Backends: " + "; ".join(f"{b}: {r['description']}" for b, r in backends.items()) + ".", ""]
+    described = {b: r["description"] for rows in report["results"].values() for b, r in rows.items()}
+    lines += ["", "Backends: " + "; ".join(f"{b}: {d}" for b, d in described.items()) + ".", ""]
     return "\n".join(lines)
 
 
@@ -233,18 +249,16 @@ def checkpoint_label(path: Path) -> str:
     return path.stem
 
 
-def checkpoint_models(paths: list[str | Path]) -> list[BenchModel]:
-    """Models of checkpoints (eval mode, CPU), labelled by run folder or file stem (unique)."""
-    out: list[BenchModel] = []
-    for p in paths:
-        path = Path(p)
-        ckpt = load_checkpoint(path)
-        label = checkpoint_label(path)
-        if any(m.label == label for m in out):
-            label = f"{label}#{len(out) + 1}"
-        out.append(BenchModel(label, ckpt["model_name"], dict(ckpt.get("model_kwargs", {})),
-                              model_from_checkpoint(ckpt, path), str(path)))
-    return out
+def checkpoint_model(path: str | Path, taken: list[str]) -> BenchModel:
+    """A checkpoint's model (eval mode, CPU), labelled by run folder or file stem (unique among
+    the labels `taken`)."""
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    label = checkpoint_label(path)
+    if label in taken:
+        label = f"{label}#{len(taken) + 1}"
+    return BenchModel(label, ckpt["model_name"], dict(ckpt.get("model_kwargs", {})),
+                      model_from_checkpoint(ckpt, path), str(path))
 
 
 def foreign_model(spec: TeacherConfig, taken: list[str]) -> BenchModel:

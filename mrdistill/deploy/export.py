@@ -1,12 +1,15 @@
 """`mrdistill export`: a checkpoint -> an ONNX or TorchScript file with data consistency inside,
 checked against the eager model before it is kept, plus a sidecar JSON (`<out>.json`).
 
-The graph (`deploy.graphs`) is traced once at a fixed (H, W) and coil count with a dynamic batch
-dimension; the DC form follows the mask kind (the checkpoint's data record, or `mask_kind`):
-1-D column masks -> "column" (FFT-free row matmuls), 2-D masks -> "grid" (DFT as matmuls). ONNX
+The graph (`deploy.graphs`) is traced once at a fixed (H, W) and coil count (default: the
+training data's; another count is refused) with a dynamic batch dimension; the DC form follows
+the mask kind (the checkpoint's data record, or `mask_kind`): 1-D column masks -> "column"
+(FFT-free row matmuls), 2-D masks -> "grid" (DFT as matmuls); VarNet and U-Net graphs
+(`deploy.multicoil`) take whole 2-D DFTs (`fft`: matmuls by default, or ONNX's DFT operator). ONNX
 uses the TorchScript-based exporter (opset 17): the graph holds only convs, matmuls and elementwise
 ops, and it exports in seconds where the dynamo exporter took minutes on this machine.
-Parity: on two real slices of the embedded corpus (`deploy.inputs`), the exported file, loaded
+Parity: on two real slices of the embedded corpus (`deploy.inputs`; with C coils, times C
+simulated coil sensitivities), the exported file, loaded
 back (ONNX Runtime / `torch.jit.load`), must match the eager model within `tolerance` (max abs
 difference relative to the eager image max, for both outputs); otherwise nothing is written.
 """
@@ -26,9 +29,9 @@ from torch import Tensor, nn
 from mrdistill.atomic import atomic_path, atomic_write_text
 from mrdistill.config.deploy import EXPORT_FORMATS as FORMATS, EXPORT_TOLERANCE as DEFAULT_TOLERANCE
 from mrdistill.rundir import check_output_file, check_writable
-from mrdistill.deploy.graphs import build_graph
+from mrdistill.deploy.graphs import COIL_GRAPH_FFT, build_graph
 from mrdistill.deploy.inputs import ExampleBatch, example_batch
-from mrdistill.deploy.metadata import sidecar, training_data
+from mrdistill.deploy.metadata import TrainingData, sidecar, training_data
 from mrdistill.deploy.projection import make_projection
 from mrdistill.deploy.runtime import (INPUT_NAMES, OUTPUT_NAMES, Runner, onnx_runner, require_export_extra,
                                       torchscript_runner)
@@ -100,6 +103,17 @@ def eager_reference(model: nn.Module, example: ExampleBatch, with_smaps: bool, w
                              f"({str(exc).splitlines()[0]})") from None
 
 
+def export_coils(coils: int | None, data: TrainingData) -> int:
+    """The coil count to export for: `coils`, else the training data's (else 1). A count other
+    than the training data's is refused: the model never saw such k-space."""
+    if coils is None:
+        return 1 if data.coils is None else data.coils
+    if data.coils is not None and coils != data.coils:
+        raise MrdistillError(f"--coils {coils}: the model was trained on {data.coils}-coil k-space "
+                             f"({data.dataset} data); export with --coils {data.coils}")
+    return coils
+
+
 def _check_grid(shape: tuple[int, int] | None, size: int | None, coils: int) -> tuple[int, int]:
     """The (H, W) to export at: `shape`, else the training image size; range-checked."""
     if shape is None:
@@ -139,11 +153,13 @@ def check_export_outputs(out: Path, side: Path, checkpoint: str | Path, overwrit
 
 
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, *,
-                      shape: tuple[int, int] | None = None, coils: int = 1,
+                      shape: tuple[int, int] | None = None, coils: int | None = None,
                       mask_kind: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
-                      overwrite: bool = False) -> ExportResult:
+                      overwrite: bool = False, fft: str = COIL_GRAPH_FFT) -> ExportResult:
     """Export a checkpoint's model (see the module docstring); raises `MrdistillError` on bad
-    input, an unexportable model or a failed parity check, leaving nothing written."""
+    input, an unexportable model, a coil count other than the training data's or a failed parity
+    check, leaving nothing written. `coils` None: the training data's. `fft`: the 2-D transform
+    of VarNet/U-Net graphs (`graphs.build_graph`)."""
     check_choice("export format", fmt, FORMATS)
     if not tolerance > 0:
         raise MrdistillError(f"--tolerance must be > 0, got {tolerance}")
@@ -156,10 +172,11 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, *,
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt, checkpoint)
     data = training_data(ckpt, checkpoint)
+    coils = export_coils(coils, data)
     kind = mask_kind or data.mask_kind
     h, w = _check_grid(shape, data.image_size, coils)
     form = "column" if make_mask(kind, (h, w), data.acceleration, seed=0).shape[-2] == 1 else "grid"
-    graph, with_smaps = build_graph(model, make_projection(form, h, w), coils)
+    graph, with_smaps = build_graph(model, make_projection(form, h, w), coils, fft)
     graph.eval()
     complex_data = declared(model).complex_input
     example = example_batch(2, h, w, coils, complex_data, kind, data.acceleration)
@@ -167,16 +184,19 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, *,
     args = example.graph_args(with_smaps)
     with atomic_path(out) as tmp:
         trace_graph(graph, args, fmt, tmp)
-        error = relative_error(runner_for(fmt, tmp)(*args), reference)
+        got = runner_for(fmt, tmp)(*args)
+        error = relative_error(got, reference)
         if not error <= tolerance:
             raise MrdistillError(f"parity check failed: the exported {fmt} graph differs from eager by "
                                  f"{error:.2e} of the image max (tolerance {tolerance:g}); nothing written")
         record = sidecar(
             fmt=fmt, checkpoint=checkpoint, ckpt=ckpt, data=data, form=form, shape=(h, w), coils=coils,
-            inputs=io_contract(form, h, w, coils, with_smaps), outputs=outputs_contract(model, h, w),
+            inputs=io_contract(form, h, w, coils, with_smaps),
+            outputs=outputs_contract(graph, model, h, w, got[1].shape[1]),
             parity={"max_abs_diff_relative_to_image_max": error, "tolerance": tolerance,
                     "inputs": example.description},
-            exporter={"torch": torch.__version__, **({"onnx_opset": OPSET} if fmt == "onnx" else {})})
+            exporter={"torch": torch.__version__, **({"onnx_opset": OPSET} if fmt == "onnx" else {})},
+            how=graph_description(graph, fft))
         record["mask_kind_exported_for"] = kind
         if fmt == "onnx":
             embed_onnx_metadata(tmp, record)
@@ -209,11 +229,22 @@ def io_contract(form: str, h: int, w: int, coils: int, with_smaps: bool) -> list
     return spec
 
 
-def outputs_contract(model: nn.Module, h: int, w: int) -> list[dict[str, Any]]:
-    """The graph's outputs as recorded in the sidecar."""
-    channels = declared(model).image_channels
+FFT_TEXT = {"matmul": "real matmuls with constant DFT matrices", "operator": "ONNX's DFT operator"}
+
+
+def graph_description(graph: nn.Module, fft: str) -> str | None:
+    """The data-consistency text of graphs that describe themselves (VarNet, U-Net)."""
+    how = getattr(graph, "how", None)
+    return None if how is None else how.format(fft=FFT_TEXT[fft])
+
+
+def outputs_contract(graph: nn.Module, model: nn.Module, h: int, w: int,
+                     channels: int) -> list[dict[str, Any]]:
+    """The graph's outputs as recorded in the sidecar (`channels`: of `raw`, as exported)."""
+    raw_meaning = getattr(graph, "raw_meaning", None) or (
+        "the network layout: real/imaginary channels in complex mode" if declared(model).complex_input
+        else "the network layout: the real image")
     return [{"name": "image", "shape": ["N", 1, h, w], "dtype": "float32",
              "meaning": "the scored image: magnitude (root-sum-of-squares) in complex mode, "
                         "the real image in real mode; multiply by the volume scale"},
-            {"name": "raw", "shape": ["N", channels, h, w], "dtype": "float32",
-             "meaning": "the network layout: real/imaginary channels in complex mode"}]
+            {"name": "raw", "shape": ["N", channels, h, w], "dtype": "float32", "meaning": raw_meaning}]

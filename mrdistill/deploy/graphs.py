@@ -19,29 +19,29 @@ import torch
 from torch import Tensor, nn
 
 from mrdistill.deploy.cg import pair_conjugate_gradient
-from mrdistill.deploy.dft import Pair, cconj_mul, cmul
+from mrdistill.deploy.dft import Pair, cconj_mul, cmul, from_channels, make_fft, to_channels
+from mrdistill.deploy.multicoil import UNetGraph, VarNetGraph
 from mrdistill.deploy.projection import Projection, to_pair
 from mrdistill.errors import MrdistillError
 from mrdistill.models.chpnet import CHPNet
 from mrdistill.models.contract import declared
 from mrdistill.models.dccnn import DCCNN
 from mrdistill.models.modl import MoDL
-from mrdistill.models.registry import registered_name
+from mrdistill.models.registry import list_models, model_class, registered_name
+from mrdistill.models.unet import UNet
+from mrdistill.models.varnet import VarNet
 from mrdistill.models.vdsr import VDSR
 from mrdistill.physics.fft import magnitude
 
 
 def net_image(z: Pair, complex_input: bool) -> Tensor:
     """A complex image pair (N, C, H, W) -> the network layout (`physics.fft.image_to_network`)."""
-    return torch.cat([z[0], z[1]], dim=1) if complex_input else z[0]
+    return to_channels(z) if complex_input else z[0]
 
 
 def net_pair(x: Tensor, complex_input: bool) -> Pair:
     """The network layout -> complex image pair (`physics.fft.network_to_image`)."""
-    if complex_input:
-        re, im = x.chunk(2, dim=1)
-        return re, im
-    return x, torch.zeros_like(x)
+    return from_channels(x) if complex_input else (x, torch.zeros_like(x))
 
 
 def net_project(proj: Projection, ops: tuple[Tensor, ...], x: Tensor, complex_input: bool) -> Tensor:
@@ -178,10 +178,32 @@ class MoDLGraph(nn.Module):
         return re.sum(dim=1, keepdim=True), im.sum(dim=1, keepdim=True)
 
 
-def build_graph(model: nn.Module, proj: Projection, coils: int) -> tuple[nn.Module, bool]:
+# The 2-D transform of the graphs that need whole 2-D FFTs (VarNet, U-Net): `deploy.dft.make_fft`.
+# "matmul": measured faster than ONNX's DFT operator in ONNX Runtime (docs/deploy.md,
+# benchmarks/results/varnet_fft.md).
+COIL_GRAPH_FFT = "matmul"
+COIL_GRAPHS = {VarNet: VarNetGraph, UNet: UNetGraph}
+SINGLE_COIL_GRAPHS = {DCCNN: DCCNNGraph, VDSR: VDSRGraph, CHPNet: CHPNetGraph}
+
+
+def exportable_models() -> list[str]:
+    """Registered model names whose class has an export graph (VDSR and CHPNet: with scale 1)."""
+    classes = (MoDL, *COIL_GRAPHS, *SINGLE_COIL_GRAPHS)
+    return sorted(name for name in list_models()
+                  if isinstance(cls := model_class(name), type) and issubclass(cls, classes))
+
+
+def build_graph(model: nn.Module, proj: Projection, coils: int,
+                fft: str = COIL_GRAPH_FFT) -> tuple[nn.Module, bool]:
     """The export graph of `model` on `proj`'s grid for k-space with `coils` coils, and whether it
-    takes coil maps. Raises `MrdistillError` (one line: why) for models that cannot be exported."""
+    takes coil maps. VarNet and U-Net graphs use the 2-D transform `fft` ("matmul": the
+    projection's own DFT matrices; "operator": ONNX's DFT). Raises `MrdistillError` (one line:
+    why) for models that cannot be exported."""
     name, contract = registered_name(model), declared(model)
+    for cls, coil_graph in COIL_GRAPHS.items():
+        if isinstance(model, cls):
+            transform = proj if fft == "matmul" else make_fft(fft, proj.height, proj.width)
+            return coil_graph(model, transform, coils), False
     if contract.input_kind != "kspace":
         raise MrdistillError(f"{name} with scale {contract.scale} is a super-resolution "
                              "model (low-res image input): export covers k-space reconstruction only")
@@ -191,12 +213,11 @@ def build_graph(model: nn.Module, proj: Projection, coils: int) -> tuple[nn.Modu
             raise MrdistillError(f"modl was built for {model.images} coil image(s) per sample "
                                  f"(in_channels {2 * model.images}), not {coils} coils")
         return MoDLGraph(model, proj, with_smaps), with_smaps
-    graphs = {DCCNN: DCCNNGraph, VDSR: VDSRGraph, CHPNet: CHPNetGraph}
-    for cls, graph in graphs.items():
+    for cls, graph in SINGLE_COIL_GRAPHS.items():
         if isinstance(model, cls):
             if coils != 1:
                 raise MrdistillError(f"{name} reconstructs single-coil k-space; --coils must be 1, "
                                      f"got {coils}")
             return graph(model, proj), False
-    raise MrdistillError(f"{name} cannot be exported (exportable: chpnet, dccnn, modl and vdsr, "
+    raise MrdistillError(f"{name} cannot be exported (exportable: {', '.join(exportable_models())}; "
                          "k-space reconstruction)")

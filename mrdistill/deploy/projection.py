@@ -15,36 +15,17 @@ gradient is P(x) - ifft2c(y), and MoDL's normal operator is sum_c conj(S_c) P(S_
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from mrdistill.deploy.dft import Pair, cols_matmul, dft_matrix, real_rows_matmul, rows_matmul, transposed
+from mrdistill.deploy.dft import MatmulFFT, Pair, cols_matmul, real_rows_matmul, rows_matmul
 
 DC_FORMS = ("column", "grid")
 
 
-class Projection(nn.Module):
+class Projection(MatmulFFT):
     """Shared part: the DFT matrices of an (H, W) grid (graph constants) and the 2-D transforms."""
 
     form = ""
-
-    def __init__(self, height: int, width: int) -> None:
-        super().__init__()
-        fw, iw = dft_matrix(width), dft_matrix(width, inverse=True)
-        fht, iht = transposed(dft_matrix(height)), transposed(dft_matrix(height, inverse=True))
-        for name, pair in (("fw", fw), ("iw", iw), ("fht", fht), ("iht", iht)):
-            self.register_buffer(f"{name}_re", pair[0], persistent=False)
-            self.register_buffer(f"{name}_im", pair[1], persistent=False)
-
-    def _m(self, name: str) -> Pair:
-        return getattr(self, f"{name}_re"), getattr(self, f"{name}_im")
-
-    def fft2c(self, z: Pair) -> Pair:
-        """Centred orthonormal 2-D DFT of a pair (..., H, W)."""
-        return cols_matmul(self._m("fht"), rows_matmul(z, self._m("fw")))
-
-    def ifft2c(self, k: Pair) -> Pair:
-        """Centred orthonormal inverse 2-D DFT of a pair (..., H, W)."""
-        return cols_matmul(self._m("iht"), rows_matmul(k, self._m("iw")))
 
     def bind(self, weight: Tensor) -> tuple[Tensor, ...]:
         """What `project` needs for this mask (computed once per forward)."""

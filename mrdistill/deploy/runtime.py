@@ -37,6 +37,9 @@ def onnx_runner(path: str | Path, threads: int | None = None) -> Runner:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # No spinning after a run: idle ORT threads would otherwise busy-wait on cores that the next
+    # timed candidate (eager torch, another session) needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
 

@@ -42,6 +42,12 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def model_class(name: str) -> Callable[..., nn.Module]:
+    """What model `name` was registered as: its class, or its builder function."""
+    check_choice("model", name, list(_MODELS))
+    return _MODELS[name]
+
+
 def _check_argument(tp: Any, value: Any, where: str) -> None:
     """One constructor argument against its annotation: ints are counts in [1, MAX_MODEL_INT], floats finite."""
     options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)

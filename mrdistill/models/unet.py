@@ -117,9 +117,9 @@ class UnetCore(nn.Module):
 def instance_normalise(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """fastMRI's `normalize_instance` + clamp: float (N, C, H, W) -> (clamped (x - mean) / (std + eps),
     mean (N, 1, 1, 1), std (N, 1, 1, 1)); mean and (unbiased) std over each sample."""
-    flat = x.flatten(1)
-    mean = flat.mean(dim=1).view(-1, 1, 1, 1)
-    std = flat.std(dim=1).view(-1, 1, 1, 1)
+    flat = x.flatten(1).double()  # float64 statistics: see `varnet.NormUnet.forward_channels`
+    mean = flat.mean(dim=1).view(-1, 1, 1, 1).to(x.dtype)
+    std = flat.std(dim=1).view(-1, 1, 1, 1).to(x.dtype)
     return ((x - mean) / (std + NORM_EPS)).clamp(-NORM_CLAMP, NORM_CLAMP), mean, std
 
 
@@ -135,6 +135,9 @@ class UNet(UnetCore, ReconModule):
     `image` is float32 (N, out_chans, H, W): the magnitude for out_chans 1, else channels.
     Features: "down{i}", "bottleneck", "up{i}" (i 1-based). No data consistency.
     """
+
+    complex_input = True  # takes complex k-space (predict, export and benchmark simulate it so)
+    exportable = True  # deploy.multicoil.UNetGraph
 
     def __init__(self, in_chans: int = 1, out_chans: int = 1, chans: int = 32, num_pool_layers: int = 4,
                  drop_prob: float = 0.0) -> None:

@@ -61,11 +61,19 @@ class NormUnet(nn.Module):
         self.unet = UnetCore(in_chans, out_chans, chans, num_pools, drop_prob)
 
     def forward(self, x: Tensor, features: dict[str, Tensor] | None = None, prefix: str = "") -> Tensor:
-        n, c, h, w = x.shape
-        chan = complex_to_channels(x)
-        parts = chan.view(n, 2, c * h * w)
-        mean = parts.mean(dim=2).view(n, 2, 1, 1, 1)
-        std = parts.std(dim=2).view(n, 2, 1, 1, 1)
+        return channels_to_complex(self.forward_channels(complex_to_channels(x), features, prefix))
+
+    def forward_channels(self, chan: Tensor, features: dict[str, Tensor] | None = None,
+                         prefix: str = "") -> Tensor:
+        """The same on the channel layout: float (N, 2C, H, W) [re_1..re_C, im_1..im_C] -> the same
+        layout (what exported graphs, which hold no complex tensors, call)."""
+        n, c2, h, w = chan.shape
+        c = c2 // 2
+        # Statistics in float64: their rounding is amplified by mean/std, and float32 sums round
+        # differently in other runtimes (ONNX Runtime's naive sums: ~1e-5 relative at 320 x 320).
+        parts = chan.reshape(n, 2, c * h * w).double()
+        mean = parts.mean(dim=2).view(n, 2, 1, 1, 1).to(chan.dtype)
+        std = parts.std(dim=2).view(n, 2, 1, 1, 1).to(chan.dtype)
         normed = ((chan.view(n, 2, c, h, w) - mean) / std).view(n, 2 * c, h, w)
         padded, (top, bottom, left, right) = pad_to_multiple(normed)
         inner: dict[str, Tensor] | None = {} if features is not None else None
@@ -74,7 +82,7 @@ class NormUnet(nn.Module):
             features[f"{prefix}bottleneck"] = inner["bottleneck"]
         out = out[..., top:out.shape[-2] - bottom, left:out.shape[-1] - right]
         out = out.reshape(n, 2, -1, h, w) * std + mean
-        return channels_to_complex(out.reshape(n, -1, h, w))
+        return out.reshape(n, -1, h, w)
 
 
 def acs_bounds(mask: Tensor, num_low_frequencies: int | None) -> tuple[Tensor, Tensor]:
@@ -157,6 +165,8 @@ class VarNet(ReconModule):
     """
 
     image_channels = 1  # the root-sum-of-squares magnitude
+    complex_input = True  # takes complex k-space (predict, export and benchmark simulate it so)
+    exportable = True  # deploy.multicoil.VarNetGraph
 
     def __init__(self, num_cascades: int = 12, sens_chans: int = 8, sens_pools: int = 4,
                  chans: int = 18, pools: int = 4, mask_center: bool = True) -> None:

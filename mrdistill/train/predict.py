@@ -94,9 +94,18 @@ def resolve_settings(cfg: PredictConfig, recorded: DataConfig | None,
         if recorded is not None and _differs(mask, recorded.mask):
             notes.append(f"mask {describe_mask(mask)} given; the model was trained with "
                          f"{describe_mask(recorded.mask)}")
-    coil_mode = trained.coil_mode if cfg.coil_mode is None else cfg.coil_mode
+    coil_mode = training_coil_mode(recorded) if cfg.coil_mode is None else cfg.coil_mode
     normalize = trained.normalize if cfg.normalize is None else cfg.normalize
     return replace(cfg, mask=mask, coil_mode=coil_mode, normalize=normalize), source, notes
+
+
+def training_coil_mode(recorded: DataConfig | None) -> str:
+    """How multi-coil files meet the model by default: as it was trained. A model trained on the
+    embedded corpus with simulated coils (`data.coils` > 1) saw them apart ("multi"); otherwise the
+    recorded `fastmri.coil_mode` (the default without a record)."""
+    if recorded is not None and recorded.dataset == "embedded" and recorded.coils > 1:
+        return "multi"
+    return (recorded.fastmri if recorded is not None else FastMRIConfig()).coil_mode
 
 
 def _differs(a: MaskConfig, b: MaskConfig) -> bool:

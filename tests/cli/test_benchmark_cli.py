@@ -50,11 +50,49 @@ def test_multicoil_varnet(tmp_path, capsys):
     assert report["settings"]["coils"] == 4 and "4 coil(s) per call" in out
 
 
+def test_unsupported_backends_are_na_and_models_keep_their_order(tmp_path, capsys):
+    """A model without an export graph (SwinIR) runs on eager and shows "n/a (why)" for the
+    exported backends; a built model given before a checkpoint stays first and is the reference."""
+    student = write_checkpoint(tmp_path / "student" / "checkpoints" / "best.pt", "dccnn",
+                               {"cascades": 1, "convs": 2, "channels": 4})
+    code, out, err = run_cli(["benchmark", "--model", "swinir", "--set", "embed_dim=8", "--set", "groups=1",
+                              "--set", "depth=1", "--set", "heads=2", "--set", "window=4",
+                              "--checkpoint", student, "--backends", "eager,onnxruntime",
+                              "--out", tmp_path / "bench", *TINY], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
+    swinir = "swinir(embed_dim=8,groups=1,depth=1,heads=2,window=4)"
+    assert list(report["models"]) == [swinir, "student"] and report["reference_model"] == swinir
+    assert set(report["results"][swinir]) == {"eager"}
+    assert "swinir cannot be exported" in report["unavailable"][swinir]["onnxruntime"]
+    assert set(report["results"]["student"]) == {"eager", "onnxruntime"}
+    assert set(report["speedup_vs_reference"]["student"]) == {"eager"}  # no onnxruntime reference
+    assert f"| {swinir} | onnxruntime |" in out and "n/a (swinir cannot be exported" in out
+    assert f"Speed-up of student over {swinir} (per backend): eager" in out
+
+
+def test_varnet_teacher_and_student_on_onnxruntime(tmp_path, capsys):
+    """VarNet exports now: teacher and student both run on eager and ONNX Runtime with 4 coils."""
+    small = ["--set", "chans=2", "--set", "pools=1", "--set", "sens_chans=2", "--set", "sens_pools=1"]
+    code, out, err = run_cli(["benchmark", "--model", "varnet", "--set", "num_cascades=2", *small,
+                              "--model", "varnet", "--set", "num_cascades=1", *small, "--coils", "4",
+                              "--mask", "random", "--backends", "eager,onnxruntime", "--out", tmp_path / "bench",
+                              *TINY], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
+    teacher, student = report["models"]
+    assert teacher.startswith("varnet(num_cascades=2") and report["unavailable"] == {}
+    for rows in report["results"].values():
+        assert rows["onnxruntime"]["max_rel_error_vs_eager"] < 1e-4
+    assert set(report["speedup_vs_reference"][student]) == {"eager", "onnxruntime"}
+
+
 @pytest.mark.parametrize("extra, expect", [
     (["--backends", "eager,tensorrt"], "unknown backend 'tensorrt'"),
     (["--shape", "4", "16"], "--shape must be"),
     (["--batch", "0"], "--batch must be"),
     (["--coils", "0"], "--coils must be"),
+    (["--checkpoint", "x.pt", "--set", "a=1"], "--set must follow a --model"),
     (["--backends", "cuda"], "no CUDA device"),
 ])
 def test_bad_options_write_nothing(tmp_path, capsys, extra, expect):

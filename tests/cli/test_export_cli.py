@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import run_cli
-from tests.deploy.export_cases import case_data, write_checkpoint
+from tests.deploy.export_cases import VARNET, case_data, write_checkpoint
 
 DCCNN = {"cascades": 1, "convs": 2, "channels": 4}
 
@@ -39,7 +39,7 @@ def one_line_refusal(args, capsys, folder, expect: str) -> None:
 
 @pytest.mark.parametrize("extra, expect", [
     (["--shape", "4", "16"], "--shape must be"),
-    (["--coils", "2"], "--coils must be 1"),
+    (["--coils", "2"], "trained on 1-coil k-space"),
     (["--tolerance", "1e-15"], "parity check failed"),
     (["--tolerance", "0"], "--tolerance must be > 0"),
     (["--shape", "16", "5000"], "--shape must be"),
@@ -95,3 +95,18 @@ def test_overwrite_replaces_only_an_earlier_export(ckpt, tmp_path, capsys):
     args = ["export", ckpt, "--format", "torchscript", "--out", out]
     assert run_cli(args, capsys)[0] == 0
     assert run_cli([*args, "--overwrite"], capsys)[0] == 0 and out.is_file()
+
+
+def test_varnet_exports_for_its_training_coils_only(tmp_path, capsys):
+    """A VarNet trained on 4-coil k-space exports for 4 coils by default (sensitivity network and
+    mask inside the graph); any other coil count is refused before anything is written."""
+    ckpt = write_checkpoint(tmp_path / "varnet.pt", "varnet", VARNET, case_data("random", 16, coils=4))
+    one_line_refusal(["export", ckpt, "--format", "onnx", "--out", tmp_path / "v.onnx", "--coils", "8"],
+                     capsys, tmp_path, "--coils 8: the model was trained on 4-coil k-space")
+    code, stdout, _ = run_cli(["export", ckpt, "--format", "onnx", "--out", tmp_path / "v.onnx"], capsys)
+    assert code == 0 and "parity vs eager" in stdout
+    record = json.loads((tmp_path / "v.onnx.json").read_text())
+    assert record["grid"] == {"height": 16, "width": 16, "coils": 4}
+    assert record["training_data"]["mask"] == {"kind": "random", "acceleration": 4.0, "center_fraction": None,
+                                               "center_lines": None, "path": None}
+    assert record["model"]["name"] == "varnet" and "E2E-VarNet" in record["data_consistency"]["how"]

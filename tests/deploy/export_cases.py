@@ -12,7 +12,9 @@ from mrdistill.train.checkpoint import data_meta, model_payload, save_checkpoint
 
 H, W = 24, 32  # not square, so a transposed DFT matrix cannot pass
 
-# id -> (model name, kwargs, coils, mask kind, complex data)
+VARNET = {"num_cascades": 2, "chans": 4, "pools": 2, "sens_chans": 2, "sens_pools": 1}
+
+# id -> (model name, kwargs, coils, mask kind)
 CASES = {
     "dccnn-real-hard-column": ("dccnn", {"cascades": 2, "convs": 3, "channels": 8}, 1, "kdmri"),
     "dccnn-complex-soft-residual-column": (
@@ -26,6 +28,12 @@ CASES = {
                                      "cg_iters": 3}, 1, "kdmri"),
     "modl-multicoil-smaps-grid": ("modl", {"unrolls": 2, "convs": 3, "channels": 8, "in_channels": 2,
                                            "cg_iters": 3}, 3, "gaussian2d"),
+    # fastMRI-family models see the coils whole (sensitivity network and ACS count inside)
+    "varnet-multicoil-column": ("varnet", VARNET, 4, "random"),
+    "varnet-multicoil-grid": ("varnet", VARNET, 3, "gaussian2d"),
+    "unet-magnitude-multicoil": ("unet", {"chans": 4, "num_pool_layers": 2}, 4, "random"),
+    "unet-complex-channels": ("unet", {"chans": 4, "num_pool_layers": 2, "in_chans": 4, "out_chans": 4}, 2,
+                              "equispaced_fraction"),
     "vdsr-real-column": ("vdsr", {"layers": 3, "channels": 8}, 1, "equispaced_fraction"),
     "chpnet-complex-column": ("chpnet", {"channels": 4, "levels": 2, "iterations": 2, "in_channels": 2},
                               1, "kdmri"),
@@ -45,6 +53,7 @@ def write_checkpoint(path: Path, name: str, kwargs: dict, data: DataConfig | Non
     return path
 
 
-def case_data(mask_kind: str, image_size: int = 128) -> DataConfig:
-    """The data record of a training run with this mask (what an export reads)."""
-    return DataConfig(image_size=image_size, mask=MaskConfig(kind=mask_kind, acceleration=4.0))
+def case_data(mask_kind: str, image_size: int = 128, coils: int = 1) -> DataConfig:
+    """The data record of a training run with this mask and coil count (what an export reads)."""
+    return DataConfig(image_size=image_size, mask=MaskConfig(kind=mask_kind, acceleration=4.0), coils=coils,
+                      mode="complex" if coils > 1 else "real")

@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from mrdistill.deploy.export import export_checkpoint
+from mrdistill.models.contract import declared
+from mrdistill.deploy.graphs import exportable_models
 from mrdistill.deploy.inputs import example_batch
 from mrdistill.physics.fft import magnitude
 from mrdistill.train.checkpoint import load_model
@@ -45,15 +47,16 @@ assert sys.modules["torch"] is None
 def export_case(root: Path, case: str) -> dict:
     """Export one case in both formats; eager images and graph inputs at batch sizes 1 and 3."""
     name, kwargs, coils, kind = CASES[case]
-    ckpt = write_checkpoint(root / f"{case}.pt", name, kwargs, case_data(kind))
+    ckpt = write_checkpoint(root / f"{case}.pt", name, kwargs, case_data(kind, coils=coils))
     model = load_model(ckpt)
-    batch = example_batch(3, H, W, coils, kwargs.get("in_channels", 1) > 1, kind, 4.0)
+    batch = example_batch(3, H, W, coils, declared(model).complex_input, kind, 4.0)
     files = {fmt: export_checkpoint(ckpt, fmt, root / f"{case}.{fmt}", shape=(H, W), coils=coils)
              for fmt in ("onnx", "torchscript")}
     batches = {}
+    with_smaps = coils > 1 and getattr(model, "accepts_smaps", False)  # MoDL combining with coil maps
     for n in (1, 3):
-        args = [a[:n] for a in batch.graph_args(coils > 1)]
-        kw = {k: v[:n] for k, v in batch.eager_kwargs(coils > 1).items()}
+        args = [a[:n] for a in batch.graph_args(with_smaps)]
+        kw = {k: v[:n] for k, v in batch.eager_kwargs(with_smaps).items()}
         with torch.no_grad():
             eager = magnitude(model(batch.kspace[:n], batch.mask[:n], **kw).image)
         batches[n] = {"eager": eager, "args": args}
@@ -102,6 +105,7 @@ def test_export_both_formats_match_eager(tmp_path, case):
     assert record["model"] == {"name": name, "kwargs": kwargs}
     assert record["training_data"]["mask_kind"] == kind
     assert record["training_data"]["from"] == "the checkpoint's data record"
+    assert record["training_data"]["mask"]["kind"] == kind and record["training_data"]["coils"] == coils
     assert record["data_consistency"]["form"] == ("grid" if kind == "gaussian2d" else "column")
     assert record["grid"] == {"height": H, "width": W, "coils": coils}
     assert len(record["checkpoint"]["sha256"]) == 64
@@ -110,9 +114,10 @@ def test_export_both_formats_match_eager(tmp_path, case):
     assert json.loads(meta["mrdistill"]) == record
 
 
-def test_one_mask_for_the_whole_batch(tmp_path):
+@pytest.mark.parametrize("case", ["dccnn-real-hard-column", "varnet-multicoil-column"])
+def test_one_mask_for_the_whole_batch(tmp_path, case):
     """A mask with batch 1 broadcasts over a batch of 3 (one mask per volume)."""
-    out = export_case(tmp_path, "dccnn-real-hard-column")
+    out = export_case(tmp_path, case)
     args = out["batches"][3]["args"]
     module = torch.jit.load(str(out["files"]["torchscript"].path))
     kspace, mask = args[0], args[1][:1]
@@ -120,3 +125,25 @@ def test_one_mask_for_the_whole_batch(tmp_path):
         eager = magnitude(out["model"](torch.view_as_complex(kspace.contiguous()), mask).image)
         image, _ = module(kspace, mask)
     assert rel(image, eager) < 1e-4
+
+
+def test_every_exportable_model_has_a_case():
+    """Registry-wide: each registered model with an export graph is exported and parity-checked
+    above (a new exportable model without a case fails here)."""
+    assert set(exportable_models()) == {name for name, *_ in CASES.values()}
+    assert {"varnet", "unet"} <= set(exportable_models()) and "swinir" not in exportable_models()
+
+
+@pytest.mark.parametrize("fft, op", [("operator", "DFT"), ("matmul", "MatMul")])
+def test_varnet_with_either_fft(tmp_path, fft, op):
+    """Both 2-D transforms of the VarNet graph pass parity at export; the ONNX files hold ONNX's
+    DFT operator or only matmuls."""
+    import onnx
+
+    name, kwargs, coils, kind = CASES["varnet-multicoil-column"]
+    ckpt = write_checkpoint(tmp_path / "v.pt", name, kwargs, case_data(kind, coils=coils))
+    result = export_checkpoint(ckpt, "onnx", tmp_path / "v.onnx", shape=(H, W), fft=fft)
+    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert op in ops and (("DFT" in ops) == (fft == "operator"))
+    assert result.parity <= 1e-4
+    assert ("DFT operator" in result.record["data_consistency"]["how"]) == (fft == "operator")
