@@ -10,6 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "mrdistill"
 # Lower rank = lower layer. Top-level helper modules sit at the bottom; `demo` drives training.
 RANK = {"errors": 0, "atomic": 0, "cache": 0, "device": 0, "machine": 0, "timelimit": 0, "rundir": 0,
+        "folder_lock": 0,
         "physics": 2, "eval": 2, "config": 3, "data": 3, "models": 4, "accel": 5, "distill": 6,
         "selfsup": 6, "train": 7, "deploy": 8, "study": 8, "demo": 8, "cli": 9}
 

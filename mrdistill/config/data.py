@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mrdistill.physics.mask_kinds import MASK_KINDS
 from mrdistill.config.checks import (ACCELERATION, BATCH, COILS, FRACTION, LINES, MAX_SIDE, NAME,
                                       NON_NEGATIVE, OPEN_FRACTION, SEED, SIDE, SLICES, WORKERS, checked,
                                       each, integer, number, one_of)
 
 # The mask samplers of `physics.masks.make_mask` (named here so the config and the command line
 # parser need no torch).
-MASK_KINDS = ("kdmri", "kdmri_wide", "random", "equispaced_fraction", "gaussian2d", "fixed")
 SPLIT_FRACTIONS = each(FRACTION, length=3)
 SLICE_AXIS = one_of(0, 1, 2)
 

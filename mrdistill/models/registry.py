@@ -118,7 +118,7 @@ def build_model(name: str, seed: int | None = None, **kwargs: Any) -> nn.Module:
     (torch.Size([1, 1, 32, 32]), ['cascade1.conv1', 'cascade1.conv2', 'cascade1.conv3'])
     >>> build_model("dccnn", convs=0)
     Traceback (most recent call last):
-    mrdistill.errors.MrdistillError: dccnn model.convs: expected an integer >= 1, got 0
+    mrdistill.errors.MrdistillError: dccnn model.convs: expected an integer in [1, 10000], got 0
     """
     check_model_kwargs(name, kwargs, f"{name} model")
     cls = _MODELS[name]

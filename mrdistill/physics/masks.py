@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mrdistill.config.data import MASK_KINDS
+from mrdistill.physics.mask_kinds import MASK_KINDS
 from mrdistill.errors import MrdistillError, check_choice, describe_exception
 
 # An integer seed, or an array seed (a tuple of 32-bit words) as fastMRI seeds validation masks.

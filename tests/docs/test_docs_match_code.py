@@ -20,19 +20,21 @@ import yaml
 from mrdistill.cli.main import build_parser
 from mrdistill.config import RunConfig, StageConfig
 from mrdistill.study.config import StudyConfig
+from mrdistill.study.front_config import FrontConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Flags of other programs that the docs show next to ours (torchrun, pip, tensorboard, mkdocs, pytest).
-FOREIGN_FLAGS = {"--nproc_per_node", "--no-deps", "--logdir", "--strict", "--quiet", "--upgrade"}
+FOREIGN_FLAGS = {"--nproc_per_node", "--no-deps", "--no-binary", "--logdir", "--strict", "--quiet",
+                 "--upgrade"}
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
 SET = re.compile(r"--set\s+['\"]?([A-Za-z_][\w.]*)=")
 MODULE_PATH = re.compile(r"(?<![\w/.])mrdistill/[\w/]+\.py\b")
 DOTTED = re.compile(r"`(mrdistill(?:\.\w+)+)")
 FROM_IMPORT = re.compile(r"^from (mrdistill[\w.]*) import \(?([\w, ]+)", flags=re.M)
 # Programs of others whose flags the docs show (their lines hold no mrdistill command).
-FOREIGN_PROGRAMS = ("pip ", "python -m pip", "tensorboard ", "mkdocs ", "make ")
-PLACEHOLDER_KEYS = {"key", "a.b"}  # `--set key=value` in prose
+FOREIGN_PROGRAMS = ("pip ", "python -m pip", "tensorboard ", "mkdocs ", "make ", "sbatch ")
+PLACEHOLDER_KEYS = {"key", "KEY", "a.b"}  # `--set key=value` in prose
 COMMAND = re.compile(r"(?:mrdistill(?:\.cli\.main)?|\$\(which mrdistill\))\s+([a-z]+)\b")
 SCRIPT = re.compile(r"benchmarks/(\w+)\.py\b")
 
@@ -114,8 +116,9 @@ def flag_problems(line: str) -> list[str]:
     for flag in FLAG.findall(line[start:]):
         if flag not in known and flag not in FOREIGN_FLAGS:
             problems.append(f"{flag} (in `{line.strip()[:80]}`)")
+    wrapper = line.strip().startswith(FOREIGN_PROGRAMS)  # e.g. sbatch ... --wrap "mrdistill ..."
     for flag in FLAG.findall(line[:start]):
-        if flag not in FOREIGN_FLAGS:
+        if flag not in FOREIGN_FLAGS and not wrapper:
             problems.append(f"{flag} before the command (in `{line.strip()[:80]}`)")
     return problems
 
@@ -124,6 +127,8 @@ def set_problems(line: str) -> list[str]:
     """`--set` keys of `line` that its config does not have (a study's keys for `mrdistill study`)."""
     cmd = COMMAND.search(line)
     if cmd and cmd.group(1) == "benchmark":  # its --set sets an argument of the preceding --model
+        return []
+    if cmd and cmd.group(1) in ("predict", "evaluate") and "--model" in line:  # a foreign model's arguments
         return []
     roots = [StudyConfig] if cmd and cmd.group(1) == "study" else [RunConfig, StudyConfig]
     return [problem for key in SET.findall(line) if key not in PLACEHOLDER_KEYS
@@ -136,7 +141,7 @@ def yaml_problems(text: str) -> list[str]:
     for block in re.findall(r"```ya?ml\n(.*?)```", text, flags=re.S):
         data = yaml.safe_load(block)
         for key in yaml_keys(data if isinstance(data, dict) else {}):
-            if all(key_problem(root, key) for root in (RunConfig, StudyConfig, StageConfig)):
+            if all(key_problem(root, key) for root in (RunConfig, StudyConfig, FrontConfig, StageConfig)):
                 problems.append(f"YAML key {key}")
     return problems
 

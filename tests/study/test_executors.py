@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DCCNN = ROOT / "configs" / "front_dccnn.yaml"
 ONE_STUDENT = ("students=[{name: dccnn, kwargs: {cascades: 2, convs: 2, channels: 2, in_channels: 1, "
                "residual: true}}]")
-FAST = ["latency.backends=[eager]", "latency.repeats=1", "executor.threads=1", "executor.poll_seconds=0.2"]
+FAST = ["latency.backends=[eager]", "latency.repeats=1", "executor.threads=1", "executor.poll_seconds=0.2",
+        # NCHW: see the note in docs/study.md on channels_last across processes
+        "optim.channels_last=false", "teacher_optim.channels_last=false"]
 
 
 def _args(out: Path, *sets: str, extra: tuple[str, ...] = ()) -> list[str]:
