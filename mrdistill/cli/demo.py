@@ -20,12 +20,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     add_resume_arg(p)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="data.KEY=VALUE",
+                   help="change the preset's data config, e.g. data.augment.enabled=true "
+                        "(repeatable; values parsed as YAML)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     result = run_demo(args.preset, args.out, args.acceleration, args.seed, args.device,
-                      overwrite=args.overwrite, progress=not args.no_progress, resume=args.resume)
+                      overwrite=args.overwrite, progress=not args.no_progress, resume=args.resume,
+                      data_overrides=args.overrides)
     print(result.table)
     print(f"\nreport: {result.out / 'report.md'}  figures: {result.out / 'figures'}  "
           f"({result.seconds:.0f} s)")

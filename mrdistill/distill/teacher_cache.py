@@ -33,6 +33,10 @@ def check_cacheable(data: DataConfig) -> None:
         raise MrdistillError("distill.cache_teacher needs fixed training inputs, but "
                              "data.mask.fresh_train_masks draws new masks every epoch; "
                              "switch one of them off")
+    if data.augment.enabled:
+        raise MrdistillError("distill.cache_teacher needs fixed training inputs, but "
+                             "data.augment draws new augmentations every epoch; "
+                             "switch one of them off")
 
 
 class CachedTeacher(nn.Module):

@@ -100,7 +100,8 @@ def adaptive_distill(cfg: RunConfig, run: RunState, data: dict[str, SliceDataset
     run_dir = run.run_dir
     train = without_targets(data)
     # Memoising is exact only when every epoch shows the same masked k-space.
-    source = MemoTeacher(teacher) if ac.cache_teacher and not cfg.data.mask.fresh_train_masks else teacher
+    fixed = not cfg.data.mask.fresh_train_masks and not cfg.data.augment.enabled
+    source = MemoTeacher(teacher) if ac.cache_teacher and fixed else teacher
     source.eval()
     kd = AdaptiveDistillation(ac.weighting, ac.clip, "running", ac.momentum)
     notes = [f"distilled without targets, {ac.weighting} weights, kept: {ac.checkpoint}"]
