@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# The pre-seeded CPU wheel first; pyproject only asks for torch>=2.4, so it stays.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[demo,test,tensorboard,export,docs,measured,cluster]"
+	$(PY) -m pip install --quiet -e ".[demo,heldout,test,tensorboard,export,docs,measured,cluster]"
 	# fastMRI's own models for the parity tests (tests/models/test_fastmri_parity.py): without its
 	# pinned dependencies (Lightning etc.), which its models never import; what they do import
 	# (numpy, h5py, pyyaml, tqdm, pandas, requests) comes with the test extra.

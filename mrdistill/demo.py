@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mrdistill.config import DataConfig, RunConfig, from_dict, save_config, to_dict
+from collections.abc import Sequence
+
+from mrdistill.config import DataConfig, RunConfig, apply_overrides, from_dict, save_config, to_dict
 from mrdistill.data.build import make_datasets
 from mrdistill.device import resolve_device
 from mrdistill.config.checks import SEED, check_value
@@ -83,14 +85,21 @@ class DemoResult:
     seconds: float
 
 
-def demo_data(preset: str, acceleration: float) -> DataConfig:
-    """The data config of a preset at the given acceleration."""
+def demo_data(preset: str, acceleration: float, overrides: Sequence[str] = ()) -> DataConfig:
+    """The data config of a preset at the given acceleration, with `data.`-keyed `--set`
+    overrides (e.g. `data.sources=[mni,dipy_piesno]`, `data.augment.enabled=true`) on top."""
     check_choice("preset", preset, list(PRESETS))
     if acceleration <= 1:
         raise MrdistillError(f"acceleration must be > 1, got {acceleration}")
     data = copy.deepcopy(PRESETS[preset]["data"])
     data["mask"] = {"acceleration": float(acceleration)}
-    return from_dict(DataConfig, data, f"preset {preset}.data")
+    if not overrides:
+        return from_dict(DataConfig, data, f"preset {preset}.data")
+    for item in overrides:
+        if not item.strip().startswith("data."):
+            raise MrdistillError(f"demo --set changes the data config only (data.KEY=VALUE), got {item!r}")
+    full = {"data": to_dict(from_dict(DataConfig, data, f"preset {preset}.data"))}
+    return from_dict(DataConfig, apply_overrides(full, list(overrides))["data"], "data")
 
 
 def demo_configs(preset: str, out: Path, data: DataConfig, seed: int, device: str, progress: bool,
@@ -120,14 +129,15 @@ def demo_configs(preset: str, out: Path, data: DataConfig, seed: int, device: st
 
 def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration: float = 4.0,
              seed: int = 42, device: str = "auto", overwrite: bool = False,
-             progress: bool = True, resume: bool = False) -> DemoResult:
+             progress: bool = True, resume: bool = False,
+             data_overrides: Sequence[str] = ()) -> DemoResult:
     """Train teacher and student, distil, and write `report.md`, tables and figures into `out`.
 
     `resume` continues an interrupted demo: finished runs are only evaluated again, the
-    interrupted one continues from its last checkpoint."""
+    interrupted one continues from its last checkpoint. `data_overrides`: see `demo_data`."""
     start = time.perf_counter()
     out = Path(out)
-    data_cfg = demo_data(preset, acceleration)
+    data_cfg = demo_data(preset, acceleration, data_overrides)
     device = str(resolve_device(device))
     check_value(SEED, seed, "--seed")
     check_mask(data_cfg.mask, data_cfg.image_size, "--acceleration")
@@ -159,6 +169,8 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
         f"training slices" + (f" + {unlabeled} undersampled-only ones (seen only by the distilled "
                                f"student, through the teacher)" if unlabeled else "")
         + f"; {len(data['val'])} val / {len(data['test'])} test slices",
+        *([f"training-slice augmentation (data.augment): {to_dict(data_cfg.augment)}"]
+          if data_cfg.augment.enabled else []),
         "teacher, student and distilled configs: teacher.yaml, student.yaml, distilled.yaml "
         "(the distilled student has the plain student's number of optimizer steps)"
         if PRESETS[preset]["match_steps"] else "configs: teacher.yaml, student.yaml, distilled.yaml",

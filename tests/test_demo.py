@@ -36,3 +36,15 @@ def test_bad_demo_arguments():
         demo_data("quick", 1.0)
     with pytest.raises(MrdistillError, match="unknown preset 'huge'"):
         demo_data("huge", 4.0)
+
+
+def test_demo_data_overrides_are_applied_and_checked():
+    cfg = demo_data("quick", 4.0, ["data.sources=[mni,dipy_piesno]", "data.augment.enabled=true",
+                                   "data.augment.fov_scale=[0.8,2.0]"])
+    assert cfg.sources == ["mni", "dipy_piesno"] and cfg.augment.enabled
+    assert cfg.augment.fov_scale == [0.8, 2.0] and cfg.image_size == 96  # the preset's value stays
+    assert cfg.mask.acceleration == 4.0
+    with pytest.raises(MrdistillError, match="changes the data config only"):
+        demo_data("quick", 4.0, ["optim.lr=1"])
+    with pytest.raises(MrdistillError, match=r"data.augment.gamma: expected \[low, high\]"):
+        demo_data("quick", 4.0, ["data.augment.gamma=[2,1]"])

@@ -9,7 +9,8 @@ from mrdistill.demo import run_demo
 
 def run(args: argparse.Namespace) -> int:
     result = run_demo(args.preset, args.out, args.acceleration, args.seed, args.device,
-                      overwrite=args.overwrite, progress=not args.no_progress, resume=args.resume)
+                      overwrite=args.overwrite, progress=not args.no_progress, resume=args.resume,
+                      data_overrides=args.overrides)
     print(result.table)
     print(f"\nreport: {result.out / 'report.md'}  figures: {result.out / 'figures'}  "
           f"({result.seconds:.0f} s)")

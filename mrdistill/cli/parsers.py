@@ -72,6 +72,9 @@ def _demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     add_resume_arg(p)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="data.KEY=VALUE",
+                   help="change the preset's data config, e.g. data.augment.enabled=true "
+                        "(repeatable; values parsed as YAML)")
 
 
 def _train(sub: argparse._SubParsersAction) -> None:

@@ -22,7 +22,7 @@ OPEN_FRACTION, ACCELERATION, NAME (one relative path component), RELATIVE_PATH; 
 YAML is read by `parse_yaml` (safe, and `1e-4` is a number), for files and `--set` values alike.
 """
 
-from mrdistill.config.data import (DataConfig, FastMRIConfig, MaskConfig, MeasuredConfig,
+from mrdistill.config.data import (AugmentConfig, DataConfig, FastMRIConfig, MaskConfig, MeasuredConfig,
                                    PredictConfig, PrepareConfig, SuperResConfig)
 from mrdistill.config.checks import Check, check_fields, checked
 from mrdistill.config.parse import (apply_overrides, from_dict, load_run_config, load_yaml,
@@ -33,7 +33,7 @@ from mrdistill.config.run import (AdaptiveConfig, DistillConfig, KDTermConfig, L
                                   TeacherConfig, TeacherCorrectionConfig)
 
 __all__ = [
-    "AdaptiveConfig", "Check", "DataConfig", "DistillConfig", "FastMRIConfig", "KDTermConfig", "LoggingConfig",
+    "AdaptiveConfig", "AugmentConfig", "Check", "DataConfig", "DistillConfig", "FastMRIConfig", "KDTermConfig", "LoggingConfig",
     "MaskConfig",
     "MeasuredConfig", "ModelConfig", "OptimConfig", "PredictConfig", "PrepareConfig", "RunConfig", "SFTConfig",
     "SelfSupConfig", "StageConfig", "SuperResConfig", "TeacherConfig", "TeacherCorrectionConfig",

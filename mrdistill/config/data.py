@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mrdistill.physics.mask_kinds import MASK_KINDS
-from mrdistill.config.checks import (ACCELERATION, BATCH, COILS, FRACTION, LINES, MAX_SIDE, NAME,
+from mrdistill.config.checks import (ACCELERATION, BATCH, COILS, Check, FRACTION, LINES, MAX_SIDE, NAME,
                                       NON_NEGATIVE, OPEN_FRACTION, SEED, SIDE, SLICES, WORKERS, checked,
                                       each, integer, number, one_of)
 
@@ -13,6 +13,41 @@ from mrdistill.config.checks import (ACCELERATION, BATCH, COILS, FRACTION, LINES
 # parser need no torch).
 SPLIT_FRACTIONS = each(FRACTION, length=3)
 SLICE_AXIS = one_of(0, 1, 2)
+
+
+def value_range(check: Check) -> Check:
+    """A [low, high] pair, low <= high, each passing `check` (a range a value is drawn from)."""
+    pair = each(check, length=2)
+    return Check(f"[low, high] with low <= high, {pair.expected[len('a list of 2 items, '):]}",
+                 lambda v: pair.ok(v) and v[0] <= v[1])
+
+
+@dataclass
+class AugmentConfig:
+    """Training-slice augmentation that matches acquisition (`data.augment`, `data/augment.py`).
+
+    Applied to the ground-truth image of every training slice (labelled and undersampled-only),
+    before the k-space is simulated, so masks and data consistency stay exact; drawn afresh every
+    epoch from a generator seeded by the run seed, the slice and the epoch. Validation and test
+    slices are never augmented. Off by default so recorded tables stay reproducible. Ranges are
+    [low, high]; a value is drawn uniformly from each.
+    """
+
+    enabled: bool = False
+    flip: bool = True  # random left-right and up-down flips (each with probability 1/2)
+    rot90: bool = True  # a random multiple of 90 degrees
+    # Field-of-view scale: > 1 zooms in on a random window (the anatomy fills, even overfills, the
+    # field of view), < 1 shrinks the image into a larger, zero-padded field of view.
+    fov_scale: list[float] = checked(factory=lambda: [1.0, 1.0], check=value_range(number(ge=0.25, le=4)))
+    intensity: list[float] = checked(factory=lambda: [1.0, 1.0], check=value_range(number(gt=0, le=100)))  # global scale
+    # Contrast curve x -> x**gamma on the [0, 1]-normalised image (gamma < 1 lifts dark tissue).
+    gamma: list[float] = checked(factory=lambda: [1.0, 1.0], check=value_range(number(ge=0.1, le=10)))
+    # A fresh smooth random phase map per slice and epoch (`data.mode: complex` only; in the
+    # real-image mode the network sees the real part, which a phase would corrupt).
+    phase: bool = False
+    # Complex Gaussian k-space noise, std per real/imaginary component relative to an image max
+    # of 1 (the orthonormal FFT gives the image the same std); added on top of `data.noise_std`.
+    noise_std: list[float] = checked(factory=lambda: [0.0, 0.0], check=value_range(number(ge=0, le=1)))
 
 
 @dataclass
@@ -130,6 +165,7 @@ class DataConfig:
     # runs use the labelled ones; a distilled student also learns from the rest through the teacher.
     labeled_train_slices: int | None = checked(None, SLICES)
     mask: MaskConfig = checked(factory=MaskConfig)
+    augment: AugmentConfig = checked(factory=AugmentConfig)  # training-slice augmentation (off by default)
     # Where slices come from: "embedded" (the corpus of `sources`), "fastmri" (HDF5 folders under
     # `path`, see `fastmri`), "prepared" (a folder written by `mrdistill prepare`) or "measured"
     # (real raw k-space from `prepare --from measured`; `path` defaults to mrdistill's cache).

@@ -17,7 +17,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from mrdistill.config import DataConfig
-from mrdistill.data.datasets import SliceDataset, check_coils, make_embedded_datasets
+from mrdistill.data.datasets import SliceDataset, check_augment, check_coils, make_embedded_datasets
 from mrdistill.data.fastmri import FastMRISliceDataset, make_file_datasets
 from mrdistill.data.fastmri_index import index_folder
 from mrdistill.data.measured import ARCHIVES, measured_dir, read_measured_manifest
@@ -35,6 +35,7 @@ def make_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, ReconDataset]:
     fastMRI-layout HDF5 folders, downloaded or written by `prepare` (`data.fastmri`)."""
     check_choice("data.dataset", cfg.dataset, DATASET_KINDS)
     check_coils(cfg)
+    check_augment(cfg)
     if cfg.dataset == "embedded":
         return dict(make_embedded_datasets(cfg, seed))
     if cfg.dataset == "measured":
@@ -77,6 +78,7 @@ def make_measured_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, FastMRIS
 
 def make_task_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, ReconDataset | SRDataset]:
     """Super-resolution data sets when `cfg.superres` is set, reconstruction ones otherwise."""
+    check_augment(cfg)
     if cfg.superres is not None:
         return dict(make_sr_datasets(cfg, seed))
     return dict(make_datasets(cfg, seed))

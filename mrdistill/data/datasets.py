@@ -13,9 +13,10 @@ import torch
 from torch.utils.data import Dataset
 
 from mrdistill.config import DataConfig
+from mrdistill.data.augment import augment_image, combined_noise_std, draw_params
 from mrdistill.data.sample import Sample
 from mrdistill.data.simulate import foreground_fraction, simulate_kspace, square_resize
-from mrdistill.data.sources import load_source
+from mrdistill.data.sources import HELDOUT, load_source
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.physics.fft import ifft2c, image_to_network
 from mrdistill.data.splits import SPLITS, assign_slabs, evenly_subsample
@@ -31,9 +32,20 @@ class SliceRecord:
     image: np.ndarray
 
 
+def foreground_slices(volume: np.ndarray, min_foreground: float) -> list[int]:
+    """Indices of the slices of float (S, H, W) whose foreground fraction is >= `min_foreground`."""
+    return [i for i in range(volume.shape[0]) if foreground_fraction(volume[i]) >= min_foreground]
+
+
+def slice_record(volume_id: str, index: int, image: np.ndarray, size: int) -> SliceRecord:
+    """One slice float (H, W), squared and resized to (size, size), normalised to max 1."""
+    img = square_resize(image, size)
+    return SliceRecord(volume_id, index, (img / max(float(img.max()), 1e-8)).astype(np.float32))
+
+
 def volume_records(name: str, volume: np.ndarray, cfg: DataConfig) -> dict[str, list[SliceRecord]]:
     """Split one volume float (S, H, W) into train/val/test records (foreground slices only)."""
-    keep = [i for i in range(volume.shape[0]) if foreground_fraction(volume[i]) >= cfg.min_foreground]
+    keep = foreground_slices(volume, cfg.min_foreground)
     slabs: dict[int, list[int]] = {}
     for i in keep:
         slabs.setdefault(i // cfg.slab, []).append(i)
@@ -42,10 +54,7 @@ def volume_records(name: str, volume: np.ndarray, cfg: DataConfig) -> dict[str, 
     out: dict[str, list[SliceRecord]] = {s: [] for s in SPLITS}
     for slab_id, split in zip(order, splits):
         vol_id = f"{name}/slab{slab_id:03d}"
-        for i in slabs[slab_id]:
-            img = square_resize(volume[i], cfg.image_size)
-            img = img / max(float(img.max()), 1e-8)
-            out[split].append(SliceRecord(vol_id, i, img.astype(np.float32)))
+        out[split].extend(slice_record(vol_id, i, volume[i], cfg.image_size) for i in slabs[slab_id])
     return out
 
 
@@ -73,6 +82,8 @@ class SliceDataset(Dataset):
 
     Validation/test masks are fixed per volume (seeded from the volume name, like fastMRI);
     training masks are fixed per slice, or fresh every epoch with `mask.fresh_train_masks`.
+    With `augment.enabled`, every training slice is augmented afresh each epoch (`data.augment`:
+    seeded by the run seed, the slice and the epoch) before its k-space is simulated.
     `with_target=False` gives self-supervised samples (target None).
     """
 
@@ -106,6 +117,22 @@ class SliceDataset(Dataset):
             key += f":{self.epoch}"
         return (stable_seed(key) + self.seed) % 2**32
 
+    def augmenting(self) -> bool:
+        """Whether this data set's slices are augmented (training slices with `augment.enabled`)."""
+        return self.split == "train" and self.cfg.augment.enabled
+
+    def _augmented(self, rec: SliceRecord) -> tuple[torch.Tensor, torch.Tensor]:
+        """(full k-space complex64 (C, H, W), augmented image float32 (H, W)) of this epoch."""
+        key = f"{rec.volume}:{rec.slice_index}"
+        params = draw_params(self.cfg.augment,
+                             (stable_seed(f"{key}:augment:{self.epoch}") + self.seed) % 2**32)
+        image = augment_image(torch.from_numpy(rec.image), params)
+        phase_seed = params.seed if self.cfg.augment.phase else stable_seed(key)
+        full_k, _ = simulate_kspace(image, self.cfg.mode, phase_seed,
+                                    combined_noise_std(self.cfg.noise_std, params.noise_std),
+                                    self.cfg.coils, noise_seed=params.seed + 1)
+        return full_k, image
+
     def _full_kspace(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         cached = self._full[i]
         if cached is None:
@@ -118,15 +145,19 @@ class SliceDataset(Dataset):
 
     def __getitem__(self, i: int) -> Sample:
         rec = self.records[i]
-        full_k, _ = self._full_kspace(i)
+        if self.augmenting():
+            full_k, image = self._augmented(rec)
+            max_value = image.max()
+        else:
+            full_k, _ = self._full_kspace(i)
+            image, max_value = torch.from_numpy(rec.image), torch.tensor(self.max_values[rec.volume])
         m = self.cfg.mask
         mask = make_mask(m.kind, tuple(full_k.shape[-2:]), m.acceleration, seed=self._mask_seed(rec),
                          center_fraction=m.center_fraction, center_lines=m.center_lines, path=m.path)
         kspace = full_k * mask + 0.0
         zf = image_to_network(ifft2c(kspace)[None], self.cfg.mode == "complex")[0]
-        target = torch.from_numpy(rec.image)[None] if self.with_target else None
-        return Sample(kspace, mask, zf, target, torch.tensor(self.max_values[rec.volume]),
-                      rec.volume, rec.slice_index)
+        target = image[None] if self.with_target else None
+        return Sample(kspace, mask, zf, target, max_value, rec.volume, rec.slice_index)
 
 
 class MixedDataset(Dataset):
@@ -164,6 +195,21 @@ def check_coils(cfg: DataConfig) -> None:
         raise MrdistillError("data.coils > 1 needs data.mode: complex (coil maps are complex)")
 
 
+def check_augment(cfg: DataConfig) -> None:
+    """`data.augment` acts on the embedded corpus' images (before k-space is simulated); a phase
+    needs complex images."""
+    if not cfg.augment.enabled:
+        return
+    if cfg.dataset != "embedded" or cfg.superres is not None:
+        kind = "super-resolution" if cfg.superres is not None else f"data.dataset: {cfg.dataset}"
+        raise MrdistillError(f"data.augment augments the embedded corpus' reconstruction slices "
+                             f"before their k-space is simulated; it is not available for {kind} "
+                             f"(set data.augment.enabled: false)")
+    if cfg.augment.phase and cfg.mode != "complex":
+        raise MrdistillError("data.augment.phase needs data.mode: complex (the real-image mode "
+                             "feeds the network the real part, which a phase would corrupt)")
+
+
 def make_embedded_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDataset]:
     """train/val/test `SliceDataset`s over the embedded corpus described by `cfg`.
 
@@ -171,6 +217,7 @@ def make_embedded_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDat
     undersampled-only rest (target None). Data sets of every kind: `data.build.make_datasets`.
     """
     check_coils(cfg)
+    check_augment(cfg)
     records = build_splits(cfg)
     out = {split: SliceDataset(records[split], cfg, split, seed) for split in SPLITS}
     n = cfg.labeled_train_slices
@@ -183,3 +230,24 @@ def make_embedded_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDat
         out["train"] = SliceDataset(labeled, cfg, "train", seed)
         out["unlabeled"] = SliceDataset(rest, cfg, "train", seed, with_target=False)
     return out
+
+
+def heldout_records(cfg: DataConfig, names: tuple[str, ...] = HELDOUT) -> list[SliceRecord]:
+    """The held-out real images (`sources.HELDOUT`) as test records: one volume per source (its
+    name), every slice with at least `cfg.min_foreground` foreground, at `cfg.image_size`."""
+    records: list[SliceRecord] = []
+    for name in names:
+        volume = load_source(name)
+        kept = foreground_slices(volume, cfg.min_foreground)
+        if not kept:
+            raise MrdistillError(f"held-out source {name!r}: no slice has a foreground fraction of "
+                                 f"at least data.min_foreground={cfg.min_foreground:g}")
+        records.extend(slice_record(name, i, volume[i], cfg.image_size) for i in kept)
+    return records
+
+
+def heldout_dataset(cfg: DataConfig, seed: int = 0, names: tuple[str, ...] = HELDOUT) -> SliceDataset:
+    """A test `SliceDataset` over the held-out real images: k-space simulated as for the embedded
+    corpus (`cfg.mode`, `cfg.noise_std`, `cfg.coils`), one fixed mask per image seeded by its name."""
+    check_coils(cfg)
+    return SliceDataset(heldout_records(cfg, names), cfg, "test", seed)

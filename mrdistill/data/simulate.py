@@ -43,13 +43,13 @@ def smooth_phase(shape: tuple[int, int], seed: int, max_radians: float = np.pi) 
 
 
 def simulate_kspace(image: Tensor, mode: str, seed: int, noise_std: float = 0.0,
-                    coils: int = 1) -> tuple[Tensor, Tensor]:
+                    coils: int = 1, noise_seed: int | None = None) -> tuple[Tensor, Tensor]:
     """Real image float32 (H, W) -> (full k-space complex64 (C, H, W), complex image (1, H, W)).
 
     mode "real": the image itself (KD-MRI); "complex": times a smooth synthetic phase. coils > 1:
     C coil images S_c x with `coils.simulate_coil_maps` (sum_c |S_c|^2 = 1, so the RSS of the coil
     images is |x|). Optional complex Gaussian noise of std `noise_std` per real/imag component is
-    added in k-space.
+    added in k-space, drawn from `noise_seed` (default `seed + 1`).
     """
     img = image.to(torch.complex64)
     if mode == "complex":
@@ -57,7 +57,7 @@ def simulate_kspace(image: Tensor, mode: str, seed: int, noise_std: float = 0.0,
     coil_images = simulate_coil_maps(coils, tuple(image.shape)) * img if coils > 1 else img[None]
     kspace = fft2c(coil_images)
     if noise_std > 0:
-        gen = torch.Generator().manual_seed(seed + 1)
+        gen = torch.Generator().manual_seed(seed + 1 if noise_seed is None else noise_seed)
         noise = torch.randn((2, *kspace.shape), generator=gen) * noise_std
         kspace = kspace + torch.complex(noise[0], noise[1])
     return kspace, img[None]

@@ -38,11 +38,14 @@ class _Entry(NamedTuple):
 
 
 def cache_allowed(enabled: bool, data: DataConfig, key: str) -> bool:
-    """The one policy: cache when `enabled` (config `key`) and the training masks are fixed;
-    with `data.mask.fresh_train_masks` say once that caching is off and return False."""
-    if enabled and data.mask.fresh_train_masks:
-        warnings.warn(f"{key}: data.mask.fresh_train_masks draws new masks every epoch, so no "
-                      f"teacher output can be reused; the teacher runs on every step", stacklevel=2)
+    """The one policy: cache when `enabled` (config `key`) and the training inputs are fixed; with
+    `data.mask.fresh_train_masks` or `data.augment` (new inputs every epoch) say once that caching
+    is off and return False."""
+    changing = ("data.mask.fresh_train_masks draws new masks" if data.mask.fresh_train_masks else
+                "data.augment draws new augmentations" if data.augment.enabled else None)
+    if enabled and changing is not None:
+        warnings.warn(f"{key}: {changing} every epoch, so no teacher output can be reused; the "
+                      f"teacher runs on every step", stacklevel=2)
         return False
     return enabled
 

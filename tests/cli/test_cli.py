@@ -38,6 +38,10 @@ def test_demo_smoke(tmp_path, capsys):
     assert (tmp_path / "d" / "report.md").exists() and list((tmp_path / "d" / "figures").glob("*.png"))
     code, _, err = run_cli(["demo", "--preset", "smoke", "--out", tmp_path / "d"], capsys)
     assert code == 2 and "already holds results" in err
+    code, _, err = run_cli(["demo", "--preset", "smoke", "--out", tmp_path / "e",
+                            "--set", "data.augment.nope=1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "data.augment: unknown key 'nope'" in err
+    assert not (tmp_path / "e").exists()
 
 
 def test_train_distill_evaluate(tmp_path, capsys):

@@ -4,11 +4,12 @@ import torch
 
 from mrdistill.config import DataConfig, MaskConfig
 from mrdistill.data.build import make_datasets
-from mrdistill.data.datasets import SliceDataset, build_splits
+from mrdistill.data.datasets import SliceDataset, build_splits, heldout_dataset
 from mrdistill.data.splits import assign_slabs
 from mrdistill.data.sample import collate_samples
 from mrdistill.data.simulate import simulate_kspace, smooth_phase, square_resize
-from mrdistill.data.sources import SOURCES, load_source
+from mrdistill.data import sources
+from mrdistill.data.sources import HELDOUT, SOURCES, load_source
 from mrdistill.errors import MrdistillError
 from mrdistill.physics.fft import ifft2c
 
@@ -17,6 +18,34 @@ from mrdistill.physics.fft import ifft2c
 def test_embedded_sources_load_from_installed_packages(name):
     vol = load_source(name)
     assert vol.ndim == 3 and vol.dtype == np.float32 and vol.max() > 0
+
+
+def test_every_source_is_documented():
+    for name, src in SOURCES.items():
+        assert src.description and src.contrast and src.licence, name
+    assert set(HELDOUT) <= set(SOURCES)
+    assert not set(HELDOUT) & set(DataConfig().sources)
+
+
+def test_heldout_set_one_fixed_mask_per_image():
+    cfg = DataConfig(image_size=32)
+    ds = heldout_dataset(cfg, seed=3)
+    vols = [r.volume for r in ds.records]
+    assert list(dict.fromkeys(vols)) == list(HELDOUT)
+    assert all(abs(float(r.image.max()) - 1.0) < 1e-6 for r in ds.records)
+    head = [i for i, v in enumerate(vols) if v == "head_t1_3t"]
+    assert len(head) > 1 and torch.equal(ds[head[0]].mask, ds[head[1]].mask)
+    other = heldout_dataset(cfg, seed=4)  # test masks do not depend on the run seed
+    assert torch.equal(ds[0].kspace, other[0].kspace) and ds[0].target.shape == (1, 32, 32)
+
+
+def test_missing_heldout_extra_names_it(monkeypatch):
+    def missing(package):
+        raise ModuleNotFoundError(f"No module named {package!r}")
+
+    monkeypatch.setattr(sources.importlib.resources, "files", missing)
+    with pytest.raises(MrdistillError, match=r"needs the pydicom-data package.*mrdistill\[heldout\]"):
+        load_source("shoulder_t1_se")
 
 
 def test_unknown_source():
