@@ -5,6 +5,7 @@ compared with the eager model and with `mrdistill predict` on the same file."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -134,6 +135,26 @@ def test_chain_fastmri_teacher_distil_kill_resume_export_torch_free_run(tmp_path
     code, _, err = run_cli([*args, "--resume"], capsys)
     assert code == 0, err
     best = tmp_path / "varnet_kd" / "checkpoints" / "best.pt"
+    # Score teacher, plain student, distilled student and zero-filled on the same test data: the
+    # teacher as the foreign model it is, the plain student as its own run.
+    teacher_args = ["--model", "varnet", *[a for k, v in SMOKE_TEACHER.items() for a in ("--set", f"{k}={v}")],
+                    "--weights", lightning, "--format", "fastmri"]
+    code, _, err = run_cli(["evaluate", "--run", tmp_path / "varnet_kd", "--out", tmp_path / "ev_kd",
+                            *teacher_args], capsys)
+    assert code == 0, err
+    plain = ["train", "--config", CONFIGS / "varnet_student.yaml", "--preset", "smoke", "--set", f"out_dir={tmp_path}",
+             "--no-progress"]
+    assert run_cli(plain, capsys)[0] == 0
+    code, _, err = run_cli(["evaluate", "--run", tmp_path / "varnet_student", "--out", tmp_path / "ev_plain"], capsys)
+    assert code == 0, err
+    kd_rows = json.loads((tmp_path / "ev_kd" / "metrics.json").read_text())["models"]
+    plain_rows = json.loads((tmp_path / "ev_plain" / "metrics.json").read_text())["models"]
+    labels = list(kd_rows)  # zero-filled, the classical baselines of multi-coil data, teacher, student
+    assert labels[0] == "zero-filled" and "CG-SENSE" in labels and labels[-1] == "varnet_kd"
+    assert "varnet.ckpt" in labels[-2]  # the teacher's row names its weights
+    assert "varnet_student" in plain_rows
+    assert kd_rows["zero-filled"]["psnr"] == plain_rows["zero-filled"]["psnr"]  # the same test data
+    assert all(np.isfinite(row["psnr"]["mean"]) for row in (*kd_rows.values(), *plain_rows.values()))
     code, _, err = run_cli(["export", best, "--format", "onnx", "--out", tmp_path / "student.onnx"], capsys)
     assert code == 0, err
     source = write_fastmri_volume(tmp_path / "data" / "file1001.h5", slices=2, coils=4, height=32, width=32,

@@ -34,7 +34,7 @@ DOTTED = re.compile(r"`(mrdistill(?:\.\w+)+)")
 FROM_IMPORT = re.compile(r"^from (mrdistill[\w.]*) import \(?([\w, ]+)", flags=re.M)
 # Programs of others whose flags the docs show (their lines hold no mrdistill command).
 FOREIGN_PROGRAMS = ("pip ", "python -m pip", "tensorboard ", "mkdocs ", "make ", "sbatch ")
-PLACEHOLDER_KEYS = {"key", "KEY", "a.b"}  # `--set key=value` in prose
+PLACEHOLDER_KEYS = {"key", "KEY", "a.b", "data.KEY"}  # `--set key=value` in prose
 COMMAND = re.compile(r"(?:mrdistill(?:\.cli\.main)?|\$\(which mrdistill\))\s+([a-z]+)\b")
 SCRIPT = re.compile(r"benchmarks/(\w+)\.py\b")
 
