@@ -249,14 +249,17 @@ def checkpoint_label(path: Path) -> str:
     return path.stem
 
 
+def unique_label(label: str, taken: list[str]) -> str:
+    """`label`, or `label#n` when an earlier model of the table already has it (n: its position)."""
+    return f"{label}#{len(taken) + 1}" if label in taken else label
+
+
 def checkpoint_model(path: str | Path, taken: list[str]) -> BenchModel:
     """A checkpoint's model (eval mode, CPU), labelled by run folder or file stem (unique among
     the labels `taken`)."""
     path = Path(path)
     ckpt = load_checkpoint(path)
-    label = checkpoint_label(path)
-    if label in taken:
-        label = f"{label}#{len(taken) + 1}"
+    label = unique_label(checkpoint_label(path), taken)
     return BenchModel(label, ckpt["model_name"], dict(ckpt.get("model_kwargs", {})),
                       model_from_checkpoint(ckpt, path), str(path))
 
@@ -265,9 +268,7 @@ def foreign_model(spec: TeacherConfig, taken: list[str]) -> BenchModel:
     """A foreign model with its weights (`--model NAME --weights FILE`), loaded and checked as
     `distill.teacher` loads one."""
     model = load_foreign_teacher(spec, "cpu", kwargs_key="--set")
-    label = foreign_label(spec)
-    if label in taken:
-        label = f"{label}#{len(taken) + 1}"
+    label = unique_label(foreign_label(spec), taken)
     return BenchModel(label, spec.model or type(model).__name__, dict(spec.kwargs), model, spec.weights)
 
 
@@ -277,7 +278,6 @@ def built_model(name: str, kwargs: dict[str, Any], taken: list[str]) -> BenchMod
         model = build_model(name, seed=0, **kwargs).eval()
     except ValueError as exc:  # model constructors check their arguments with ValueError
         raise MrdistillError(f"model {name}: {exc}") from None
-    label = name + ("(" + ",".join(f"{k}={v}" for k, v in kwargs.items()) + ")" if kwargs else "")
-    if label in taken:
-        label = f"{label}#{len(taken) + 1}"
+    label = unique_label(name + ("(" + ",".join(f"{k}={v}" for k, v in kwargs.items()) + ")" if kwargs else ""),
+                         taken)
     return BenchModel(label, name, kwargs, model, "built (seed 0)")
