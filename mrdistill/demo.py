@@ -2,11 +2,15 @@
 
 Presets are overrides of the config dataclasses (defaults live there): `smoke` proves the pipeline in
 under a minute, `quick` is what `make demo` runs on a 2-core CPU, `full` is KD-MRI's recipe for a GPU.
+`quick` is the site of the quality-speed front where distillation paid most (docs/results.md,
+benchmarks/results/front_dccnn.md): a teacher trained on more fully sampled slices than the site
+has, a student site with 10 fully sampled slices and many undersampled-only ones.
 """
 
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,18 +20,26 @@ from collections.abc import Sequence
 
 from mrdistill.config import DataConfig, RunConfig, apply_overrides, from_dict, save_config, to_dict
 from mrdistill.data.build import make_datasets
+from mrdistill.data.teacher_data import check_no_leak, merged_data
 from mrdistill.device import resolve_device
 from mrdistill.config.checks import SEED, check_value
 from mrdistill.errors import MrdistillError, check_choice
-from mrdistill.train.evaluation import evaluate_models, write_evaluation
+from mrdistill.train.evaluation import Evaluation, evaluate_models, write_evaluation
 from mrdistill.rundir import open_output
 from mrdistill.train.budget import matched_budget
 from mrdistill.train.runs import check_mask, distill_run, train_run
 
-def dccnn(convs: int, residual: bool) -> dict[str, Any]:
-    """KD-MRI's DC-CNN in real 1-channel mode: convs=5 is the teacher (D5C5), convs=3 the student."""
-    return {"name": "dccnn", "kwargs": {"cascades": 5, "convs": convs, "channels": 32,
-                                        "in_channels": 1, "residual": residual}}
+
+def dccnn(size: dict[str, int], residual: bool) -> dict[str, Any]:
+    """KD-MRI's DC-CNN in real 1-channel mode; size: {"convs", "channels"} (5 cascades).
+    D5C5 at 32 channels is KD-MRI's teacher, D3C5 at 32 its student."""
+    return {"name": "dccnn", "kwargs": {"cascades": 5, **size, "in_channels": 1, "residual": residual}}
+
+
+TEACHER = {"convs": 5, "channels": 32}
+KDMRI_STUDENT = {"convs": 3, "channels": 32}
+# The front's size where distillation paid most (benchmarks/results/front_dccnn.md).
+SITE_STUDENT = {"convs": 3, "channels": 16}
 
 
 # KD-MRI's schedule: stage 1 attention transfer only; stage 2 alpha*L1(target) + (1-alpha)*imitation.
@@ -40,37 +52,41 @@ def kdmri_stages(at_epochs: int, kd_epochs: int, alpha: float, at_weight: float)
     ]
 
 
-# The CPU recipe, KD-MRI's two stages on more data: attention transfer alone for a fifth of the
-# budget, then L1 to the target where there is one plus imitation of the teacher everywhere,
-# including the undersampled-only slices that no plain student can learn from. With step matching
-# the `epochs` are shares of the plain student's budget (docs/results.md, section 1).
-CPU_STAGES = [
-    {"epochs": 1, "task_weight": 0.0, "kd": [{"name": "attention", "weight": 1000.0}]},
-    {"epochs": 4, "task_weight": 1.0, "kd": [{"name": "imitation", "weight": 1.0}]},
-]
+# The site recipe, the front's default (configs/front_dccnn.yaml): one stage of L1 to the target
+# where there is one plus imitation of the teacher on every slice, including the undersampled-only
+# slices no plain student can use. With step matching `epochs` is a share of the plain budget. An
+# attention stage first did not add to it (docs/results.md section 1).
+SITE_STAGES = [{"epochs": 1, "task_weight": 1.0, "kd": [{"name": "imitation", "weight": 1.0}]}]
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "data": {"image_size": 48, "max_train_slices": 12, "max_eval_slices": 6,
                  "labeled_train_slices": 6},
+        "teacher_data": {"labeled_train_slices": 12},
         "residual": True, "match_steps": True,
+        "teacher_model": TEACHER, "student_model": SITE_STUDENT,
         "teacher": {"epochs": 2, "batch_size": 2},
-        "student": {"epochs": 4, "batch_size": 2},  # 12 steps: enough to split into two stages
-        "stages": CPU_STAGES,
+        "student": {"epochs": 4, "batch_size": 2},
+        "stages": SITE_STAGES,
     },
     "quick": {
         "data": {"image_size": 96, "max_train_slices": 80, "max_eval_slices": 32, "slab": 4,
-                 "labeled_train_slices": 40},
+                 "labeled_train_slices": 10},
+        "teacher_data": {"labeled_train_slices": 40},  # the teacher's larger collection
         "residual": True, "match_steps": True,
+        "teacher_model": TEACHER, "student_model": SITE_STUDENT,
         # NCHW, as the recorded demo table (docs/demo.md) was trained: `optim.channels_last: auto`
         # would change its numbers by float rounding.
         "teacher": {"epochs": 60, "batch_size": 2, "step_size": 40, "gamma": 0.3, "channels_last": False},
-        "student": {"epochs": 30, "batch_size": 2, "step_size": 20, "gamma": 0.3, "channels_last": False},
-        "stages": CPU_STAGES,
+        # 1,200 steps on the 10 fully sampled slices (the front's budget).
+        "student": {"epochs": 240, "batch_size": 2, "step_size": 160, "gamma": 0.3, "channels_last": False},
+        "stages": SITE_STAGES,
     },
     "full": {  # KD-MRI's paper recipe (all slices labelled, no residual, two stages); for a GPU
         "data": {"image_size": 160, "slab": 4},
+        "teacher_data": {},
         "residual": False, "match_steps": False,
+        "teacher_model": TEACHER, "student_model": KDMRI_STUDENT,
         "teacher": {"epochs": 150, "batch_size": 4, "step_size": 40, "gamma": 0.1},
         "student": {"epochs": 150, "batch_size": 4, "step_size": 40, "gamma": 0.1},
         "stages": kdmri_stages(50, 150, alpha=0.5, at_weight=1000.0),
@@ -102,11 +118,17 @@ def demo_data(preset: str, acceleration: float, overrides: Sequence[str] = ()) -
     return from_dict(DataConfig, apply_overrides(full, list(overrides))["data"], "data")
 
 
+def teacher_data_of(preset: str, data: DataConfig) -> DataConfig:
+    """The teacher's data config: the students' `data` with the preset's `teacher_data` over it."""
+    return merged_data(data, PRESETS[preset]["teacher_data"], f"preset {preset}.teacher_data")
+
+
 def demo_configs(preset: str, out: Path, data: DataConfig, seed: int, device: str, progress: bool,
                  labeled: int, seen: int) -> dict[str, RunConfig]:
     """The three run configs (teacher, student, distilled) of a preset.
 
     labeled: training slices with a target; seen: all training slices the distilled student sees.
+    The teacher trains on `teacher_data_of(preset, data)`.
     """
     p = PRESETS[preset]
     common = {"out_dir": str(out), "seed": seed, "device": device, "progress": progress,
@@ -119,12 +141,19 @@ def demo_configs(preset: str, out: Path, data: DataConfig, seed: int, device: st
         distill_optim = student_optim
     teacher_ckpt = str(out / "teacher" / "checkpoints" / "best.pt")
     cfgs = {
-        "teacher": {**common, "name": "teacher", "model": dccnn(5, p["residual"]), "optim": p["teacher"]},
-        "student": {**common, "name": "student", "model": dccnn(3, p["residual"]), "optim": student_optim},
-        "distilled": {**common, "name": "distilled", "model": dccnn(3, p["residual"]),
+        "teacher": {**common, "name": "teacher", "model": dccnn(p["teacher_model"], p["residual"]),
+                    "optim": p["teacher"], "data": to_dict(teacher_data_of(preset, data))},
+        "student": {**common, "name": "student", "model": dccnn(p["student_model"], p["residual"]),
+                    "optim": student_optim},
+        "distilled": {**common, "name": "distilled", "model": dccnn(p["student_model"], p["residual"]),
                       "optim": distill_optim, "distill": {"teacher": teacher_ckpt, "stages": stages}},
     }
     return {k: from_dict(RunConfig, copy.deepcopy(v), f"preset {preset}.{k}") for k, v in cfgs.items()}
+
+
+def volume_mean(ev: Evaluation, model: str, metric: str = "psnr") -> float:
+    """`metric` of `model` averaged over the test volumes (the table's mean)."""
+    return statistics.fmean(v[metric] for v in ev.per_volume[model])
 
 
 def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration: float = 4.0,
@@ -144,8 +173,11 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
     if resume and overwrite:
         raise MrdistillError("--resume continues a run and --overwrite replaces it; pass only one")
     folder = open_output(out, overwrite=overwrite, resume=resume, resumable=True, command="demo")
+    teacher_cfg = teacher_data_of(preset, data_cfg)
     try:
         data = make_datasets(data_cfg, seed)
+        teacher_data = data if teacher_cfg == data_cfg else make_datasets(teacher_cfg, seed)
+        check_no_leak(teacher_data, data["test"], f"preset {preset}.teacher_data")
     except BaseException:
         folder.abort()  # the folder it replaced (if any) comes back
         raise
@@ -156,7 +188,7 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
         save_config(cfg, out / f"{name}.yaml")
     # Each run owns its folder under `out` (claimed above): a fresh demo replaces them.
     fresh = not resume
-    teacher = train_run(cfgs["teacher"], overwrite=fresh, datasets=data, resume=resume).model
+    teacher = train_run(cfgs["teacher"], overwrite=fresh, datasets=teacher_data, resume=resume).model
     student = train_run(cfgs["student"], overwrite=fresh, datasets=data, resume=resume).model
     distilled = distill_run(cfgs["distilled"], overwrite=fresh, datasets=data, teacher=teacher,
                             resume=resume).model
@@ -169,12 +201,16 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
         f"training slices" + (f" + {unlabeled} undersampled-only ones (seen only by the distilled "
                                f"student, through the teacher)" if unlabeled else "")
         + f"; {len(data['val'])} val / {len(data['test'])} test slices",
+        f"teacher: {len(teacher_data['train'])} fully sampled training slices"
+        + (" (its own, larger collection: the preset's teacher_data)" if teacher_data is not data else ""),
         *([f"training-slice augmentation (data.augment): {to_dict(data_cfg.augment)}"]
           if data_cfg.augment.enabled else []),
         "teacher, student and distilled configs: teacher.yaml, student.yaml, distilled.yaml "
         "(the distilled student has the plain student's number of optimizer steps)"
         if PRESETS[preset]["match_steps"] else "configs: teacher.yaml, student.yaml, distilled.yaml",
         "PSNR/SSIM/NMSE/HFEN: per test volume (slab), mean ± 2 sd over volumes",
+        f"distilled - plain student: {volume_mean(ev, 'distilled') - volume_mean(ev, 'student'):+.2f} dB "
+        f"PSNR (seed {seed}); the gain over seeds at this size and budget: docs/demo.md",
         "ms/slice: the eager model, one pass over the test set in batches of 8; fast ms/slice: "
         "`optimise_for_inference` (CPU only), same batches, fastest of 3 passes after a warm-up",
     ]

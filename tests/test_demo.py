@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from mrdistill.config import to_dict
 from mrdistill.demo import PRESETS, demo_configs, demo_data
 from mrdistill.errors import MrdistillError
 
@@ -48,3 +49,15 @@ def test_demo_data_overrides_are_applied_and_checked():
         demo_data("quick", 4.0, ["optim.lr=1"])
     with pytest.raises(MrdistillError, match=r"data.augment.gamma: expected \[low, high\]"):
         demo_data("quick", 4.0, ["data.augment.gamma=[2,1]"])
+
+
+def test_quick_teacher_trains_on_its_own_larger_collection(tmp_path):
+    data = demo_data("quick", 4.0)
+    cfgs = demo_configs("quick", tmp_path, data, 0, "cpu", False, labeled=10, seen=78)
+    teacher, student = cfgs["teacher"].data, cfgs["student"].data
+    assert (teacher.labeled_train_slices, student.labeled_train_slices) == (40, 10)
+    assert cfgs["distilled"].data == student
+    # Only the labelled count differs: the same split, so the same test slices.
+    assert to_dict(teacher) == {**to_dict(student), "labeled_train_slices": 40}
+    assert cfgs["teacher"].model.kwargs["channels"] > cfgs["student"].model.kwargs["channels"] or \
+        cfgs["teacher"].model.kwargs["convs"] > cfgs["student"].model.kwargs["convs"]

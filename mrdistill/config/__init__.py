@@ -25,7 +25,7 @@ YAML is read by `parse_yaml` (safe, and `1e-4` is a number), for files and `--se
 from mrdistill.config.data import (AugmentConfig, DataConfig, FastMRIConfig, MaskConfig, MeasuredConfig,
                                    PredictConfig, PrepareConfig, SuperResConfig)
 from mrdistill.config.checks import Check, check_fields, checked
-from mrdistill.config.parse import (apply_overrides, from_dict, load_run_config, load_yaml,
+from mrdistill.config.parse import (apply_overrides, deep_merge, from_dict, load_run_config, load_yaml,
                                     parse_yaml, save_config, to_dict)
 from mrdistill.config.run import (AdaptiveConfig, DistillConfig, KDTermConfig, LoggingConfig,
                                   ModelConfig,
@@ -37,6 +37,6 @@ __all__ = [
     "MaskConfig",
     "MeasuredConfig", "ModelConfig", "OptimConfig", "PredictConfig", "PrepareConfig", "RunConfig", "SFTConfig",
     "SelfSupConfig", "StageConfig", "SuperResConfig", "TeacherConfig", "TeacherCorrectionConfig",
-    "apply_overrides",
+    "apply_overrides", "deep_merge",
     "check_fields", "checked", "from_dict", "load_run_config", "load_yaml", "parse_yaml", "save_config", "to_dict",
 ]

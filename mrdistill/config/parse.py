@@ -267,24 +267,25 @@ def load_run_config(path: str | Path | None, overrides: list[str] | None = None,
     """
     data: dict[str, Any] = dict(base or {})
     if path is not None:
-        data = _deep_merge(data, load_yaml(path))
+        data = deep_merge(data, load_yaml(path))
     presets = data.pop("presets", None) or {}
     if preset is not None:
         if preset not in presets:
             where = f"{path}" if path is not None else "the config"
             valid = ", ".join(sorted(presets)) or "(none defined)"
             raise MrdistillError(f"{where} has no preset {preset!r}; valid: {valid}")
-        data = _deep_merge(data, presets[preset])
+        data = deep_merge(data, presets[preset])
     apply_overrides(data, overrides or [])
     cfg = from_dict(RunConfig, data)
     check_shadowed(cfg, overrides or [])
     return cfg
 
 
-def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """`b` merged over `a`, mapping by mapping (a new dict; the inputs are not changed)."""
     out = dict(a)
     for k, v in b.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 

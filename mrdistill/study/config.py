@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from mrdistill.config import (DataConfig, KDTermConfig, ModelConfig, OptimConfig, SFTConfig,
-                              StageConfig, apply_overrides, from_dict, load_yaml, to_dict)
+                              StageConfig, apply_overrides, deep_merge, from_dict, load_yaml,
+                              to_dict)
 from mrdistill.atomic import atomic_write_text
 from mrdistill.config.checks import (ACCELERATION, COUNT, EPOCHS, NAME, NON_NEGATIVE_INT, POSITIVE,
                                       SEED, checked, each, one_of)
@@ -175,14 +176,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "teacher_epochs": 40, "feature_epochs": 4, "task_epochs": 16,
     },
 }
-
-
-def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """`b` merged over `a`, mapping by mapping (a new dict; the inputs are not changed)."""
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def load_study_config(path: str | Path | None = None, preset: str | None = None,

@@ -18,8 +18,7 @@ from torch import nn
 from mrdistill.atomic import atomic_write_text
 from mrdistill.config import DataConfig, ModelConfig, RunConfig, to_dict
 from mrdistill.data.build import make_datasets
-from mrdistill.data.datasets import SliceDataset
-from mrdistill.data.fastmri import FastMRISliceDataset
+from mrdistill.data.teacher_data import check_no_leak
 from mrdistill.data.sample import collate_samples
 from mrdistill.deploy.benchmark import BenchModel, BenchSettings, batch_for, run_benchmark
 from mrdistill.deploy.graphs import build_graph
@@ -40,7 +39,7 @@ from mrdistill.study.executors import REUSED, TRAINED, Outcome, Workers, check_e
 from mrdistill.study.front_config import (FrontConfig, recipe_stages, save_front_config,
                                           student_label, teacher_data_config, validate_front)
 from mrdistill.study.front_table import (PLAIN, SizeFacts, aggregate, answer_lines, front_markdown,
-                                         plot_series, write_front_csv)
+                                         gain_lines, gain_markdown, plot_series, write_front_csv)
 from mrdistill.study.runner import StudyResult, missing_notes, setup_objectives
 from mrdistill.train.budget import matched_budget
 from mrdistill.train.evaluation import evaluate_models
@@ -116,27 +115,6 @@ def check_front(cfg: FrontConfig) -> dict[str, nn.Module]:
     return models
 
 
-def _slice_keys(ds: Any) -> set[tuple[str, int]]:
-    """(volume, slice) of every slice of an embedded or fastMRI data set."""
-    if isinstance(ds, SliceDataset):
-        return {(r.volume, r.slice_index) for r in ds.records}
-    if isinstance(ds, FastMRISliceDataset):
-        return {(ds.volumes[v].path, s) for v, s in ds.items()}
-    return set()
-
-
-def check_no_leak(teacher_data: dict[str, Any], test: Any) -> None:
-    """The teacher's training slices must not include the students' test slices."""
-    seen = set().union(*(_slice_keys(teacher_data[k]) for k in ("train", "unlabeled", "val")
-                         if k in teacher_data))
-    leak = sorted(seen & _slice_keys(test))
-    if leak:
-        raise MrdistillError(f"front.teacher_data: the teacher's training/validation slices include "
-                             f"{len(leak)} of the students' test slices (e.g. {leak[0][0]} slice "
-                             f"{leak[0][1]}); keep the split keys (sources, slab, split_fractions) "
-                             f"as in data or use other sources")
-
-
 def supported_backends(model: nn.Module, wanted: list[str], shape: tuple[int, int], coils: int,
                        one_d_mask: bool) -> list[str]:
     """The backends of `wanted` this model really runs on: `fast` only where it has a fast path
@@ -194,7 +172,7 @@ def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, Outcome], None] | None 
     teacher_cfg = teacher_data_config(cfg)
     teacher_data = data if teacher_cfg == cfg.data else make_datasets(teacher_cfg, cfg.seed)
     if teacher_data is not data:
-        check_no_leak(teacher_data, data["test"])
+        check_no_leak(teacher_data, data["test"], "front.teacher_data")
     labeled, unlabeled = len(data["train"]), len(data.get("unlabeled", []))
     cells = plan_front_cells(cfg, labeled, labeled + unlabeled)
     assign_dirs(cells, cfg.cells_dir)
@@ -248,6 +226,8 @@ def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, Outcome], None] | None 
              + (f", failed or skipped {len(result.failed)} (their rows are missing)" if result.failed else "")
              + f"; executor {cfg.executor.kind}, jobs {cfg.executor.jobs}; {result.seconds:.0f} s",
              *missing_notes(outcomes, cells)]
-    result.markdown = front_markdown(cfg.name, lines, cfg.metrics, cfg.latency.backends, answer, notes)
+    gains = gain_markdown(gain_lines(seed_rows, [r.label for r in cfg.recipes]))
+    result.markdown = front_markdown(cfg.name, lines, cfg.metrics, cfg.latency.backends, answer, notes,
+                                     gains)
     atomic_write_text(out / "front.md", result.markdown)
     return result

@@ -85,8 +85,9 @@ def _f(value: float | None, digits: int) -> str:
 
 
 def front_markdown(name: str, lines: Sequence[Line], metrics: Sequence[str], backends: Sequence[str],
-                   answer: Sequence[str], notes: Sequence[str]) -> str:
-    """front.md: the answer, then one table row per line (mean ± sd over seeds)."""
+                   answer: Sequence[str], notes: Sequence[str], gains: Sequence[str] = ()) -> str:
+    """front.md: the answer, one table row per line (mean ± sd over seeds), then `gains` (the
+    section of `gain_markdown`) and the notes."""
     head = ["student", "variant", "seeds",
             *[HEADERS.get(m, m) + " (mean ± sd)" for m in metrics], "params", "GFLOPs/slice",
             "FLOPs ÷", *[f"{b} ms/slice" for b in backends], *[f"{b} speed-up" for b in backends]]
@@ -105,7 +106,7 @@ def front_markdown(name: str, lines: Sequence[Line], metrics: Sequence[str], bac
             cells += [_f(ln.get(f"speedup_{b}"), 2) + ("x" if ln.get(f"speedup_{b}") else "")
                       for b in backends]
         table.append("| " + " | ".join(cells) + " |")
-    parts = [f"# Quality-speed front `{name}`", "", *answer, "", *table, "", "## Notes", "",
+    parts = [f"# Quality-speed front `{name}`", "", *answer, "", *table, "", *gains, "## Notes", "",
              *[f"- {n}" for n in notes], ""]
     return "\n".join(parts)
 
@@ -129,6 +130,53 @@ def answer_lines(lines: Sequence[Line], delta: float, variants: Sequence[str]) -
                    f"({best['psnr_mean'] - teacher['psnr_mean']:+.2f} dB), "
                    f"{_f(best['flop_ratio'], 1)}x fewer FLOPs, speed-up over the teacher: {speed or NA}")
     return out
+
+
+def gain_lines(seed_rows: Sequence[Line], variants: Sequence[str]) -> list[Line]:
+    """What each recipe adds over the plain student of the same size, paired by seed.
+
+    One line per (student, recipe) with at least one seed shared with its plain student: the
+    per-seed PSNR gains (recipe - plain, dB), their mean and sample sd (None for one seed), the
+    mean in sds (None without an sd), and the share of the plain student's mean gap to the teacher
+    that the mean gain recovers (None when the plain student is not below the teacher).
+    """
+    psnr = {(r["student"], r["variant"], r["seed"]): float(r["psnr"]) for r in seed_rows}
+    teacher = statistics.fmean(float(r["psnr"]) for r in seed_rows if r["variant"] == TEACHER)
+    out = []
+    students = list(dict.fromkeys(r["student"] for r in seed_rows if r["variant"] == PLAIN))
+    for student in students:
+        plain = {s: v for (st, var, s), v in psnr.items() if st == student and var == PLAIN}
+        gap = teacher - statistics.fmean(plain.values())
+        for v in variants:
+            gains = [psnr[(student, v, s)] - p for s, p in plain.items() if (student, v, s) in psnr]
+            if not gains:
+                continue
+            mean, sd = statistics.fmean(gains), _sd(gains)
+            out.append({"student": student, "variant": v, "gains": gains, "gain_mean": mean,
+                        "gain_sd": sd, "gain_in_sd": mean / sd if sd else None,
+                        "gap": gap, "share_of_gap": mean / gap if gap > 0 else None})
+    return out
+
+
+def gain_markdown(gains: Sequence[Line]) -> list[str]:
+    """front.md's section on what distillation adds: one row per size and recipe, and how many
+    sizes each recipe lifts (mean gain > 0)."""
+    if not gains:
+        return []
+    rows = ["## What distillation adds (paired by seed)", "",
+            "| student | recipe | gain per seed (dB) | gain (mean ± sd) | mean / sd | plain's gap to the teacher | share of the gap |",
+            "|---|---|---|---|---|---|---|"]
+    for g in gains:
+        sd = "" if g["gain_sd"] is None else f" ± {g['gain_sd']:.2f}"
+        share = NA if g["share_of_gap"] is None else f"{100 * g['share_of_gap']:.0f} %"
+        rows.append(f"| {g['student']} | {g['variant']} | {', '.join(f'{x:+.2f}' for x in g['gains'])} | "
+                    f"{g['gain_mean']:+.2f}{sd} | {_f(g['gain_in_sd'], 1)} | {g['gap']:.2f} | {share} |")
+    rows.append("")
+    for v in dict.fromkeys(g["variant"] for g in gains):
+        mine = [g for g in gains if g["variant"] == v]
+        lifted = sum(g["gain_mean"] > 0 for g in mine)
+        rows.append(f"- {v}: above the plain student at {lifted} of {len(mine)} sizes")
+    return [*rows, ""]
 
 
 def plot_series(lines: Sequence[Line]) -> tuple[dict[str, list[tuple[float | None, float, float, float]]],

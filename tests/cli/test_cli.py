@@ -36,6 +36,12 @@ def test_demo_smoke(tmp_path, capsys):
         assert f"| {row} |" in out
     assert "| ms/slice | fast ms/slice |" in out  # the students' speed on the fast CPU path too
     assert (tmp_path / "d" / "report.md").exists() and list((tmp_path / "d" / "figures").glob("*.png"))
+    # The gain line, recomputed from metrics.json; the teacher trained on its own, larger data.
+    scores = json.loads((tmp_path / "d" / "metrics.json").read_text())["models"]
+    gain = scores["distilled"]["psnr"]["mean"] - scores["student"]["psnr"]["mean"]
+    report = (tmp_path / "d" / "report.md").read_text()
+    assert f"distilled - plain student: {gain:+.2f} dB PSNR (seed 42)" in report
+    assert "teacher: 12 fully sampled training slices (its own, larger collection" in report
     code, _, err = run_cli(["demo", "--preset", "smoke", "--out", tmp_path / "d"], capsys)
     assert code == 2 and "already holds results" in err
     code, _, err = run_cli(["demo", "--preset", "smoke", "--out", tmp_path / "e",

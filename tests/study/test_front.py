@@ -17,9 +17,10 @@ from conftest import run_cli
 from mrdistill.config import to_dict
 from mrdistill.data.build import make_datasets
 from mrdistill.errors import MrdistillError
-from mrdistill.study.front import check_no_leak, plan_front_cells
+from mrdistill.data.teacher_data import check_no_leak
+from mrdistill.study.front import plan_front_cells
 from mrdistill.study.front_config import FrontConfig, load_front_config
-from mrdistill.study.front_table import answer_lines
+from mrdistill.study.front_table import answer_lines, gain_lines, gain_markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from format_fixtures import write_fastmri_folder  # noqa: E402
@@ -76,6 +77,10 @@ def test_smoke_front_end_to_end(tmp_path, capsys):
     assert len(seeds) == 6 and all(Path(r["cell"]).is_dir() for r in seeds if r["cell"])
     bench = json.loads((out / "front_benchmark.json").read_text())
     assert set(bench["results"]["teacher"]) == {"eager", "fast", "onnxruntime"}
+    # The gains section, recomputed from the per-seed rows.
+    psnr = {(r["student"], r["variant"]): float(r["psnr"]) for r in seeds}
+    gain = psnr["dccnn(channels=4)", "KD"] - psnr["dccnn(channels=4)", "plain"]
+    assert f"| dccnn(channels=4) | KD | {gain:+.2f} | {gain:+.2f} | n/a |" in stdout
     # Run again: every cell is reused, the outputs are rewritten from them.
     code, stdout, _ = run_cli(["study", "--config", DCCNN, "--preset", "smoke", "--out", out,
                                "--no-progress"], capsys)
@@ -127,12 +132,32 @@ def test_a_teacher_that_saw_the_test_slices_is_refused():
     check_no_leak({"train": data["train"], "val": data["val"]}, data["test"])
     with pytest.raises(MrdistillError, match="front.teacher_data: the teacher's training/validation "
                                              "slices include 4 of the students' test slices"):
-        check_no_leak({"train": data["test"]}, data["test"])
+        check_no_leak({"train": data["test"]}, data["test"], "front.teacher_data")
 
 
 def _line(student, variant, psnr, gflops, params=10, speed=2.0):
     return {"student": student, "variant": variant, "psnr_mean": psnr, "gflops": gflops,
             "params": params, "flop_ratio": 4.0 / gflops, "speedup_eager": speed}
+
+
+def _seed(student, variant, seed, psnr):
+    return {"student": student, "variant": variant, "seed": seed, "cell": "", "psnr": psnr}
+
+
+def test_gains_are_paired_by_seed():
+    rows = [_seed("teacher", "teacher", 42, 35.0),
+            _seed("s", "plain", 42, 33.0), _seed("s", "plain", 43, 34.0), _seed("s", "plain", 44, 33.0),
+            _seed("s", "KD", 42, 33.5), _seed("s", "KD", 43, 34.7), _seed("s", "KD", 44, 33.3),
+            _seed("t", "plain", 42, 35.5), _seed("t", "KD", 42, 35.4), _seed("t", "KD", 43, 40.0)]
+    s, t = gain_lines(rows, ["KD"])
+    assert s["gains"] == pytest.approx([0.5, 0.7, 0.3]) and s["gain_mean"] == pytest.approx(0.5)
+    assert s["gain_sd"] == pytest.approx(0.2) and s["gain_in_sd"] == pytest.approx(2.5)
+    assert s["gap"] == pytest.approx(35.0 - 100 / 3) and s["share_of_gap"] == pytest.approx(0.5 / (5 / 3))
+    # Seed 43 of t has no plain partner; a plain student above the teacher has no gap to share.
+    assert t["gains"] == pytest.approx([-0.1]) and t["gain_sd"] is None and t["share_of_gap"] is None
+    text = "\n".join(gain_markdown([s, t]))
+    assert "| s | KD | +0.50, +0.70, +0.30 | +0.50 ± 0.20 | 2.5 | 1.67 | 30 % |" in text
+    assert "- KD: above the plain student at 1 of 2 sizes" in text
 
 
 def test_answer_picks_the_fewest_flops_within_delta():
