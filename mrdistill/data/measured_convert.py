@@ -14,7 +14,8 @@ k-space and image, and the root-sum-of-squares of the coil images as the target.
 - A Siemens twix file (read with twixtools): one readout per line, complex `(coils, columns)` with
   the readout 2x oversampled; lines placed at `line - center_line + W // 2`, repeated lines
   averaged, then the oversampling removed as fastMRI does: the image-space readout cropped to its
-  central 1/oversampling.
+  central 1/oversampling. A file shorter than its raid-file header says (a cut copy) is refused:
+  twixtools itself would read on past its end.
 
 Noise: the standard deviation per real/imaginary component of each coil's k-space, from the four
 corners of k-space (the outer eighth of both axes, where a fully sampled acquisition holds almost
@@ -24,6 +25,8 @@ of |k| is s * sqrt(2 ln 2), and the median ignores the few corner samples that s
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -169,6 +172,16 @@ def twix_kspace(readouts: Sequence[TwixReadout], num_lines: int, center_line: in
     return _finish(remove_readout_oversampling(k, oversampling), source, fov_mm)
 
 
+def twix_truncation(path: str | Path, size: int, extents: Sequence[tuple[int, int]]) -> None:
+    """Refuse a file of `size` bytes shorter than its measurements' (offset, length) extents, as
+    recorded in a VE twix file's raid-file header: twixtools would read past the end without
+    failing (repeating the last readout or reading zeros)."""
+    end = max((off + length for off, length in extents), default=0)
+    if end > size:
+        raise MrdistillError(f"{path}: truncated twix file ({size} bytes, but its measurement data end at "
+                             f"byte {end}; copy or download it again)")
+
+
 def read_twix(path: str | Path) -> Converted:
     """A Siemens twix `.dat` (the last measurement of the file) -> converted k-space; needs
     twixtools (`pip install 'mrdistill[measured]'`)."""
@@ -177,10 +190,17 @@ def read_twix(path: str | Path) -> Converted:
     except ModuleNotFoundError:
         raise MrdistillError("reading twix files needs twixtools: pip install 'mrdistill[measured]'") from None
     try:
-        scans = twixtools.read_twix(str(path), verbose=False)
-        meas = scans[-1]
-        readouts = [TwixReadout(int(m.cSlc), int(m.cLin), np.asarray(m.data))
-                    for m in meas["mdb"] if m.is_image_scan()]
+        # twixtools prints its warnings about damaged files even when not verbose: keep them off stdout
+        with contextlib.redirect_stdout(io.StringIO()):
+            layout = twixtools.read_twix(str(path), parse_prot=False, parse_data=False, verbose=False)
+            twix_truncation(path, Path(path).stat().st_size,
+                            [(int(s["raidfile_hdr"]["off_"]), int(s["raidfile_hdr"]["len_"]))
+                             for s in layout if "raidfile_hdr" in s])
+            # no PMU or geometry: mrdistill uses neither, and the geometry fails on a measurement without data
+            scans = twixtools.read_twix(str(path), parse_pmu=False, parse_geometry=False, verbose=False)
+            meas = scans[-1]
+            readouts = [TwixReadout(int(m.cSlc), int(m.cLin), np.asarray(m.data))
+                        for m in meas["mdb"] if m.is_image_scan()]
         centers = {int(m.mdh.CenterLin) for m in meas["mdb"] if m.is_image_scan()}
         prot = meas["hdr"]["MeasYaps"]
         lines = int(prot["sKSpace"]["lPhaseEncodingLines"])

@@ -7,7 +7,7 @@ import pytest
 
 from mrdistill.cli.main import main
 from mrdistill.data import measured
-from mrdistill.data.measured_convert import TwixReadout, twix_kspace
+from mrdistill.data.measured_convert import TwixReadout
 from tests.data.measured_fixtures import install_stand_ins
 
 
@@ -28,24 +28,24 @@ def test_prepare_from_measured_fills_the_cache(tmp_path, capsys, monkeypatch):
     assert code == 0 and (tmp_path / "elsewhere" / "pyqmri_vfa.h5").is_file()
 
 
-@pytest.mark.parametrize("bad", ["substituted archive", "no image data", "zero coils"])
+@pytest.mark.parametrize("bad", ["substituted archive", "no image data", "zero coils", "truncated twix"])
 def test_bad_input_is_one_line_exit_2_and_no_cache_entry(tmp_path, capsys, monkeypatch, bad):
-    cache = install_stand_ins(tmp_path, monkeypatch)
+    twix = {"no image data": {"readouts": [], "noise": np.ones((2, 40), np.complex64)},
+            "zero coils": {"readouts": [TwixReadout(0, 0, np.zeros((0, 40), np.complex64))]},
+            "truncated twix": {"truncate": 20000}}.get(bad, {})
+    cache = install_stand_ins(tmp_path, monkeypatch, **twix)
     monkeypatch.setenv("MRDISTILL_CACHE_DIR", str(cache))
     spec = measured.ARCHIVES["pyqmri"]
     if bad == "substituted archive":
         (cache / "measured-archives" / spec.filename).write_bytes(b"substituted")
-        expected = [spec.filename, "substituted archive"]
-    elif bad == "no image data":
-        monkeypatch.setattr(measured, "read_twix", lambda path: twix_kspace([], 16, 8, 2.0, None, str(path)))
-        expected = ["gre.dat: no image data"]
-    else:
-        empty = [TwixReadout(0, 0, np.zeros((0, 40), np.complex64))]
-        monkeypatch.setattr(measured, "read_twix", lambda path: twix_kspace(empty, 16, 8, 2.0, None, str(path)))
-        expected = ["gre.dat: k-space must have at least one coil"]
+    expected = {"substituted archive": [spec.filename, "substituted archive"],
+                "no image data": ["gre.dat: no image data"],
+                "zero coils": ["gre.dat: k-space must have at least one coil"],
+                "truncated twix": ["gre.dat: truncated twix file (20000 bytes"]}[bad]
     code, out, err = _cli(["prepare", "--from", "measured", "--no-progress"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert all(e in err for e in expected), err
+    assert "WARNING" not in out  # twixtools prints its warnings on stdout
     assert not (cache / "measured").exists()
     assert not [p for p in cache.rglob("*") if p.name.startswith(".")]
 

@@ -16,7 +16,6 @@ from mrdistill.config import DataConfig, FastMRIConfig, MaskConfig, MeasuredConf
 from mrdistill.data import measured
 from mrdistill.data.build import make_datasets
 from mrdistill.data.fastmri_io import inspect_file
-from mrdistill.data.measured_convert import twix_kspace
 from mrdistill.errors import MrdistillError
 from tests.data.measured_fixtures import install_stand_ins
 
@@ -105,11 +104,11 @@ def test_pip_failure_is_one_line(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_failing_conversion_leaves_no_measured_folder(stand_ins, monkeypatch):
-    monkeypatch.setattr(measured, "read_twix", lambda path: twix_kspace([], 16, 8, 2.0, None, str(path)))
-    with pytest.raises(MrdistillError, match="no image data"):
-        measured.prepare_measured(cache_dir=stand_ins, download=_no_download)
-    assert not (stand_ins / "measured").exists() and _leftovers(stand_ins) == []
+def test_a_failing_conversion_leaves_no_measured_folder(tmp_path, monkeypatch):
+    cache = install_stand_ins(tmp_path, monkeypatch, readouts=[], noise=np.ones((2, 40), np.complex64))
+    with pytest.raises(MrdistillError, match="gre.dat: no image data"):
+        measured.prepare_measured(cache_dir=cache, download=_no_download)
+    assert not (cache / "measured").exists() and _leftovers(cache) == []
 
 
 def test_measured_dataset_holds_out_whole_contrasts(stand_ins):

@@ -1,17 +1,19 @@
-"""Conversion of measured k-space layouts to fastMRI's (pyqmri-shaped and twix-shaped fixtures)."""
+"""Conversion of measured k-space layouts to fastMRI's (a pyqmri-shaped HDF5 file, twix-shaped
+readouts, and real twix files written by twixtools and read back through `read_twix`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import twixtools
 
 from mrdistill.data.measured_convert import (TwixReadout, check_kspace, estimate_noise_std,
-                                             pyqmri_kspace, read_pyqmri, remove_readout_oversampling,
-                                             twix_kspace)
+                                             pyqmri_kspace, read_pyqmri, read_twix,
+                                             remove_readout_oversampling, twix_kspace)
 from mrdistill.errors import MrdistillError
 from mrdistill.physics.fft import fft2c, ifft2c
-from tests.data.measured_fixtures import torch_rss, twix_readouts, write_pyqmri_h5
+from tests.data.measured_fixtures import torch_rss, twix_readouts, write_pyqmri_h5, write_twix_file
 
 
 def test_pyqmri_origin_at_corner_becomes_centred_kspace_of_the_same_image(tmp_path):
@@ -67,6 +69,59 @@ def test_twix_without_image_data_is_one_line():
     with pytest.raises(MrdistillError, match="gre.dat: no image data") as err:
         twix_kspace([], 16, 8, 2.0, None, "gre.dat")
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("center_line, oversampling", [(8, 2.0), (4, 2.0), (8, 1.0)])
+def test_twix_file_round_trip_through_twixtools(tmp_path, center_line, oversampling):
+    # centre line 4 of 16: a partial-Fourier scan, counters 0..11 hold k-space columns 4..15
+    readouts, images = twix_readouts(coils=2, lines=16, columns=40, center_line=center_line)
+    acquired = [r for r in readouts if r.line >= 0]
+    path = write_twix_file(tmp_path / "gre.dat", acquired, num_lines=16, center_line=center_line,
+                           oversampling=oversampling, fov_mm=(220.0, 200.0, 3.5))
+    conv = read_twix(path)
+    full = fft2c(torch.from_numpy(images)).numpy()
+    full[..., :len(readouts) - len(acquired)] = 0  # the lines the scan skipped
+    expected = remove_readout_oversampling(full, oversampling)
+    assert conv.kspace.shape == (1, 2, round(40 / oversampling), 16) and conv.kspace.dtype == np.complex64
+    np.testing.assert_allclose(conv.kspace, expected, atol=1e-5)
+    # the samples in the file are the readouts, bit for bit
+    same = twix_kspace(acquired, 16, center_line, oversampling, (220.0, 200.0, 3.5))
+    np.testing.assert_array_equal(conv.kspace, same.kspace)
+    assert conv.fov_mm == (220.0, 200.0, 3.5) and conv.noise_std.shape == (2,)
+    if center_line == 8 and oversampling == 2.0:  # the object in the middle half of the readout FOV
+        np.testing.assert_allclose(ifft2c(torch.from_numpy(conv.kspace)).numpy(), images[:, :, 10:30], atol=1e-5)
+
+
+@pytest.mark.parametrize("noise", [True, False])
+def test_twix_file_without_imaging_scans_is_no_image_data(tmp_path, capsys, noise):
+    rng = np.random.default_rng(0)
+    scan = (rng.normal(size=(2, 40)) + 1j * rng.normal(size=(2, 40))).astype(np.complex64) if noise else None
+    path = write_twix_file(tmp_path / "gre.dat", [], num_lines=16, center_line=8, noise=scan)
+    with pytest.raises(MrdistillError, match="gre.dat: no image data") as err:
+        read_twix(path)
+    assert "\n" not in str(err.value) and capsys.readouterr().out == ""
+
+
+def test_damaged_twix_file_is_one_clear_line(tmp_path, capsys):
+    readouts, _ = twix_readouts(coils=2, lines=16, columns=40, center_line=8)
+    path = write_twix_file(tmp_path / "gre.dat", readouts, num_lines=16, center_line=8)
+    good = path.read_bytes()
+    entry = twixtools.read_twix(str(path), parse_prot=False, parse_data=False, verbose=False)[0]["raidfile_hdr"]
+    start, end = int(entry["off_"]), int(entry["off_"] + entry["len_"])
+    assert start == 10240 and end <= len(good)  # the raid-file header, then the one measurement
+    cut = tmp_path / "cut.dat"
+    for size in (end - 100, (start + end) // 2, start + 100):  # in ACQEND, in the readouts, in the header
+        cut.write_bytes(good[:size])
+        with pytest.raises(MrdistillError, match=rf"cut.dat: truncated twix file \({size} bytes, but its "
+                                                 rf"measurement data end at byte {end};") as err:
+            read_twix(cut)
+        assert "\n" not in str(err.value)
+    for junk in (b"twix stand-in", good[:5000]):  # not a twix file; its raid-file header cut
+        cut.write_bytes(junk)
+        with pytest.raises(MrdistillError, match="cut.dat: not a readable twix file") as err:
+            read_twix(cut)
+        assert "\n" not in str(err.value)
+    assert capsys.readouterr().out == ""
 
 
 def test_oversampling_removal_crops_the_image_readout():
