@@ -172,7 +172,7 @@ def twix_kspace(readouts: Sequence[TwixReadout], num_lines: int, center_line: in
     return _finish(remove_readout_oversampling(k, oversampling), source, fov_mm)
 
 
-def twix_truncation(path: str | Path, size: int, extents: Sequence[tuple[int, int]]) -> None:
+def check_twix_length(path: str | Path, size: int, extents: Sequence[tuple[int, int]]) -> None:
     """Refuse a file of `size` bytes shorter than its measurements' (offset, length) extents, as
     recorded in a VE twix file's raid-file header: twixtools would read past the end without
     failing (repeating the last readout or reading zeros)."""
@@ -193,7 +193,7 @@ def read_twix(path: str | Path) -> Converted:
         # twixtools prints its warnings about damaged files even when not verbose: keep them off stdout
         with contextlib.redirect_stdout(io.StringIO()):
             layout = twixtools.read_twix(str(path), parse_prot=False, parse_data=False, verbose=False)
-            twix_truncation(path, Path(path).stat().st_size,
+            check_twix_length(path, Path(path).stat().st_size,
                             [(int(s["raidfile_hdr"]["off_"]), int(s["raidfile_hdr"]["len_"]))
                              for s in layout if "raidfile_hdr" in s])
             # no PMU or geometry: mrdistill uses neither, and the geometry fails on a measurement without data

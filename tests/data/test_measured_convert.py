@@ -71,6 +71,25 @@ def test_twix_without_image_data_is_one_line():
     assert "\n" not in str(err.value)
 
 
+def test_the_twix_fixture_is_a_file_twixtools_reads_in_full(tmp_path):
+    readouts, _ = twix_readouts(coils=2, lines=16, columns=40, center_line=8)
+    noise = np.full((2, 40), 0.5 + 0.25j, np.complex64)
+    path = write_twix_file(tmp_path / "gre.dat", readouts, num_lines=16, center_line=8, noise=noise)
+    # twixtools' defaults: protocol, PMU and slice geometry parsed from the header and the MDHs
+    meas = twixtools.read_twix(str(path), verbose=False)[-1]
+    assert meas["hdr"]["MeasYaps"]["sKSpace"]["lPhaseEncodingLines"] == 16
+    assert meas["hdr"]["Meas"]["flReadoutOSFactor"] == 2.0 and meas["geometry"][0].voxelsize == [10.0, 12.5, 4.0]
+    assert [m.is_image_scan() for m in meas["mdb"]] == [False] + [True] * 16
+    assert [int(m.cLin) for m in meas["mdb"][1:]] == list(range(16))
+    assert [int(c.ChannelId) for c in meas["mdb"][1].channel_hdr] == [0, 1]
+    twix = twixtools.map_twix(str(path), verbose=False)[-1]
+    image, scan = twix["image"], twix["noise"]
+    image.flags["remove_os"] = False
+    assert image.non_singleton_dims == ["Lin", "Cha", "Col"]
+    np.testing.assert_array_equal(np.squeeze(image[:]), np.stack([r.data for r in readouts]))
+    np.testing.assert_array_equal(np.squeeze(scan[:]), noise)
+
+
 @pytest.mark.parametrize("center_line, oversampling", [(8, 2.0), (4, 2.0), (8, 1.0)])
 def test_twix_file_round_trip_through_twixtools(tmp_path, center_line, oversampling):
     # centre line 4 of 16: a partial-Fourier scan, counters 0..11 hold k-space columns 4..15
