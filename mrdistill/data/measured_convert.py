@@ -174,8 +174,9 @@ def twix_kspace(readouts: Sequence[TwixReadout], num_lines: int, center_line: in
 
 def check_twix_length(path: str | Path, size: int, extents: Sequence[tuple[int, int]]) -> None:
     """Refuse a file of `size` bytes shorter than its measurements' (offset, length) extents, as
-    recorded in a VE twix file's raid-file header: twixtools would read past the end without
-    failing (repeating the last readout or reading zeros)."""
+    recorded in a VE twix file's raid-file header (VB files record none): past the end twixtools
+    reads zeros as readouts or repeats the last one, which would give wrong k-space or a
+    misleading error."""
     end = max((off + length for off, length in extents), default=0)
     if end > size:
         raise MrdistillError(f"{path}: truncated twix file ({size} bytes, but its measurement data end at "
@@ -194,8 +195,8 @@ def read_twix(path: str | Path) -> Converted:
         with contextlib.redirect_stdout(io.StringIO()):
             layout = twixtools.read_twix(str(path), parse_prot=False, parse_data=False, verbose=False)
             check_twix_length(path, Path(path).stat().st_size,
-                            [(int(s["raidfile_hdr"]["off_"]), int(s["raidfile_hdr"]["len_"]))
-                             for s in layout if "raidfile_hdr" in s])
+                              [(int(s["raidfile_hdr"]["off_"]), int(s["raidfile_hdr"]["len_"]))
+                               for s in layout if "raidfile_hdr" in s])
             # no PMU or geometry: mrdistill uses neither, and the geometry fails on a measurement without data
             scans = twixtools.read_twix(str(path), parse_pmu=False, parse_geometry=False, verbose=False)
             meas = scans[-1]
