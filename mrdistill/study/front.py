@@ -35,7 +35,9 @@ from mrdistill.models.foreign import import_plugins
 from mrdistill.models.registry import check_model_kwargs
 from mrdistill.rundir import open_output
 from mrdistill.study.cells import Cell, assign_dirs, cell_config
-from mrdistill.study.executors import REUSED, TRAINED, Outcome, Workers, check_executor, run_cells
+from mrdistill.study.config import ExecutorConfig
+from mrdistill.study.executors import (REUSED, TRAINED, Outcome, Workers, check_executor, run_cells,
+                                      threads_per_cell)
 from mrdistill.study.front_config import (FrontConfig, recipe_stages, save_front_config,
                                           student_label, teacher_data_config, validate_front)
 from mrdistill.study.front_table import (PLAIN, SizeFacts, aggregate, answer_lines, front_markdown,
@@ -113,6 +115,11 @@ def check_front(cfg: FrontConfig) -> dict[str, nn.Module]:
                                  f"parameters, {flops / 1e9:.3f} GFLOPs per slice; the teacher "
                                  f"{t_params:,}, {t_flops / 1e9:.3f}): a front needs smaller students")
     return models
+
+
+def _cell_threads(ex: ExecutorConfig) -> int:
+    """Torch threads of a cell trained by `ex`: this process's when it trains them in-process."""
+    return torch.get_num_threads() if ex.kind == "local" and ex.jobs == 1 else threads_per_cell(ex)
 
 
 def supported_backends(model: nn.Module, wanted: list[str], shape: tuple[int, int], coils: int,
@@ -211,7 +218,8 @@ def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, Outcome], None] | None 
     result.seconds = time.perf_counter() - start
     notes = [f"config: `{out / 'front.yaml'}`; seed {cfg.seed} (data, teacher), student seeds "
              f"{cfg.seeds}; device {cfg.device}; machine: {cpu_model()}, "
-             f"{torch.get_num_threads()} torch thread(s)",
+             f"{torch.get_num_threads()} torch thread(s) here (latency); cells trained in this run: "
+             f"{_cell_threads(cfg.executor)} torch thread(s) each",
              f"data: {cfg.data.dataset} {', '.join(cfg.data.sources) if cfg.data.dataset == 'embedded' else cfg.data.path}"
              f", {cfg.data.mask.kind} {cfg.data.mask.acceleration:g}x; students: {labeled} fully "
              f"sampled training slices + {unlabeled} undersampled-only (seen by the distilled "

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import run_cli
 from mrdistill.config import to_dict
@@ -85,6 +86,7 @@ def test_smoke_front_end_to_end(tmp_path, capsys):
     code, stdout, _ = run_cli(["study", "--config", DCCNN, "--preset", "smoke", "--out", out,
                                "--no-progress"], capsys)
     assert code == 0 and "cells trained 0, reused 5" in stdout
+    assert f"cells trained in this run: {torch.get_num_threads()} torch thread(s) each" in stdout
 
 
 def test_front_on_a_fastmri_folder(tmp_path, capsys):
