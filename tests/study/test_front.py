@@ -16,8 +16,6 @@ import torch
 
 from conftest import run_cli
 from mrdistill.config import to_dict
-from mrdistill.data.build import make_datasets
-from mrdistill.errors import MrdistillError
 from mrdistill.study.front import plan_front_cells
 from mrdistill.study.front_config import FrontConfig, load_front_config
 from mrdistill.study.front_table import answer_lines, gain_lines, gain_markdown
@@ -126,6 +124,11 @@ def test_teacher_data_and_equal_steps(tmp_path):
 def test_shipped_config_is_the_defaults():
     assert json.dumps(to_dict(load_front_config(DCCNN)), sort_keys=True) == \
         json.dumps(to_dict(FrontConfig()), sort_keys=True)
+
+
+def _line(student, variant, psnr, gflops, params=10, speed=2.0):
+    return {"student": student, "variant": variant, "psnr_mean": psnr, "gflops": gflops,
+            "params": params, "flop_ratio": 4.0 / gflops, "speedup_eager": speed}
 
 
 def _seed(student, variant, seed, psnr):
