@@ -30,6 +30,7 @@ import argparse
 import copy
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -43,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from measured_eval import (SETTINGS, baseline_evaluation, checkpoint_entry, evaluation_rows,  # noqa: E402
                            measured_dataset, model_evaluation, zero_filled_peak)
 from mrdistill.atomic import atomic_write_text  # noqa: E402
-from mrdistill.config import DataConfig, RunConfig, from_dict  # noqa: E402
+from mrdistill.config import DataConfig, RunConfig, deep_merge, from_dict  # noqa: E402
 from mrdistill.data.build import make_datasets  # noqa: E402
 from mrdistill.data.measured import measured_dir, read_measured_manifest  # noqa: E402
 from mrdistill.data.coils import combine_coils  # noqa: E402
@@ -72,10 +73,11 @@ CEILING = "full k-space, coil-combined (DC-CNN ceiling)"
 
 def data_dict(args: argparse.Namespace, labeled: int | None) -> dict:
     """The embedded training data: complex images, fastMRI's random mask at 4x (centre 0.08)."""
-    return {"sources": args.sources, "image_size": args.image_size, "mode": "complex", "slab": 4,
-            "max_train_slices": args.train_slices, "max_eval_slices": args.eval_slices,
-            "labeled_train_slices": labeled,
-            "mask": {"kind": "random", "acceleration": 4.0, "center_fraction": SETTINGS[4]}}
+    raw = {"sources": args.sources, "image_size": args.image_size, "mode": "complex", "slab": 4,
+           "max_train_slices": args.train_slices, "max_eval_slices": args.eval_slices,
+           "labeled_train_slices": labeled,
+           "mask": {"kind": "random", "acceleration": 4.0, "center_fraction": SETTINGS[4]}}
+    return deep_merge(raw, copy.deepcopy(args.data_json))
 
 
 def optim(epochs: int, batch: int) -> dict:
@@ -167,12 +169,13 @@ def markdown(doc: dict) -> str:
     rows, seeds = doc["rows"], doc["seeds"]
     models = list(dict.fromkeys(r["model"] for r in rows if r.get("seed") is not None))
     base = list(dict.fromkeys(r["model"] for r in rows if r.get("seed") is None))
+    extra = f", data {json.dumps(doc['data_json'])}" if doc.get("data_json") else ""
     lines = ["# Models trained on the embedded corpus, scored on measured k-space", "",
              f"`{doc['command']}`", "",
              f"Machine: {doc['machine']['cpu']}, {doc['machine']['threads']} thread(s), torch "
              f"{doc['machine']['torch']}. Seeds: {', '.join(map(str, seeds))}. Training: "
              f"{', '.join(doc['sources'])} at {doc['image_size']} px, data.mode complex, random mask "
-             f"4x centre 0.08; teacher {doc['steps']['teacher']} steps, students "
+             f"4x centre 0.08{extra}; teacher {doc['steps']['teacher']} steps, students "
              f"{doc['steps']['student']} steps each. Test: pyqmri's in-vivo brain (10 flip angles, "
              f"13 coils, 224 x 224; DC-CNN gets the coil combination with {doc['coil_maps']} maps) "
              f"and the twix phantom. Target max / zero-filled max, median: embedded training "
@@ -227,6 +230,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--labeled", type=int, default=None,
                     help="students' fully sampled slices (the rest undersampled-only); default all")
     ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--data-json", type=json.loads, default={},
+                    help='DataConfig keys merged over the training data, e.g. \'{"noise_std": 0.01}\'')
     ap.add_argument("--scales", default="volume,slice", help="volume and/or slice (see the docstring)")
     ap.add_argument("--accelerations", default="4,8")
     ap.add_argument("--coil-maps", choices=("ratio", "espirit"), default="ratio")
@@ -283,11 +288,11 @@ def main() -> None:
     combined = measured_dataset(folder, 4, "combine", "complex", args.coil_maps)
     brain = [i for i, (v, _) in enumerate(combined.items()) if combined.volumes[v].name == BRAIN]
     student = runs[seeds[0]]["student"]["optim"]
-    doc = {"command": "OMP_NUM_THREADS=1 python benchmarks/measured_models.py " + " ".join(sys.argv[1:]),
+    doc = {"command": "OMP_NUM_THREADS=1 python benchmarks/measured_models.py " + shlex.join(sys.argv[1:]),
            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                        "threads": torch.get_num_threads()},
            "seeds": seeds, "accelerations": accels, "sources": args.sources, "image_size": args.image_size,
-           "coil_maps": args.coil_maps, "scales": args.scales,
+           "coil_maps": args.coil_maps, "scales": args.scales, "data_json": args.data_json,
            "steps": {"teacher": runs[seeds[0]]["teacher"]["optim"]["epochs"] * -(-runs[seeds[0]]["teacher"]
                                                                              ["train_slices"] // args.batch),
                      "student": student["epochs"] * -(-runs[seeds[0]]["student"]["train_slices"] // args.batch)},
