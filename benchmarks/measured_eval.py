@@ -122,9 +122,9 @@ def baseline_evaluation(folder: Path, accel: int, coil_maps: str, l1: bool = Tru
 def model_evaluation(folder: Path, accel: int, coil_maps: str, entry: tuple[str, nn.Module, str, str],
                      scale: str = "volume") -> Evaluation:
     """One `checkpoint_entry` scored at `accel`; scale "slice" runs a single-coil model through
-    `SliceScaled` (the name gets " (slice scale)")."""
+    `SliceScaled` (the name gets " (slice scale)"); multi-coil models always get the volume scale."""
     name, model, coil_mode, mode = entry
-    if scale == "slice":
+    if scale == "slice" and coil_mode == "combine":
         model, name = SliceScaled(model), f"{name} (slice scale)"
     return evaluate_models({name: model}, measured_dataset(folder, accel, coil_mode, mode, coil_maps),
                            baselines=False)
