@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import shlex
 import statistics
@@ -151,6 +152,11 @@ def combined_rows(folder: Path, accel: int, coil_maps: str) -> list[dict]:
         rows.append({"acceleration": accel, "model": CEILING, "volume": info.name, "slice": s,
                      **slice_metrics(sample.target[0], image, float(sample.max_value), names=METRICS)})
     return rows
+
+
+def steps(run: dict, batch: int) -> int:
+    """Optimizer steps of a plain run: epochs x batches of its training slices."""
+    return run["optim"]["epochs"] * math.ceil(run["train_slices"] / batch)
 
 
 def mean_sd(values: list[float]) -> str:
@@ -287,15 +293,12 @@ def main() -> None:
                 figure(fig, evals, args.scales[0])
     combined = measured_dataset(folder, 4, "combine", "complex", args.coil_maps)
     brain = [i for i, (v, _) in enumerate(combined.items()) if combined.volumes[v].name == BRAIN]
-    student = runs[seeds[0]]["student"]["optim"]
     doc = {"command": "OMP_NUM_THREADS=1 python benchmarks/measured_models.py " + shlex.join(sys.argv[1:]),
            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                        "threads": torch.get_num_threads()},
            "seeds": seeds, "accelerations": accels, "sources": args.sources, "image_size": args.image_size,
            "coil_maps": args.coil_maps, "scales": args.scales, "data_json": args.data_json,
-           "steps": {"teacher": runs[seeds[0]]["teacher"]["optim"]["epochs"] * -(-runs[seeds[0]]["teacher"]
-                                                                             ["train_slices"] // args.batch),
-                     "student": student["epochs"] * -(-runs[seeds[0]]["student"]["train_slices"] // args.batch)},
+           "steps": {role: steps(runs[seeds[0]][role], args.batch) for role in ("teacher", "student")},
            "peak_ratio": {"train": float(np.mean(train_ratio)),
                           "measured": peak_ratio(torch.utils.data.Subset(combined, brain))},
            "runs": {str(s): r for s, r in runs.items()}, "figure": None if fig is None else fig.name,
