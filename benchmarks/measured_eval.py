@@ -3,7 +3,7 @@ L1-wavelet (with sigpy) and any checkpoints, at 4x and 8x with fastMRI's masks.
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/measured_eval.py [--coil-maps ratio|espirit] [--no-l1]
-        [--checkpoint NAME=PATH ...] [--out benchmarks/results/measured_eval]
+        [--checkpoint NAME=PATH ...] [--scale volume|slice] [--out benchmarks/results/measured_eval]
 
 Needs `mrdistill prepare --from measured` first (or `--data FOLDER`). Images: pyqmri's 10 flip
 angles of one in-vivo brain slice (13 coils, 224 x 224) and the twix phantom (2 coils, 160 x 160).
@@ -12,7 +12,8 @@ fastMRI validates, so every flip angle shares one mask. Metrics: fastMRI's PSNR 
 (data range: the file's volume max over all flip angles). A checkpoint is run on the coils it was
 trained for: models that take coil maps (MoDL) or estimate them (VarNet) get all coils and the
 maps (`coil_mode: multi`), single-coil models (DC-CNN) the sensitivity-weighted combination
-(`coil_mode: combine`), in the data mode (real/complex) the checkpoint records.
+(`coil_mode: combine`), in the data mode (real/complex) the checkpoint records; `--scale slice` runs single-coil
+checkpoints per slice on the embedded corpus' intensity scale (`SliceScaled`).
 Writes `<out>.json` (every per-image row) and `<out>.md` (tables).
 """
 
@@ -23,26 +24,35 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mrdistill.config import DataConfig, FastMRIConfig, MaskConfig  # noqa: E402
+from mrdistill.data.coils import rss  # noqa: E402
 from mrdistill.data.fastmri import FastMRISliceDataset  # noqa: E402
 from mrdistill.data.fastmri_index import index_folder  # noqa: E402
 from mrdistill.data.measured import measured_dir, read_measured_manifest  # noqa: E402
 from mrdistill.machine import cpu_model  # noqa: E402
 from mrdistill.models.classical import ClassicalRecon  # noqa: E402
 from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
-from mrdistill.train.evaluation import evaluate_models  # noqa: E402
+from mrdistill.models.base import ReconOutput  # noqa: E402
+from mrdistill.models.contract import ReconModule, declared  # noqa: E402
+from mrdistill.physics.fft import ifft2c  # noqa: E402
+from mrdistill.train.evaluation import Evaluation, evaluate_models  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = {4: 0.08, 8: 0.04}  # fastMRI's centre fractions
 
 
-def _dataset(folder: Path, accel: int, coil_mode: str, mode: str, coil_maps: str) -> FastMRISliceDataset:
+def measured_dataset(folder: Path, accel: int, coil_mode: str, mode: str,
+                     coil_maps: str) -> FastMRISliceDataset:
+    """The measured files of `folder` as a test set at `accel` (fastMRI's random mask, centre
+    `SETTINGS[accel]`, seeded by the file name), volume-normalised (targets in [0, 1])."""
     cfg = DataConfig(mode=mode, coil_maps=coil_maps,
                      mask=MaskConfig(kind="random", acceleration=accel, center_fraction=SETTINGS[accel]),
                      fastmri=FastMRIConfig(challenge="multicoil", coil_mode=coil_mode, cache_dir=""))
@@ -50,16 +60,79 @@ def _dataset(folder: Path, accel: int, coil_mode: str, mode: str, coil_maps: str
     return FastMRISliceDataset(volumes, cfg, "test", challenge="multicoil")
 
 
-def _checkpoint(spec: str):
-    name, _, path = spec.partition("=")
-    if not path:
-        raise SystemExit(f"--checkpoint wants NAME=PATH, got {spec!r}")
+def checkpoint_entry(name: str, path: str | Path) -> tuple[str, nn.Module, str, str]:
+    """(name, model, coil mode, data mode) of a checkpoint: models that take coil maps (MoDL) or
+    estimate them (VarNet) get all coils ("multi"), single-coil ones the combination ("combine")."""
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt, path)
     data = ckpt.get("data") or {}
     mode = data.get("mode", "complex")
-    takes_coils = getattr(model, "accepts_smaps", False) or ckpt["model_name"] == "varnet"
+    takes_coils = declared(model).accepts_smaps or ckpt["model_name"] == "varnet"
     return name, model, ("multi" if takes_coils else "combine"), mode
+
+
+def _checkpoint(spec: str) -> tuple[str, nn.Module, str, str]:
+    name, _, path = spec.partition("=")
+    if not path:
+        raise SystemExit(f"--checkpoint wants NAME=PATH, got {spec!r}")
+    return checkpoint_entry(name, path)
+
+
+class SliceScaled(ReconModule):
+    """A single-coil model run on the intensity scale the embedded corpus trains on.
+
+    Embedded training slices are normalised per slice (target max 1, `datasets.slice_record`);
+    measured files per volume (the `max` of all flip angles), so a dark flip angle reaches a
+    network at a fraction of the scale it learned. This divides each slice's k-space by the
+    largest zero-filled magnitude (known at inference; on the embedded training slices
+    target max / zero-filled max has a median of about 1) and multiplies the output back, so the
+    scores stay in the file's units. forward(kspace complex64 (N, 1, H, W), mask) -> ReconOutput.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if declared(model).accepts_smaps or declared(model).images != 1:
+            raise ValueError("SliceScaled wraps single-coil models (coil_mode: combine)")
+        self.model = model
+        for key, value in asdict(declared(model)).items():
+            setattr(self, key, value)
+        self.exportable = False
+
+    def forward(self, kspace: Tensor, mask: Tensor, *, return_features: bool = False) -> ReconOutput:
+        scale = zero_filled_peak(kspace)
+        out = self.model(kspace / scale, mask, return_features=return_features)
+        return ReconOutput(out.image * scale, out.features)
+
+
+def zero_filled_peak(kspace: Tensor) -> Tensor:
+    """Largest zero-filled magnitude per slice (RSS over coils): complex (N, C, H, W) -> float32
+    (N, 1, 1, 1), at least 1e-12."""
+    return rss(ifft2c(kspace), dim=1).amax(dim=(-2, -1)).reshape(-1, 1, 1, 1).clamp_min(1e-12)
+
+
+def baseline_evaluation(folder: Path, accel: int, coil_maps: str, l1: bool = True) -> Evaluation:
+    """Zero-filled, CG-SENSE and (with `l1` and sigpy) L1-wavelet on all coils at `accel`."""
+    base = measured_dataset(folder, accel, "multi", "complex", coil_maps)
+    if not l1:
+        return evaluate_models({"zero-filled": None, "CG-SENSE": ClassicalRecon("cg_sense")}, base,
+                               baselines=False)
+    return evaluate_models({"zero-filled": None}, base)
+
+
+def model_evaluation(folder: Path, accel: int, coil_maps: str, entry: tuple[str, nn.Module, str, str],
+                     scale: str = "volume") -> Evaluation:
+    """One `checkpoint_entry` scored at `accel`; scale "slice" runs a single-coil model through
+    `SliceScaled` (the name gets " (slice scale)"); multi-coil models always get the volume scale."""
+    name, model, coil_mode, mode = entry
+    if scale == "slice" and coil_mode == "combine":
+        model, name = SliceScaled(model), f"{name} (slice scale)"
+    return evaluate_models({name: model}, measured_dataset(folder, accel, coil_mode, mode, coil_maps),
+                           baselines=False)
+
+
+def evaluation_rows(ev: Evaluation, accel: int) -> list[dict]:
+    """Per-image rows {acceleration, model, volume, slice, metrics...} of an evaluation."""
+    return [{"acceleration": accel, **r} for r in ev.per_slice]
 
 
 def main() -> None:
@@ -68,6 +141,8 @@ def main() -> None:
     ap.add_argument("--coil-maps", choices=("ratio", "espirit"), default="ratio")
     ap.add_argument("--no-l1", action="store_true", help="leave out the L1-wavelet row (slow)")
     ap.add_argument("--checkpoint", action="append", default=[], help="NAME=PATH (repeatable)")
+    ap.add_argument("--scale", choices=("volume", "slice"), default="volume",
+                    help="single-coil checkpoints: the file's volume scale, or per slice (SliceScaled)")
     ap.add_argument("--accelerations", default="4,8")
     ap.add_argument("--out", default=str(RESULTS / "measured_eval"))
     args = ap.parse_args()
@@ -79,19 +154,10 @@ def main() -> None:
     seconds: dict[str, float] = {}
     for accel in [int(a) for a in args.accelerations.split(",")]:
         t = time.perf_counter()
-        base = _dataset(folder, accel, "multi", "complex", args.coil_maps)
-        if args.no_l1:
-            ev = evaluate_models({"zero-filled": None, "CG-SENSE": ClassicalRecon("cg_sense")}, base,
-                                 baselines=False)
-        else:
-            ev = evaluate_models({"zero-filled": None}, base)
-        evals = [ev]
-        for name, model, coil_mode, mode in models:
-            evals.append(evaluate_models({name: model}, _dataset(folder, accel, coil_mode, mode, args.coil_maps),
-                                         baselines=False))
+        evals = [baseline_evaluation(folder, accel, args.coil_maps, not args.no_l1)]
+        evals += [model_evaluation(folder, accel, args.coil_maps, entry, args.scale) for entry in models]
         for e in evals:
-            for r in e.per_slice:
-                rows.append({"acceleration": accel, **r})
+            rows += evaluation_rows(e, accel)
             for name, ms in e.ms_per_slice.items():
                 seconds[f"{accel}x {name}"] = round(ms / 1000, 2)
         print(f"{accel}x done in {time.perf_counter() - t:.0f} s")

@@ -1,0 +1,79 @@
+"""benchmarks/measured_models.py on stand-in measured files (the pyqmri-shaped fixture), and the
+per-slice intensity wrapper it shares with benchmarks/measured_eval.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from mrdistill.data import measured
+from mrdistill.errors import MrdistillError
+from mrdistill.models import build_model
+from tests.data.measured_fixtures import install_stand_ins
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str):
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _offline(spec, folder):
+    raise MrdistillError(f"could not download {spec.requirement} (offline)")
+
+
+def test_slice_scaled_is_scale_equivariant_and_the_model_at_unit_peak():
+    me = _load("measured_eval")
+    model = build_model("dccnn", seed=0, cascades=2, convs=2, channels=4, in_channels=2, residual=True)
+    wrapped = me.SliceScaled(model).eval()
+    gen = torch.Generator().manual_seed(0)
+    k = torch.complex(torch.randn(2, 1, 16, 16, generator=gen), torch.randn(2, 1, 16, 16, generator=gen))
+    mask = torch.zeros(1, 1, 1, 16)
+    mask[..., ::2] = 1
+    k = k * mask
+    with torch.no_grad():
+        small, big = wrapped(k, mask).image, wrapped(k * 37.0, mask).image
+        unit = k / me.zero_filled_peak(k)
+        assert torch.allclose(wrapped(unit, mask).image, model(unit, mask).image, atol=1e-6)
+    # the plain model is not scale-equivariant (biases, ReLU): the wrapper is what makes it so
+    assert torch.allclose(big, 37.0 * small, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        assert not torch.allclose(model(k * 37.0, mask).image, 37.0 * model(k, mask).image, rtol=1e-3)
+
+
+def test_smoke_run_writes_rows_table_and_figure(tmp_path, monkeypatch):
+    cache = install_stand_ins(tmp_path, monkeypatch)
+    folder, _ = measured.prepare_measured(cache_dir=cache, download=_offline)
+    mm = _load("measured_models")
+    out = tmp_path / "mm"
+    monkeypatch.setattr(sys, "argv", ["measured_models.py", "--smoke", "--data", str(folder),
+                                      "--runs", str(tmp_path / "runs"), "--out", str(out),
+                                      "--sources", "nibabel_anat"])
+    mm.main()
+    doc = json.loads(out.with_suffix(".json").read_text())
+    models = {r["model"] for r in doc["rows"] if r.get("seed") == 42}
+    assert models == {f"{m}{s}" for m in ("teacher", "student", "distilled") for s in ("", " (slice scale)")}
+    flips = {r["slice"] for r in doc["rows"] if r["volume"] == "pyqmri_vfa" and r["model"] == "distilled"}
+    assert flips == set(range(10))
+    zf = [r for r in doc["rows"] if r["model"] == "zero-filled" and r["volume"] == "pyqmri_vfa"]
+    ceiling = [r for r in doc["rows"] if r["model"] == mm.CEILING and r["volume"] == "pyqmri_vfa"]
+    assert len(zf) == len(ceiling) == 10
+    # the fully sampled combination is closer to the target than any zero-filled image
+    combined = [r for r in doc["rows"] if r["model"] == mm.COMBINED_ZF and r["volume"] == "pyqmri_vfa"]
+    assert min(r["psnr"] for r in ceiling) > max(r["psnr"] for r in combined)
+    # the distilled student gets exactly the plain student's optimizer steps
+    assert doc["runs"]["42"]["distilled"]["stages"][-1]["max_steps"] == doc["steps"]["student"]
+    text = out.with_suffix(".md").read_text()
+    assert "| CG-SENSE |" in text and "of 1 seeds" in text and doc["machine"]["cpu"] in text
+    assert out.with_suffix(".png").stat().st_size > 1000
