@@ -10,7 +10,6 @@ has, a student site with 10 fully sampled slices and many undersampled-only ones
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,12 @@ from collections.abc import Sequence
 
 from mrdistill.config import DataConfig, RunConfig, apply_overrides, from_dict, save_config, to_dict
 from mrdistill.data.build import make_datasets
-from mrdistill.data.teacher_data import check_no_leak, merged_data
+from mrdistill.data.teacher_data import merged_data, teacher_datasets
 from mrdistill.device import resolve_device
 from mrdistill.config.checks import SEED, check_value
 from mrdistill.errors import MrdistillError, check_choice
-from mrdistill.train.evaluation import Evaluation, evaluate_models, write_evaluation
+from mrdistill.eval.report import summarise
+from mrdistill.train.evaluation import evaluate_models, write_evaluation
 from mrdistill.rundir import open_output
 from mrdistill.train.budget import matched_budget
 from mrdistill.train.runs import check_mask, distill_run, train_run
@@ -157,11 +157,6 @@ def demo_configs(preset: str, out: Path, data: DataConfig, seed: int, device: st
     return {k: from_dict(RunConfig, copy.deepcopy(v), f"preset {preset}.{k}") for k, v in cfgs.items()}
 
 
-def volume_mean(ev: Evaluation, model: str, metric: str = "psnr") -> float:
-    """`metric` of `model` averaged over the test volumes (the table's mean)."""
-    return statistics.fmean(v[metric] for v in ev.per_volume[model])
-
-
 def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration: float = 4.0,
              seed: int = 42, device: str = "auto", overwrite: bool = False,
              progress: bool = True, resume: bool = False,
@@ -182,8 +177,7 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
     teacher_cfg = teacher_data_of(preset, data_cfg)
     try:
         data = make_datasets(data_cfg, seed)
-        teacher_data = data if teacher_cfg == data_cfg else make_datasets(teacher_cfg, seed)
-        check_no_leak(teacher_data, data["test"], f"preset {preset}.teacher_data")
+        teacher_data = teacher_datasets(data, data_cfg, teacher_cfg, seed, f"preset {preset}.teacher_data")
     except BaseException:
         folder.abort()  # the folder it replaced (if any) comes back
         raise
@@ -200,6 +194,7 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
                             resume=resume).model
     ev = evaluate_models({"zero-filled": None, "teacher": teacher, "student": student,
                           "distilled": distilled}, data["test"], device, time_fast_path=True)
+    table = summarise(ev.per_volume)  # model -> metric -> (mean, 2 sd), as the table shows
     notes = [
         f"preset `{preset}`, acceleration {acceleration:g}x ({data_cfg.mask.kind} mask), seed {seed}, "
         f"device {device}",
@@ -215,7 +210,7 @@ def run_demo(preset: str = "quick", out: str | Path = "runs/demo", acceleration:
         "(the distilled student has the plain student's number of optimizer steps)"
         if PRESETS[preset]["match_steps"] else "configs: teacher.yaml, student.yaml, distilled.yaml",
         "PSNR/SSIM/NMSE/HFEN: per test volume (slab), mean ± 2 sd over volumes",
-        f"distilled - plain student: {volume_mean(ev, 'distilled') - volume_mean(ev, 'student'):+.2f} dB "
+        f"distilled - plain student: {table['distilled']['psnr'][0] - table['student']['psnr'][0]:+.2f} dB "
         f"PSNR (seed {seed}); the gain over seeds at this size and budget: docs/demo.md",
         "ms/slice: the eager model, one pass over the test set in batches of 8; fast ms/slice: "
         "`optimise_for_inference` (CPU only), same batches, fastest of 3 passes after a warm-up",

@@ -8,6 +8,7 @@ import copy
 from typing import Any
 
 from mrdistill.config import DataConfig, deep_merge, from_dict, to_dict
+from mrdistill.data.build import make_datasets
 from mrdistill.data.datasets import SliceDataset
 from mrdistill.data.fastmri import FastMRISliceDataset
 from mrdistill.errors import MrdistillError
@@ -44,3 +45,14 @@ def check_no_leak(teacher_data: dict[str, Any], test: Any, key: str = "teacher_d
                              f"{len(leak)} of the students' test slices (e.g. {leak[0][0]} slice "
                              f"{leak[0][1]}); keep the split keys (sources, slab, split_fractions) "
                              f"as in data or use other sources")
+
+
+def teacher_datasets(students: dict[str, Any], students_cfg: DataConfig, teacher_cfg: DataConfig,
+                     seed: int, key: str) -> dict[str, Any]:
+    """The teacher's data sets: the students' own when its config is theirs, else built from
+    `teacher_cfg` (same seed) and checked against the students' test set (`key` in the error)."""
+    if teacher_cfg == students_cfg:
+        return students
+    teacher = make_datasets(teacher_cfg, seed)
+    check_no_leak(teacher, students["test"], key)
+    return teacher

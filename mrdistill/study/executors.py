@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from mrdistill.atomic import atomic_write_text
@@ -214,7 +215,8 @@ class Workers:
     def __init__(self, ex: ExecutorConfig, folder: Path) -> None:
         check_executor(ex)
         self.ex, self.folder = ex, folder
-        self.threads = threads_per_cell(ex)
+        # The torch threads each cell trains with: this process's own when it trains them here.
+        self.threads = torch.get_num_threads() if self.in_process else threads_per_cell(ex)
         self._launcher: _Pool | _Submitit | None = None
 
     @property

@@ -18,7 +18,7 @@ from torch import nn
 from mrdistill.atomic import atomic_write_text
 from mrdistill.config import DataConfig, ModelConfig, RunConfig, to_dict
 from mrdistill.data.build import make_datasets
-from mrdistill.data.teacher_data import check_no_leak
+from mrdistill.data.teacher_data import teacher_datasets
 from mrdistill.data.sample import collate_samples
 from mrdistill.deploy.benchmark import BenchModel, BenchSettings, batch_for, run_benchmark
 from mrdistill.deploy.graphs import build_graph
@@ -35,9 +35,7 @@ from mrdistill.models.foreign import import_plugins
 from mrdistill.models.registry import check_model_kwargs
 from mrdistill.rundir import open_output
 from mrdistill.study.cells import Cell, assign_dirs, cell_config
-from mrdistill.study.config import ExecutorConfig
-from mrdistill.study.executors import (REUSED, TRAINED, Outcome, Workers, check_executor, run_cells,
-                                      threads_per_cell)
+from mrdistill.study.executors import REUSED, TRAINED, Outcome, Workers, check_executor, run_cells
 from mrdistill.study.front_config import (FrontConfig, recipe_stages, save_front_config,
                                           student_label, teacher_data_config, validate_front)
 from mrdistill.study.front_table import (PLAIN, SizeFacts, aggregate, answer_lines, front_markdown,
@@ -117,11 +115,6 @@ def check_front(cfg: FrontConfig) -> dict[str, nn.Module]:
     return models
 
 
-def _cell_threads(ex: ExecutorConfig) -> int:
-    """Torch threads of a cell trained by `ex`: this process's when it trains them in-process."""
-    return torch.get_num_threads() if ex.kind == "local" and ex.jobs == 1 else threads_per_cell(ex)
-
-
 def supported_backends(model: nn.Module, wanted: list[str], shape: tuple[int, int], coils: int,
                        one_d_mask: bool) -> list[str]:
     """The backends of `wanted` this model really runs on: `fast` only where it has a fast path
@@ -177,9 +170,7 @@ def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, Outcome], None] | None 
     fresh = check_front(cfg)
     data = make_datasets(cfg.data, cfg.seed)
     teacher_cfg = teacher_data_config(cfg)
-    teacher_data = data if teacher_cfg == cfg.data else make_datasets(teacher_cfg, cfg.seed)
-    if teacher_data is not data:
-        check_no_leak(teacher_data, data["test"], "front.teacher_data")
+    teacher_data = teacher_datasets(data, cfg.data, teacher_cfg, cfg.seed, "front.teacher_data")
     labeled, unlabeled = len(data["train"]), len(data.get("unlabeled", []))
     cells = plan_front_cells(cfg, labeled, labeled + unlabeled)
     assign_dirs(cells, cfg.cells_dir)
@@ -193,6 +184,7 @@ def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, Outcome], None] | None 
     save_front_config(cfg, out / "front.yaml")
     result = FrontResult(out, "")
     with Workers(cfg.executor, cfg.jobs_dir) as workers:
+        cell_threads = workers.threads
         models, outcomes = run_cells(cells, lambda c: teacher_data if c.key == TEACHER else data,
                                      cfg.seed, workers, on_cell)
     for key, outcome in outcomes.items():
@@ -219,7 +211,7 @@ def run_front(cfg: FrontConfig, on_cell: Callable[[Cell, Outcome], None] | None 
     notes = [f"config: `{out / 'front.yaml'}`; seed {cfg.seed} (data, teacher), student seeds "
              f"{cfg.seeds}; device {cfg.device}; machine: {cpu_model()}, "
              f"{torch.get_num_threads()} torch thread(s) here (latency); cells trained in this run: "
-             f"{_cell_threads(cfg.executor)} torch thread(s) each",
+             f"{cell_threads} torch thread(s) each",
              f"data: {cfg.data.dataset} {', '.join(cfg.data.sources) if cfg.data.dataset == 'embedded' else cfg.data.path}"
              f", {cfg.data.mask.kind} {cfg.data.mask.acceleration:g}x; students: {labeled} fully "
              f"sampled training slices + {unlabeled} undersampled-only (seen by the distilled "
