@@ -47,6 +47,12 @@ from mrdistill.physics.fft import ifft2c, image_to_network
 DEFAULT_CHUNK_BYTES = 8 * 2**20
 
 
+def has_fast_path(model: nn.Module) -> bool:
+    """Whether `optimise_for_inference` has a fast CPU path for `model`: single-coil DC-CNNs (the
+    SENSE form, `coil_maps=True`, runs eager)."""
+    return isinstance(model, DCCNN) and not model.accepts_smaps
+
+
 def optimise_for_inference(
     model: nn.Module,
     example_kspace: Tensor,
@@ -71,7 +77,7 @@ def optimise_for_inference(
     forward(kspace, mask) -> ReconOutput(image float32 (N, C_net, H, W), features {}).
     """
     on_cpu = all(p.device.type == "cpu" for p in model.parameters()) and example_kspace.device.type == "cpu"
-    if isinstance(model, DCCNN) and on_cpu:
+    if has_fast_path(model) and on_cpu:
         try:
             fast = InferenceDCCNN(model, example_kspace, chunk_bytes=chunk_bytes, native=native)
             error = _relative_error(model, fast, example_kspace[:1], _first_mask(example_mask))

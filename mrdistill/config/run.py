@@ -245,6 +245,10 @@ class RunConfig:
     val_metric: str = checked("psnr", NON_EMPTY)
     data: DataConfig = checked(factory=DataConfig)
     model: ModelConfig = checked(factory=ModelConfig)
+    # Start `model` from these weights (an mrdistill checkpoint of the same model name and kwargs),
+    # e.g. to fine-tune a trained model on another site's data; a distilled student's start may
+    # be given here or as `distill.init`, not both. None: freshly initialised from `seed`.
+    init: str | None = None
     optim: OptimConfig = checked(factory=OptimConfig)
     distill: DistillConfig | None = None
     progress: bool = True

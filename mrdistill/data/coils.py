@@ -24,6 +24,7 @@ from torch import Tensor
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.physics.espirit import espirit_maps
 from mrdistill.physics.fft import ifft2c
+from mrdistill.physics.operators import combine_coils  # noqa: F401 - data.coils' public API
 
 COIL_MAP_METHODS = ("ratio", "espirit")
 
@@ -104,11 +105,6 @@ def estimate_smaps(kspace: Tensor, mask: Tensor, method: str = "ratio") -> Tenso
     norm = rss(low, dim=-3, keepdim=True)
     eps = _EPS_RELATIVE * norm.amax(dim=(-3, -2, -1), keepdim=True).clamp_min(1e-30)
     return low / torch.sqrt(norm**2 + eps**2)
-
-
-def combine_coils(coil_images: Tensor, smaps: Tensor) -> Tensor:
-    """Sensitivity-weighted combination sum_c conj(S_c) x_c: complex (..., C, H, W) -> (..., 1, H, W)."""
-    return (smaps.conj() * coil_images.to(torch.complex64)).sum(dim=-3, keepdim=True)
 
 
 def simulate_coil_maps(num_coils: int, shape: tuple[int, int]) -> Tensor:

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from mrdistill.config import DataConfig
 from mrdistill.data.augment import augment_image, combined_noise_std, draw_params
+from mrdistill.data.coils import calibration_region, estimate_smaps
 from mrdistill.data.sample import Sample
 from mrdistill.data.simulate import foreground_fraction, simulate_kspace, square_resize
 from mrdistill.data.sources import HELDOUT, load_source
@@ -84,7 +85,10 @@ class SliceDataset(Dataset):
     training masks are fixed per slice, or fresh every epoch with `mask.fresh_train_masks`.
     With `augment.enabled`, every training slice is augmented afresh each epoch (`data.augment`:
     seeded by the run seed, the slice and the epoch) before its k-space is simulated.
-    `with_target=False` gives self-supervised samples (target None).
+    `with_target=False` gives self-supervised samples (target None). Simulated multi-coil samples
+    (`data.coils` > 1) carry coil maps estimated from their calibration region by `data.coil_maps`,
+    as multi-coil files do, not the simulation's own maps: a model with maps (MoDL, in_channels 2)
+    trains on the maps it will get from measured data.
     """
 
     def __init__(self, records: list[SliceRecord], cfg: DataConfig, split: str, seed: int = 0,
@@ -95,6 +99,9 @@ class SliceDataset(Dataset):
         self.epoch = 0
         self.max_values = self._volume_max()
         self._full: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(records)
+        # Maps depend only on the calibration region of an unaugmented slice's fixed k-space, so
+        # ESPIRiT (seconds per slice) runs once per slice and calibration block, not per epoch.
+        self._maps: dict[tuple[int, str], torch.Tensor] = {}
 
     def _volume_max(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -157,7 +164,18 @@ class SliceDataset(Dataset):
         kspace = full_k * mask + 0.0
         zf = image_to_network(ifft2c(kspace)[None], self.cfg.mode == "complex")[0]
         target = image[None] if self.with_target else None
-        return Sample(kspace, mask, zf, target, max_value, rec.volume, rec.slice_index)
+        smaps = self._smaps(i, kspace, mask) if self.cfg.coils > 1 else None
+        return Sample(kspace, mask, zf, target, max_value, rec.volume, rec.slice_index, smaps)
+
+    def _smaps(self, i: int, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """complex64 (C, H, W) maps of slice i by `data.coil_maps`, kept per calibration region
+        unless the slice is augmented afresh every epoch."""
+        if self.augmenting():
+            return estimate_smaps(kspace, mask, self.cfg.coil_maps)
+        key = (i, str(calibration_region(mask)))
+        if key not in self._maps:
+            self._maps[key] = estimate_smaps(kspace, mask, self.cfg.coil_maps)
+        return self._maps[key]
 
 
 class MixedDataset(Dataset):

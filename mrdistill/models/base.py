@@ -30,10 +30,11 @@ def input_kind(model: nn.Module) -> str:
 
 def coil_maps_for(model: nn.Module, sample: "Sample") -> Tensor | None:
     """The coil maps `run_model` passes to `model` for this batch: `sample.smaps` complex64
-    (N, C, H, W) when the batch has them and the model declares `accepts_smaps`, else None. A
-    model given maps returns a coil-combined image; without maps, one image per coil (or one)."""
-    smaps = sample.smaps
-    return smaps if smaps is not None and declared(model).accepts_smaps else None
+    (N, C, H, W) when the batch has them and the model declares `accepts_smaps` and reconstructs
+    one image per sample, else None. A model given maps returns a coil-combined image; without
+    maps, one image per coil (a MoDL with in_channels 2C denoises the C coil images jointly)."""
+    smaps, contract = sample.smaps, declared(model)
+    return smaps if smaps is not None and contract.accepts_smaps and contract.images == 1 else None
 
 
 def run_model(model: nn.Module, sample: "Sample", return_features: bool = False) -> ReconOutput:

@@ -3,6 +3,8 @@
 KD-MRI's teacher is `dccnn(cascades=5, convs=5, channels=32, in_channels=1)` (141,765 parameters)
 and its student `convs=3` (49,285 parameters); the adaptive-KD student is
 `dccnn(cascades=5, convs=5, in_channels=2, activation="leaky_relu", residual=True)`.
+`coil_maps=True` (complex input) is the multi-coil form: the CNNs see the coil-combined complex
+image S^H x and every DC acts on each coil's k-space through the maps (SENSE data consistency).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mrdistill.models.contract import ReconModule
 from mrdistill.models.registry import register_model
 from mrdistill.physics.consistency import dc_network_image
 from mrdistill.physics.fft import ifft2c, image_to_network
+from mrdistill.physics.operators import combine_coils
 
 ACTIVATIONS = ("relu", "leaky_relu")
 
@@ -57,14 +60,17 @@ class DCCNN(ReconModule):
     MoDL does, so gradient steps can never make it negative (a negative lambda would extrapolate
     away from the measured k-space instead of blending towards it); `dc_lambda` is its start value.
 
-    forward(kspace: complex64 (N, C, H, W), mask: float (N, 1, 1|H, W)) -> ReconOutput with
-    image float32 (N, in_channels, H, W) and, with `return_features`, the keys
+    forward(kspace: complex64 (N, C, H, W), mask: float (N, 1, 1|H, W), *, smaps=None) -> ReconOutput
+    with image float32 (N, in_channels, H, W) and, with `return_features`, the keys
     "cascade{i}.conv{j}" (activation after conv j of cascade i, both 1-based) and "cascade{i}.out".
+    Without coil maps the C channels of k-space are C images (C = 1: single-coil). With
+    `coil_maps=True` a multi-coil batch needs `smaps` complex64 (N, C, H, W) (`run_model` passes
+    `Sample.smaps`); the CNNs see one coil-combined image and DC keeps all C coils' samples.
     """
 
     def __init__(self, cascades: int = 5, convs: int = 5, channels: int = 32, in_channels: int = 1,
                  activation: str = "relu", residual: bool = False, dc: str = "hard",
-                 dc_lambda: float = 1.0) -> None:
+                 dc_lambda: float = 1.0, coil_maps: bool = False) -> None:
         super().__init__()
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("data consistency", dc, ("hard", "soft"))
@@ -74,8 +80,12 @@ class DCCNN(ReconModule):
             raise ValueError(f"in_channels must be 1 (real) or 2 (complex), got {in_channels}")
         if dc == "soft" and not (math.isfinite(dc_lambda) and dc_lambda > 0):
             raise MrdistillError(f"dccnn dc_lambda must be a finite number > 0, got {dc_lambda}")
+        if coil_maps and in_channels != 2:
+            raise ValueError("dccnn coil_maps=True needs in_channels=2 (coil maps are complex)")
         self.complex_input = in_channels == 2
-        self.exportable = True  # deploy.graphs.DCCNNGraph
+        self.accepts_smaps = coil_maps
+        # deploy.graphs.DCCNNGraph and the fast CPU path are single-coil: the SENSE form runs eager.
+        self.exportable = not coil_maps
         self.in_channels = self.image_channels = in_channels
         self.residual = residual
         self.cascades = nn.ModuleList(
@@ -94,17 +104,29 @@ class DCCNN(ReconModule):
         """Soft-DC weights lambda > 0, float32 (cascades,); None for hard DC."""
         return None if self.raw_lambdas is None else F.softplus(self.raw_lambdas)
 
-    def forward(self, kspace: Tensor, mask: Tensor, *, return_features: bool = False) -> ReconOutput:
-        x = image_to_network(ifft2c(kspace), self.complex_input)  # zero-filled (N, in, H, W)
-        return self.forward_from(x, kspace, mask, 0, return_features=return_features)
+    def forward(self, kspace: Tensor, mask: Tensor, *, smaps: Tensor | None = None,
+                return_features: bool = False) -> ReconOutput:
+        self._check_maps(kspace, smaps)
+        # zero-filled (N, in, H, W): each coil's image, or their combination S^H F^H y with maps
+        coil_images = ifft2c(kspace)
+        x = image_to_network(coil_images if smaps is None else combine_coils(coil_images, smaps),
+                             self.complex_input)
+        return self.forward_from(x, kspace, mask, 0, smaps=smaps, return_features=return_features)
+
+    def _check_maps(self, kspace: Tensor, smaps: Tensor | None) -> None:
+        if smaps is not None and not self.accepts_smaps:
+            raise ValueError("this dccnn was built without coil_maps: it takes no smaps")
+        if self.accepts_smaps and smaps is None and kspace.shape[1] > 1:
+            raise ValueError(f"dccnn(coil_maps=True) needs smaps for {kspace.shape[1]}-coil k-space")
 
     def forward_from(self, x: Tensor, kspace: Tensor, mask: Tensor, start: int, *,
-                     return_features: bool = False) -> ReconOutput:
+                     smaps: Tensor | None = None, return_features: bool = False) -> ReconOutput:
         """Run only cascades start+1..n (1-based) on the network image x, float (N, in, H, W):
         e.g. another DC-CNN's "cascade{start}.out" (SFT's student branches). start=0 with the
         zero-filled image equals `forward`. Feature keys keep their cascade numbers."""
         if not 0 <= start <= len(self.cascades):
             raise ValueError(f"start must be in 0..{len(self.cascades)}, got {start}")
+        self._check_maps(kspace, smaps)
         features: dict[str, Tensor] | None = {} if return_features else None
         for i in range(start, len(self.cascades)):
             prefix = f"cascade{i + 1}."
@@ -112,7 +134,7 @@ class DCCNN(ReconModule):
             if self.residual:
                 out = x + out
             lam = None if self.lambdas is None else self.lambdas[i]
-            x = dc_network_image(out, kspace, mask, self.complex_input, lam)
+            x = dc_network_image(out, kspace, mask, self.complex_input, lam, smaps)
             if features is not None:
                 features[f"{prefix}out"] = x
         return ReconOutput(image=x, features=features or {})

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from mrdistill.physics.fft import (fft2c, float32_region, ifft2c, image_to_network,
                                    network_to_image)
+from mrdistill.physics.operators import combine_coils, expand_coils
 
 
 def hard_dc(k_pred: Tensor, k0: Tensor, mask: Tensor) -> Tensor:
@@ -49,6 +50,7 @@ def dc_network_image(
     mask: Tensor,
     complex_input: bool,
     lam: Tensor | None = None,
+    smaps: Tensor | None = None,
 ) -> Tensor:
     """DC step on a network's real tensor: to image, FFT, hard (lam None) or soft DC, IFFT, back.
 
@@ -57,11 +59,16 @@ def dc_network_image(
     Returns float32 (N, C_net, H, W). In real-image mode the real part is kept (as KD-MRI does), so
     sampled k-space is reproduced exactly only where the mask is mirror-symmetric (k and -k both
     sampled); elsewhere the result mixes k0 with the prediction's Hermitian partner.
+    With coil maps `smaps` complex (N, C, H, W) (complex_input, x one combined image (N, 2, H, W)),
+    DC acts on every coil's k-space: S^H F^H dc(F S x, k0), so the network's combined image is
+    kept consistent with all C coils (parallel imaging) rather than with their combination.
     """
     with float32_region(x.device):
-        k_pred = fft2c(network_to_image(x, complex_input))
+        k_pred = fft2c(expand_coils(network_to_image(x, complex_input), smaps))
         k_dc = hard_dc(k_pred, k0, mask) if lam is None else soft_dc(k_pred, k0, mask, lam)
-        return image_to_network(ifft2c(k_dc), complex_input)
+        coil_images = ifft2c(k_dc)
+        image = coil_images if smaps is None else combine_coils(coil_images, smaps)
+        return image_to_network(image, complex_input)
 
 
 def _batch_dot(a: Tensor, b: Tensor) -> Tensor:

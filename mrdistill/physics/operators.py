@@ -49,9 +49,12 @@ def adjoint_op(kspace: Tensor, mask: Tensor, smaps: Tensor | None = None) -> Ten
     Returns (N, 1, H, W) (coil combination with conj(smaps)) when `smaps` is given, else (N, C, H, W).
     """
     coil_images = ifft2c(apply_mask(kspace, mask))
-    if smaps is None:
-        return coil_images
-    return (smaps.to(torch.complex64).conj() * coil_images).sum(dim=1, keepdim=True)
+    return coil_images if smaps is None else combine_coils(coil_images, smaps)
+
+
+def combine_coils(coil_images: Tensor, smaps: Tensor) -> Tensor:
+    """Sensitivity-weighted combination sum_c conj(S_c) x_c: complex (..., C, H, W) -> (..., 1, H, W)."""
+    return (smaps.to(torch.complex64).conj() * coil_images.to(torch.complex64)).sum(dim=-3, keepdim=True)
 
 
 class MRIOperator:

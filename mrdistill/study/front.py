@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mrdistill.accel.fast_inference import has_fast_path
 from mrdistill.atomic import atomic_write_text
 from mrdistill.config import DataConfig, ModelConfig, RunConfig, to_dict
 from mrdistill.data.build import make_datasets
@@ -29,7 +30,6 @@ from mrdistill.eval.figures import save_front_plot
 from mrdistill.eval.report import summarise
 from mrdistill.machine import cpu_model
 from mrdistill.models import build_model, count_parameters
-from mrdistill.models.dccnn import DCCNN
 from mrdistill.models.flops import count_flops
 from mrdistill.models.foreign import import_plugins
 from mrdistill.models.registry import check_model_kwargs
@@ -122,7 +122,7 @@ def supported_backends(model: nn.Module, wanted: list[str], shape: tuple[int, in
     exports and the `export` extra is installed, `cuda` only with a GPU."""
     out = []
     for b in wanted:
-        if b == "fast" and not isinstance(model, DCCNN):
+        if b == "fast" and not has_fast_path(model):
             continue
         if b == "cuda" and not torch.cuda.is_available():
             continue

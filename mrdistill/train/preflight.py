@@ -62,8 +62,10 @@ def check_model_for_data(name: str, kwargs: dict[str, Any], data: DataConfig,
     side = min(PROBE_SIDE, data.image_size)
     kspace = torch.zeros(1, data.coils, side, side, dtype=torch.complex64)
     zero_filled = image_to_network(ifft2c(kspace), data.mode == "complex")
+    # Simulated coils come with estimated maps (data.datasets.SliceDataset): so does the probe.
+    smaps = torch.full_like(kspace, data.coils ** -0.5) if data.coils > 1 else None
     sample = Sample(kspace, torch.ones(1, 1, 1, side), zero_filled[:, :1], None, torch.ones(1),
-                    ["probe"], [0])  # type: ignore[arg-type]
+                    ["probe"], [0], smaps)  # type: ignore[arg-type]
     try:
         with torch.no_grad():
             run_model(probe, sample)

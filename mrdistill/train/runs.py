@@ -94,7 +94,7 @@ def run_inputs(cfg: RunConfig) -> list[str]:
     if cfg.distill is not None:
         teacher = cfg.distill.teacher
         paths += [teacher if isinstance(teacher, str) else teacher.weights, cfg.distill.init]
-    return [p for p in paths if p]
+    return [p for p in paths + [cfg.init] if p]
 
 
 @contextmanager
@@ -129,14 +129,19 @@ def claim_run(cfg: RunConfig, overwrite: bool, command: str,
 
 
 def load_init(cfg: RunConfig) -> dict[str, Any] | None:
-    """The weights of `distill.init` (a checkpoint of the student's own architecture), or None."""
-    if cfg.distill is None or not cfg.distill.init:
+    """The start weights of the run's model: `init` (any run) or `distill.init` (a distilled
+    student), a checkpoint of the model's own name and kwargs; None when neither is set."""
+    student_init = cfg.distill.init if cfg.distill is not None else None
+    if cfg.init and student_init:
+        raise MrdistillError(f"init ({cfg.init}) and distill.init ({student_init}) both name the "
+                             f"student's start weights: keep one")
+    key, path = ("init", cfg.init) if cfg.init else ("distill.init", student_init)
+    if not path:
         return None
-    path = cfg.distill.init
     ckpt = load_checkpoint(path)
     if ckpt["model_name"] != cfg.model.name or ckpt["model_kwargs"] != cfg.model.kwargs:
-        raise MrdistillError(f"distill.init: {path} holds {ckpt['model_name']} {ckpt['model_kwargs']}, "
-                             f"not the student {cfg.model.name} {cfg.model.kwargs}")
+        raise MrdistillError(f"{key}: {path} holds {ckpt['model_name']} {ckpt['model_kwargs']}, "
+                             f"not the model {cfg.model.name} {cfg.model.kwargs}")
     return ckpt["model"]
 
 
@@ -264,13 +269,17 @@ def train_run(cfg: RunConfig, overwrite: bool = False,
     continues an interrupted run from its `last.pt` (a fresh start when there is none)."""
     if cfg.selfsup is not None:  # the method's own data needs first (e.g. complex data)
         check_selfsup(cfg.selfsup, cfg.data)
+    if cfg.init and (cfg.selfsup is not None or cfg.sft is not None):
+        raise MrdistillError("init starts a supervised model or a distilled student; it does not "
+                             "apply to selfsup or sft training (remove init)")
     cfg = prepare_run(cfg, overwrite, resume)
+    init = load_init(cfg)
     with claim_run(cfg, overwrite, "train", resume) as out, run_state(cfg, out, resume) as run:
-        return _train(cfg, out, run, datasets)
+        return _train(cfg, out, run, datasets, init)
 
 
 def _train(cfg: RunConfig, out: OutputDir, run: RunState,
-           datasets: dict[str, SliceDataset] | None) -> RunResult:
+           datasets: dict[str, SliceDataset] | None, init: dict[str, Any] | None) -> RunResult:
     run_dir = out.path
     data = datasets or make_task_datasets(cfg.data, cfg.seed)
     _record_splits(run_dir, data)
@@ -283,6 +292,8 @@ def _train(cfg: RunConfig, out: OutputDir, run: RunState,
         model, fits, table = sft_train(cfg, run, data)
         return RunResult(run_dir, model, fits, table)
     model = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
+    if init is not None:  # fine-tuning (a resumed run then restores its own last.pt over it)
+        model.load_state_dict(init)
     check_model_data(model, cfg.data)
     out.commit()  # the new run has started: a replaced run folder is removed now
     result = fit(model, DistillObjective(loss=cfg.optim.loss), data["train"], data["val"], run_plan(cfg, "train"), run)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+
+import pytest
 import sys
 from pathlib import Path
 
 import torch
 
+from mrdistill.config import DataConfig, from_dict
 from mrdistill.data import measured
+from mrdistill.data.build import make_datasets
 from mrdistill.errors import MrdistillError
 from mrdistill.models import build_model
 from tests.data.measured_fixtures import install_stand_ins
@@ -50,6 +54,15 @@ def test_slice_scaled_is_scale_equivariant_and_the_model_at_unit_peak():
     assert torch.allclose(big, 37.0 * small, rtol=1e-4, atol=1e-5)
     with torch.no_grad():
         assert not torch.allclose(model(k * 37.0, mask).image, 37.0 * model(k, mask).image, rtol=1e-3)
+    # a model with coil maps: the maps pass through unscaled
+    modl = build_model("modl", seed=0, unrolls=1, convs=2, channels=4, in_channels=2, cg_iters=3)
+    kc = torch.complex(torch.randn(2, 3, 16, 16, generator=gen), torch.randn(2, 3, 16, 16, generator=gen)) * mask
+    maps = torch.complex(torch.randn(2, 3, 16, 16, generator=gen), torch.randn(2, 3, 16, 16, generator=gen))
+    maps = maps / maps.abs().square().sum(1, keepdim=True).sqrt()
+    with torch.no_grad():
+        scaled = me.SliceScaled(modl).eval()
+        torch.testing.assert_close(scaled(kc * 37.0, mask, smaps=maps).image,
+                                   37.0 * scaled(kc, mask, smaps=maps).image, rtol=1e-4, atol=1e-5)
 
 
 def test_smoke_run_writes_rows_table_and_figure(tmp_path, monkeypatch):
@@ -77,3 +90,44 @@ def test_smoke_run_writes_rows_table_and_figure(tmp_path, monkeypatch):
     text = out.with_suffix(".md").read_text()
     assert "| CG-SENSE |" in text and "of 1 seeds" in text and doc["machine"]["cpu"] in text
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_smoke_run_of_a_model_with_coil_maps(tmp_path, monkeypatch):
+    """--family modl: MoDL trains on simulated coils with estimated maps and reads every measured
+    coil through the file's maps, on the file's scale and per slice."""
+    cache = install_stand_ins(tmp_path, monkeypatch)
+    folder, _ = measured.prepare_measured(cache_dir=cache, download=_offline)
+    mm = _load("measured_models")
+    out = tmp_path / "modl"
+    monkeypatch.setattr(sys, "argv", ["measured_models.py", "--smoke", "--family", "modl", "--coils", "4",
+                                      "--data", str(folder), "--runs", str(tmp_path / "runs"),
+                                      "--out", str(out), "--sources", "nibabel_anat", "--scales", "volume",
+                                      "--finetune-epochs", "1"])
+    mm.main()
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["family"] == "modl" and doc["coils"] == 4 and doc["finetune_epochs"] == 1
+    assert {r["model"] for r in doc["rows"] if r.get("seed") == 42} == \
+        {f"{m}{s}" for m in ("teacher", "student", "distilled") for s in ("", " (fine-tuned)")}
+    runs = doc["runs"]["42"]
+    assert runs["teacher"]["model"]["name"] == "modl"
+    # every fine-tuned model starts from its embedded checkpoint, trains on the measured training
+    # contrasts only (flip angles 1-3, 5-8), and the distilled one imitates the fine-tuned teacher
+    assert runs["distilled (fine-tuned)"]["init"].endswith("seed42-distilled/checkpoints/best.pt")
+    assert all(runs[f"{m} (fine-tuned)"]["train_slices"] == 7 for m in ("teacher", "student", "distilled"))
+    ft = _load("measured_finetune")
+    sets = make_datasets(from_dict(DataConfig, ft.measured_data(folder, "multi", "ratio", 0.08), "data"))
+    assert [s for _, s in sets["train"].items()] == [1, 2, 3, 5, 6, 7, 8] and ft.HELD_OUT == (0, 9)
+    text = out.with_suffix(".md").read_text()
+    assert "MoDL gets all coils" in text and "Held-out contrasts only (flip angles 0, 9" in text
+    # runs split by seed merge into one table; runs of another setting are refused
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**doc, "seeds": [43], "runs": {"43": runs},
+                                 "rows": [{**r, "seed": 43} if r.get("seed") else r for r in doc["rows"]]}))
+    monkeypatch.setattr(sys, "argv", ["measured_models.py", "--merge", str(out.with_suffix(".json")), str(other),
+                                      "--out", str(tmp_path / "merged")])
+    mm.main()
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert merged["seeds"] == [42, 43] and "of 2 seeds" in (tmp_path / "merged.md").read_text()
+    other.write_text(json.dumps({**doc, "seeds": [43], "family": "dccnn"}))
+    with pytest.raises(SystemExit, match="not the same experiment .* differ in family"):
+        mm.main()

@@ -143,7 +143,29 @@ def test_simulated_coils_on_the_embedded_corpus(tiny_data):
     tiny_data.mode, tiny_data.coils = "complex", 3
     s = make_datasets(tiny_data)["train"][0]
     assert s.kspace.shape[0] == 3 and s.zero_filled.shape[0] == 6 and s.target.shape[0] == 1
+    assert s.smaps.shape == (3, *s.kspace.shape[-2:]) and make_datasets(DataConfig())["train"][0].smaps is None
     with pytest.raises(MrdistillError, match="data.coils > 1 needs data.mode: complex"):
         make_datasets(DataConfig(coils=2))
     with pytest.raises(MrdistillError, match="data.coils"):
         make_datasets(DataConfig(coils=0))
+
+
+def test_simulated_coils_carry_maps_estimated_as_from_files(tiny_data):
+    """The maps come from the calibration region (as a measured file's would), not from the
+    simulation: sum_c |S_c|^2 = 1 on the object, the sensitivity-weighted combination of the fully
+    sampled coil images is the target up to phase, and a slice keeps its maps across fresh masks."""
+    tiny_data.mode, tiny_data.coils = "complex", 4
+    tiny_data.mask = MaskConfig(kind="random", acceleration=4.0, center_fraction=0.125, fresh_train_masks=True)
+    train = make_datasets(tiny_data)["train"]
+    s = train[0]
+    power = s.smaps.abs().square().sum(0)
+    obj = s.target[0] > 0.2 * s.target.max()
+    torch.testing.assert_close(power[obj], torch.ones_like(power[obj]), atol=2e-3, rtol=0)
+    full, _ = train._full_kspace(0)
+    combined = (s.smaps.conj() * ifft2c(full)).sum(0).abs()
+    assert float((combined - s.target[0])[obj].abs().mean()) < 0.1 * float(s.target[0][obj].mean())
+    train.set_epoch(1)
+    again = train[0]
+    assert not torch.equal(again.mask, s.mask) and again.smaps is s.smaps  # kept per calibration block
+    batch = collate_samples([train[0], train[1]])
+    assert batch.smaps.shape == (2, 4, *s.kspace.shape[-2:])

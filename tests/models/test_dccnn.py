@@ -4,7 +4,8 @@ import torch
 from conftest import synthetic_batch
 from mrdistill.errors import MrdistillError
 from mrdistill.models import build_model, count_parameters, list_models
-from mrdistill.physics.fft import fft2c, network_to_image
+from mrdistill.physics.consistency import dc_network_image
+from mrdistill.physics.fft import fft2c, image_to_network, network_to_image
 
 
 def test_kdmri_parameter_counts_exact():
@@ -106,3 +107,32 @@ def test_bad_arguments():
         build_model("dccnn", depth=3)
     with pytest.raises(MrdistillError, match="activation"):
         build_model("dccnn", activation="gelu")
+
+
+def test_sense_form_uses_every_coil_and_matches_single_coil_without_maps():
+    """coil_maps=True: on single-coil k-space without maps it is the plain DC-CNN (same weights);
+    on C coils the CNN sees S^H x and DC leaves an image already consistent with every coil
+    unchanged (sum_c |S_c|^2 = 1), so the coils' extra information is kept."""
+    plain = build_model("dccnn", in_channels=2, cascades=2, convs=3, channels=8, seed=3)
+    sense = build_model("dccnn", in_channels=2, cascades=2, convs=3, channels=8, coil_maps=True, seed=3)
+    assert sense.accepts_smaps and not sense.exportable and not plain.accepts_smaps
+    batch = synthetic_batch(complex_input=True)
+    torch.testing.assert_close(sense(batch.kspace, batch.mask).image, plain(batch.kspace, batch.mask).image)
+    gen = torch.Generator().manual_seed(0)
+    n, h, w, c = 2, 16, 16, 4
+    raw = torch.complex(torch.randn(n, c, h, w, generator=gen), torch.randn(n, c, h, w, generator=gen))
+    smaps = raw / raw.abs().square().sum(1, keepdim=True).sqrt()
+    truth = torch.complex(torch.randn(n, 1, h, w, generator=gen), torch.randn(n, 1, h, w, generator=gen))
+    mask = torch.zeros(1, 1, 1, w)
+    mask[..., ::3] = 1
+    kspace = fft2c(smaps * truth) * mask
+    fixed = dc_network_image(image_to_network(truth, True), kspace, mask, True, None, smaps)
+    torch.testing.assert_close(network_to_image(fixed, True), truth, atol=1e-5, rtol=1e-5)
+    out = sense(kspace, mask, smaps=smaps, return_features=True)
+    assert out.image.shape == (n, 2, h, w) and "cascade2.out" in out.features
+    with pytest.raises(ValueError, match="needs smaps for 4-coil"):
+        sense(kspace, mask)
+    with pytest.raises(ValueError, match="built without coil_maps"):
+        plain(kspace[:, :1], mask, smaps=smaps[:, :1])
+    with pytest.raises(ValueError, match="coil_maps=True needs in_channels=2"):
+        build_model("dccnn", in_channels=1, coil_maps=True)

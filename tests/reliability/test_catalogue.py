@@ -99,6 +99,7 @@ TRAIN_VALUES = [
     ("model.kwargs.in_channels", "3", "model.kwargs: dccnn refuses these arguments (in_channels must be 1"),
     ("model.kwargs.in_channels", "2", "model.kwargs: dccnn takes complex images (2 channels each), but data.mode is real"),
     ("data.coils", "4", "data.coils > 1 needs data.mode: complex"),
+    ("init", "{e.other_ckpt}", "init: "), ("init", "{e.root}/missing.pt", "checkpoint not found"),
     ("imgsize", "3", "unknown key 'imgsize'"), ("data.imgsize", "3", "data: unknown key 'imgsize'"),
     ("optim.learning_rate", "1e-3", "optim: unknown key 'learning_rate'"),
 ]

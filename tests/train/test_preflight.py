@@ -33,3 +33,8 @@ def test_combinations_that_cannot_work_are_refused():
     check_model_for_data("unet", {"in_chans": 8, "chans": 4, "num_pool_layers": 1}, complex4)
     check_model_for_data("varnet", {"num_cascades": 1, "chans": 4, "sens_chans": 2, "pools": 1,
                                     "sens_pools": 1}, complex4)
+    # MoDL on simulated coils: with the samples' maps (one combined image) or the coils jointly.
+    check_model_for_data("modl", {"unrolls": 1, "convs": 2, "channels": 4, "in_channels": 2}, complex4)
+    check_model_for_data("modl", {"unrolls": 1, "convs": 2, "channels": 4, "in_channels": 8}, complex4)
+    with pytest.raises(MrdistillError, match=r"modl cannot take the data's 4 coil\(s\)"):
+        check_model_for_data("modl", {"unrolls": 1, "convs": 2, "channels": 4, "in_channels": 4}, complex4)
