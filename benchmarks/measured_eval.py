@@ -12,7 +12,7 @@ fastMRI validates, so every flip angle shares one mask. Metrics: fastMRI's PSNR 
 (data range: the file's volume max over all flip angles). A checkpoint is run on the coils it was
 trained for: models that take coil maps (MoDL) or estimate them (VarNet) get all coils and the
 maps (`coil_mode: multi`), single-coil models (DC-CNN) the sensitivity-weighted combination
-(`coil_mode: combine`), in the data mode (real/complex) the checkpoint records; `--scale slice` runs single-coil
+(`coil_mode: combine`), in the data mode (real/complex) the checkpoint records; `--scale slice` runs
 checkpoints per slice on the embedded corpus' intensity scale (`SliceScaled`).
 Writes `<out>.json` (every per-image row) and `<out>.md` (tables).
 """
@@ -40,7 +40,7 @@ from mrdistill.data.measured import measured_dir, read_measured_manifest  # noqa
 from mrdistill.machine import cpu_model  # noqa: E402
 from mrdistill.models.classical import ClassicalRecon  # noqa: E402
 from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
-from mrdistill.models.base import ReconOutput  # noqa: E402
+from mrdistill.models.base import ReconOutput, input_kind  # noqa: E402
 from mrdistill.models.contract import ReconModule, declared  # noqa: E402
 from mrdistill.physics.fft import ifft2c  # noqa: E402
 from mrdistill.train.evaluation import Evaluation, evaluate_models  # noqa: E402
@@ -79,28 +79,31 @@ def _checkpoint(spec: str) -> tuple[str, nn.Module, str, str]:
 
 
 class SliceScaled(ReconModule):
-    """A single-coil model run on the intensity scale the embedded corpus trains on.
+    """A k-space model run on the intensity scale the embedded corpus trains on.
 
     Embedded training slices are normalised per slice (target max 1, `datasets.slice_record`);
     measured files per volume (the `max` of all flip angles), so a dark flip angle reaches a
     network at a fraction of the scale it learned. This divides each slice's k-space by the
     largest zero-filled magnitude (known at inference; on the embedded training slices
     target max / zero-filled max has a median of about 1) and multiplies the output back, so the
-    scores stay in the file's units. forward(kspace complex64 (N, 1, H, W), mask) -> ReconOutput.
+    scores stay in the file's units. Coil maps (unitless) pass through unchanged.
+    forward(kspace complex64 (N, C, H, W), mask, *, smaps=None) -> ReconOutput.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        if declared(model).accepts_smaps or declared(model).images != 1:
-            raise ValueError("SliceScaled wraps single-coil models (coil_mode: combine)")
+        if input_kind(model) != "kspace":
+            raise ValueError("SliceScaled wraps k-space models")
         self.model = model
         for key, value in asdict(declared(model)).items():
             setattr(self, key, value)
         self.exportable = False
 
-    def forward(self, kspace: Tensor, mask: Tensor, *, return_features: bool = False) -> ReconOutput:
+    def forward(self, kspace: Tensor, mask: Tensor, *, smaps: Tensor | None = None,
+                return_features: bool = False) -> ReconOutput:
         scale = zero_filled_peak(kspace)
-        out = self.model(kspace / scale, mask, return_features=return_features)
+        maps = {} if smaps is None else {"smaps": smaps}
+        out = self.model(kspace / scale, mask, return_features=return_features, **maps)
         return ReconOutput(out.image * scale, out.features)
 
 
@@ -121,10 +124,10 @@ def baseline_evaluation(folder: Path, accel: int, coil_maps: str, l1: bool = Tru
 
 def model_evaluation(folder: Path, accel: int, coil_maps: str, entry: tuple[str, nn.Module, str, str],
                      scale: str = "volume") -> Evaluation:
-    """One `checkpoint_entry` scored at `accel`; scale "slice" runs a single-coil model through
-    `SliceScaled` (the name gets " (slice scale)"); multi-coil models always get the volume scale."""
+    """One `checkpoint_entry` scored at `accel`; scale "slice" runs the model through
+    `SliceScaled` (the name gets " (slice scale)")."""
     name, model, coil_mode, mode = entry
-    if scale == "slice" and coil_mode == "combine":
+    if scale == "slice":
         model, name = SliceScaled(model), f"{name} (slice scale)"
     return evaluate_models({name: model}, measured_dataset(folder, accel, coil_mode, mode, coil_maps),
                            baselines=False)
@@ -142,7 +145,7 @@ def main() -> None:
     ap.add_argument("--no-l1", action="store_true", help="leave out the L1-wavelet row (slow)")
     ap.add_argument("--checkpoint", action="append", default=[], help="NAME=PATH (repeatable)")
     ap.add_argument("--scale", choices=("volume", "slice"), default="volume",
-                    help="single-coil checkpoints: the file's volume scale, or per slice (SliceScaled)")
+                    help="the file's volume scale, or per slice (SliceScaled)")
     ap.add_argument("--accelerations", default="4,8")
     ap.add_argument("--out", default=str(RESULTS / "measured_eval"))
     args = ap.parse_args()

@@ -7,7 +7,10 @@ configs/front_dccnn.yaml), trained in-process on the wider embedded sources with
 masks (4x, centre 0.08). Each checkpoint is then scored per image on the measured k-space
 (`benchmarks/measured_eval.py`: pyqmri's 10 flip angles of one in-vivo brain slice, 13 coils,
 224 x 224, and the twix phantom) at 4x and 8x next to zero-filled, CG-SENSE and L1-wavelet.
-DC-CNN is single-coil: it gets the sensitivity-weighted coil combination.
+`--family` picks the models (FAMILIES): `dccnn` is single-coil (it gets the sensitivity-weighted
+coil combination); `dccnn_sense` (DC-CNN with `coil_maps: true`) and `modl` train on the embedded
+corpus simulated as `--coils` coils and keep every measured coil in their data consistency
+through the coil maps; `varnet` estimates its own maps from all coils.
 
 Intensity convention (`--scales`): embedded slices are normalised per slice (target max 1),
 measured files per volume (max over the 10 flip angles; the darkest flip angle peaks at 0.27).
@@ -18,6 +21,7 @@ records the target max / zero-filled max ratio of both data sets, to show how cl
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/measured_models.py --seeds 42 --teacher-epochs 10 \\
         --epochs 10 --data /tmp/mcache/measured --out benchmarks/results/measured_models
+    OMP_NUM_THREADS=1 python benchmarks/measured_models.py --family modl --seeds 42,43,44 ...
     python benchmarks/measured_models.py --smoke --data DIR --out /tmp/mm_smoke   # < 1 min
 Writes `<out>.json` (every per-image row, the runs, the machine), `<out>.md` (mean +- sd over seeds
 per model next to the classical rows; which models beat zero-filled and CG-SENSE) and `<out>.png`
@@ -42,9 +46,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from measured_finetune import finetune_seed, measured_data  # noqa: E402
+from measured_report import BRAIN, merge_docs, write_doc  # noqa: E402
 from measured_eval import (SETTINGS, baseline_evaluation, checkpoint_entry, evaluation_rows,  # noqa: E402
                            measured_dataset, model_evaluation, zero_filled_peak)
-from mrdistill.atomic import atomic_write_text  # noqa: E402
 from mrdistill.config import DataConfig, RunConfig, deep_merge, from_dict  # noqa: E402
 from mrdistill.data.build import make_datasets  # noqa: E402
 from mrdistill.data.measured import measured_dir, read_measured_manifest  # noqa: E402
@@ -61,11 +66,37 @@ from mrdistill.train.runs import distill_run, train_run  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 WIDE = ["mni", "dipy_s0", "nibabel_epi", "dipy_aniso", "dipy_piesno", "nibabel_anat"]
 MODELS = ("teacher", "student", "distilled")
-TEACHER = {"cascades": 5, "convs": 5, "channels": 32, "in_channels": 2, "residual": True}
-STUDENT = {"cascades": 5, "convs": 3, "channels": 32, "in_channels": 2, "residual": True}
-SMOKE = {"teacher": {"cascades": 2, "convs": 3, "channels": 8, "in_channels": 2, "residual": True},
-         "student": {"cascades": 2, "convs": 2, "channels": 4, "in_channels": 2, "residual": True}}
-BRAIN = "pyqmri_vfa"  # the in-vivo brain; the means are over its flip angles
+# Per family (`--family`): the registered model (default: the family's name) and the teacher's,
+# student's and smoke kwargs. DC-CNN is single-coil (it gets the coil combination); its SENSE form
+# (dccnn_sense: coil_maps=True) sees the combined image and keeps every coil's samples in its DC,
+# as MoDL (in_channels 2) does through its CG solve; both reconstruct one
+# image through the coil maps, trained on simulated coils whose maps are estimated as a measured
+# file's are (data.datasets.SliceDataset), and scored with the measured data's maps.
+FAMILIES = {
+    "dccnn": {"teacher": {"cascades": 5, "convs": 5, "channels": 32, "in_channels": 2, "residual": True},
+              "student": {"cascades": 5, "convs": 3, "channels": 32, "in_channels": 2, "residual": True},
+              "smoke": {"teacher": {"cascades": 2, "convs": 3, "channels": 8, "in_channels": 2, "residual": True},
+                        "student": {"cascades": 2, "convs": 2, "channels": 4, "in_channels": 2,
+                                    "residual": True}}},
+    "dccnn_sense": {"model": "dccnn",
+                    "teacher": {"cascades": 5, "convs": 5, "channels": 32, "in_channels": 2, "residual": True,
+                                "coil_maps": True},
+                    "student": {"cascades": 5, "convs": 3, "channels": 32, "in_channels": 2, "residual": True,
+                                "coil_maps": True},
+                    "smoke": {"teacher": {"cascades": 2, "convs": 3, "channels": 8, "in_channels": 2,
+                                          "residual": True, "coil_maps": True},
+                              "student": {"cascades": 2, "convs": 2, "channels": 4, "in_channels": 2,
+                                          "residual": True, "coil_maps": True}}},
+    "modl": {"teacher": {"unrolls": 5, "convs": 5, "channels": 32, "in_channels": 2, "cg_iters": 10},
+             "student": {"unrolls": 5, "convs": 3, "channels": 16, "in_channels": 2, "cg_iters": 10},
+             "smoke": {"teacher": {"unrolls": 2, "convs": 3, "channels": 8, "in_channels": 2, "cg_iters": 3},
+                       "student": {"unrolls": 2, "convs": 2, "channels": 4, "in_channels": 2, "cg_iters": 3}}},
+    "varnet": {"teacher": {"num_cascades": 5, "chans": 8, "pools": 2, "sens_chans": 4, "sens_pools": 2},
+               "student": {"num_cascades": 3, "chans": 4, "pools": 2, "sens_chans": 2, "sens_pools": 2},
+               "smoke": {"teacher": {"num_cascades": 2, "chans": 4, "pools": 1, "sens_chans": 2, "sens_pools": 1},
+                         "student": {"num_cascades": 1, "chans": 2, "pools": 1, "sens_chans": 2,
+                                     "sens_pools": 1}}},
+}
 FIGURE_SLICE = 5
 METRICS = ("psnr", "ssim", "nmse")
 COMBINED_ZF = "zero-filled, coil-combined (DC-CNN input)"
@@ -76,7 +107,7 @@ def data_dict(args: argparse.Namespace, labeled: int | None) -> dict:
     """The embedded training data: complex images, fastMRI's random mask at 4x (centre 0.08)."""
     raw = {"sources": args.sources, "image_size": args.image_size, "mode": "complex", "slab": 4,
            "max_train_slices": args.train_slices, "max_eval_slices": args.eval_slices,
-           "labeled_train_slices": labeled,
+           "labeled_train_slices": labeled, "coils": args.coils,
            "mask": {"kind": "random", "acceleration": 4.0, "center_fraction": SETTINGS[4]}}
     return deep_merge(raw, copy.deepcopy(args.data_json))
 
@@ -99,7 +130,8 @@ def peak_ratio(dataset) -> float:
 
 def train_seed(args: argparse.Namespace, seed: int, runs: Path) -> dict:
     """Teacher, plain and distilled student of one seed -> {name: checkpoint, "runs": facts}."""
-    kwargs = SMOKE if args.smoke else {"teacher": TEACHER, "student": STUDENT}
+    family = FAMILIES[args.family]
+    kwargs, model = family["smoke"] if args.smoke else family, family.get("model", args.family)
     tdata = from_dict(DataConfig, data_dict(args, None), "data")
     sdata = from_dict(DataConfig, data_dict(args, args.labeled), "data")
     tsets = make_datasets(tdata, seed)
@@ -110,10 +142,11 @@ def train_seed(args: argparse.Namespace, seed: int, runs: Path) -> dict:
     common = {"out_dir": str(runs), "seed": seed, "device": "cpu", "progress": False}
     specs = {
         "teacher": ({**common, "name": f"seed{seed}-teacher", "data": data_dict(args, None),
-                     "model": {"name": "dccnn", "kwargs": kwargs["teacher"]},
+                     "model": {"name": model, "kwargs": kwargs["teacher"]},
                      "optim": optim(args.teacher_epochs, args.batch)}, tsets),
         "student": ({**common, "name": f"seed{seed}-student", "data": data_dict(args, args.labeled),
-                     "model": {"name": "dccnn", "kwargs": kwargs["student"]}, "optim": student_optim}, ssets),
+                     "model": {"name": model, "kwargs": kwargs["student"]}, "optim": student_optim},
+                    ssets),
     }
     out: dict = {"runs": {}}
     teacher = None
@@ -125,7 +158,7 @@ def train_seed(args: argparse.Namespace, seed: int, runs: Path) -> dict:
         out["runs"][name] = {"seconds": round(time.perf_counter() - t, 1), "model": raw["model"],
                              "optim": raw["optim"], "train_slices": len(sets["train"])}
     raw = {**common, "name": f"seed{seed}-distilled", "data": data_dict(args, args.labeled),
-           "model": {"name": "dccnn", "kwargs": kwargs["student"]}, "optim": distill_optim,
+           "model": {"name": model, "kwargs": kwargs["student"]}, "optim": distill_optim,
            "distill": {"teacher": str(out["teacher"]), "stages": stages}}
     t = time.perf_counter()
     result = distill_run(from_dict(RunConfig, raw, "distilled"), overwrite=True, datasets=ssets, teacher=teacher)
@@ -159,59 +192,6 @@ def steps(run: dict, batch: int) -> int:
     return run["optim"]["epochs"] * math.ceil(run["train_slices"] / batch)
 
 
-def mean_sd(values: list[float]) -> str:
-    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
-
-
-def brain_mean(rows: list[dict], accel: int, model: str, metric: str, seed: int | None = None) -> float:
-    got = [r[metric] for r in rows if r["acceleration"] == accel and r["model"] == model
-           and r["volume"] == BRAIN and (seed is None or r.get("seed") == seed)]
-    return float(np.mean(got))
-
-
-def markdown(doc: dict) -> str:
-    """Per acceleration: the classical rows and every model (mean ± sd over seeds of the mean over
-    the brain's 10 flip angles), whether it beats zero-filled and CG-SENSE, then per image."""
-    rows, seeds = doc["rows"], doc["seeds"]
-    models = list(dict.fromkeys(r["model"] for r in rows if r.get("seed") is not None))
-    base = list(dict.fromkeys(r["model"] for r in rows if r.get("seed") is None))
-    extra = f", data {json.dumps(doc['data_json'])}" if doc.get("data_json") else ""
-    lines = ["# Models trained on the embedded corpus, scored on measured k-space", "",
-             f"`{doc['command']}`", "",
-             f"Machine: {doc['machine']['cpu']}, {doc['machine']['threads']} thread(s), torch "
-             f"{doc['machine']['torch']}. Seeds: {', '.join(map(str, seeds))}. Training: "
-             f"{', '.join(doc['sources'])} at {doc['image_size']} px, data.mode complex, random mask "
-             f"4x centre 0.08{extra}; teacher {doc['steps']['teacher']} steps, students "
-             f"{doc['steps']['student']} steps each. Test: pyqmri's in-vivo brain (10 flip angles, "
-             f"13 coils, 224 x 224; DC-CNN gets the coil combination with {doc['coil_maps']} maps) "
-             f"and the twix phantom. Target max / zero-filled max, median: embedded training "
-             f"slices {doc['peak_ratio']['train']:.2f}, measured brain "
-             f"{doc['peak_ratio']['measured']:.2f}.", ""]
-    for accel in doc["accelerations"]:
-        zf, cg = brain_mean(rows, accel, "zero-filled", "psnr"), brain_mean(rows, accel, "CG-SENSE", "psnr")
-        lines += [f"## {accel}x (fastMRI random mask, centre {SETTINGS[accel]:g}): mean of the brain's "
-                  "10 flip angles", "",
-                  "| model | PSNR dB | SSIM | beats zero-filled (PSNR) | beats CG-SENSE (PSNR) |",
-                  "|---|---|---|---|---|"]
-        for name in base:
-            lines.append(f"| {name} | {brain_mean(rows, accel, name, 'psnr'):.2f} | "
-                         f"{brain_mean(rows, accel, name, 'ssim'):.3f} | | |")
-        for name in models:
-            p = [brain_mean(rows, accel, name, "psnr", s) for s in seeds]
-            q = [brain_mean(rows, accel, name, "ssim", s) for s in seeds]
-            wins = lambda ref: f"{sum(v > ref for v in p)} of {len(p)} seeds"  # noqa: E731
-            lines.append(f"| {name} | {mean_sd(p)} | {np.mean(q):.3f} | {wins(zf)} | {wins(cg)} |")
-        lines += ["", f"Per image ({accel}x), PSNR dB, models averaged over seeds:", "",
-                  "| image | " + " | ".join(base + models) + " |", "|---" * (len(base + models) + 1) + "|"]
-        images = list(dict.fromkeys((r["volume"], r["slice"]) for r in rows if r["acceleration"] == accel))
-        for vol, s in images:
-            cells = [np.mean([r["psnr"] for r in rows if r["acceleration"] == accel and r["model"] == n
-                              and r["volume"] == vol and r["slice"] == s]) for n in base + models]
-            lines.append(f"| {vol} {s} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
-        lines.append("")
-    return "\n".join(lines) + "\n"
-
-
 def figure(path: Path, evals: dict, scale: str) -> None:
     """4x, first seed, one flip angle: target, zero-filled, CG-SENSE and the three models."""
     suffix = "" if scale == "volume" else " (slice scale)"
@@ -231,6 +211,11 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--teacher-epochs", type=int, default=None, help="default: --epochs")
     ap.add_argument("--image-size", type=int, default=96)
     ap.add_argument("--sources", default=",".join(WIDE), help="comma-separated embedded sources")
+    ap.add_argument("--family", choices=sorted(FAMILIES), default="dccnn",
+                    help="dccnn: single-coil on the coil combination; dccnn_sense: DC with every "
+                         "coil through the maps; modl: CG with the maps; varnet: its own maps")
+    ap.add_argument("--coils", type=int, default=None,
+                    help="simulated training coils (default: 1 for dccnn, 8 otherwise)")
     ap.add_argument("--train-slices", type=int, default=80)
     ap.add_argument("--eval-slices", type=int, default=16, help="embedded validation slices")
     ap.add_argument("--labeled", type=int, default=None,
@@ -238,6 +223,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--data-json", type=json.loads, default={},
                     help='DataConfig keys merged over the training data, e.g. \'{"noise_std": 0.01}\'')
+    ap.add_argument("--finetune-epochs", type=int, default=0,
+                    help="then fine-tune every model on the measured data, whole contrasts held out "
+                         "(benchmarks/measured_finetune.py); 0: no fine-tuning")
     ap.add_argument("--scales", default="volume,slice", help="volume and/or slice (see the docstring)")
     ap.add_argument("--accelerations", default="4,8")
     ap.add_argument("--coil-maps", choices=("ratio", "espirit"), default="ratio")
@@ -246,11 +234,16 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--runs", default="/tmp/mrdistill_measured_models", help="training run folders")
     ap.add_argument("--out", default=str(RESULTS / "measured_models"))
     ap.add_argument("--smoke", action="store_true", help="tiny models, data and budget; 4x, no L1")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="only write --out from earlier runs' JSON that differ in their seeds")
     args = ap.parse_args()
     if args.smoke:
         args.image_size, args.train_slices, args.eval_slices, args.epochs = 32, 8, 4, 1
         args.teacher_epochs, args.accelerations, args.no_l1, args.batch = 1, "4", True, 4
     args.teacher_epochs = args.teacher_epochs or args.epochs
+    args.coils = args.coils or (1 if args.family == "dccnn" else 8)
+    if args.family == "dccnn" and args.coils != 1:
+        ap.error("--family dccnn trains single-coil (the coil combination): leave --coils at 1")
     args.sources = [s for s in args.sources.split(",") if s]
     args.scales = [s for s in args.scales.split(",") if s]
     if not set(args.scales) <= {"volume", "slice"} or not args.scales:
@@ -260,6 +253,9 @@ def parse() -> argparse.Namespace:
 
 def main() -> None:
     args = parse()
+    if args.merge:
+        write_doc(merge_docs([json.loads(Path(p).read_text()) for p in args.merge], args.merge), Path(args.out))
+        return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     folder = Path(args.data) if args.data else measured_dir()
     read_measured_manifest(folder)
@@ -270,6 +266,13 @@ def main() -> None:
     for seed in seeds:  # training first: the classical rows do not depend on it
         t = time.perf_counter()
         trained_all[seed] = train_seed(args, seed, Path(args.runs))
+        if args.finetune_epochs:
+            data = measured_data(folder, "combine" if args.family == "dccnn" else "multi", args.coil_maps,
+                                 SETTINGS[4])
+            tuned = finetune_seed(trained_all[seed], seed, Path(args.runs), data, args.finetune_epochs,
+                                  args.batch)
+            trained_all[seed]["runs"].update(tuned.pop("runs"))
+            trained_all[seed].update(tuned)
         print(f"seed {seed}: trained in {time.perf_counter() - t:.0f} s", flush=True)
     t = time.perf_counter()
     base = {a: baseline_evaluation(folder, a, args.coil_maps, not args.no_l1) for a in accels}
@@ -281,7 +284,7 @@ def main() -> None:
         runs[seed], train_ratio = trained["runs"], train_ratio + [trained["train_peak_ratio"]]
         for a in accels:
             evals = {"zero-filled": base[a], "CG-SENSE": base[a]}
-            for name in MODELS:
+            for name in [m for m in trained if m not in ("runs", "train_peak_ratio")]:
                 entry = checkpoint_entry(name, trained[name])
                 for scale in args.scales:
                     ev = model_evaluation(folder, a, args.coil_maps, entry, scale)
@@ -296,6 +299,7 @@ def main() -> None:
     doc = {"command": "OMP_NUM_THREADS=1 python benchmarks/measured_models.py " + shlex.join(sys.argv[1:]),
            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                        "threads": torch.get_num_threads()},
+           "family": args.family, "coils": args.coils, "finetune_epochs": args.finetune_epochs,
            "seeds": seeds, "accelerations": accels, "sources": args.sources, "image_size": args.image_size,
            "coil_maps": args.coil_maps, "scales": args.scales, "data_json": args.data_json,
            "steps": {role: steps(runs[seeds[0]][role], args.batch) for role in ("teacher", "student")},
@@ -303,11 +307,7 @@ def main() -> None:
                           "measured": peak_ratio(torch.utils.data.Subset(combined, brain))},
            "runs": {str(s): r for s, r in runs.items()}, "figure": None if fig is None else fig.name,
            "rows": rows}
-    out = Path(args.out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(doc, indent=2, default=str) + "\n")
-    text = markdown(doc)
-    atomic_write_text(out.with_suffix(".md"), text)
-    print(text)
+    write_doc(doc, Path(args.out))
 
 
 if __name__ == "__main__":
