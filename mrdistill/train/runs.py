@@ -333,7 +333,7 @@ def _distill(cfg: RunConfig, out: OutputDir, run: RunState, datasets: dict[str, 
     _record_splits(run_dir, data)
     if adaptive is not None:
         out.commit()
-        student, fits, table = adaptive_distill(cfg, run, data, teacher)
+        student, fits, table = adaptive_distill(cfg, run, data, teacher, init)
         return RunResult(run_dir, student, fits, table)
     student = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
     if init is not None:

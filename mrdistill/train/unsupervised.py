@@ -12,6 +12,7 @@ nothing the run keeps depends on a target.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -92,8 +93,10 @@ def check_adaptive(ac: AdaptiveConfig, teacher: nn.Module, data_mode: str) -> No
 
 
 def adaptive_distill(cfg: RunConfig, run: RunState, data: dict[str, SliceDataset],
-                     teacher: nn.Module) -> tuple[nn.Module, list[FitResult], str]:
-    """Distil `teacher` into `cfg.model` without targets (epochs and lr from `cfg.optim`)."""
+                     teacher: nn.Module, init: dict[str, Any] | None
+                     ) -> tuple[nn.Module, list[FitResult], str]:
+    """Distil `teacher` into `cfg.model` without targets (epochs and lr from `cfg.optim`), from
+    `init` (the checked start weights of `runs.load_init`) when given."""
     assert cfg.distill is not None and cfg.distill.adaptive is not None
     ac = cfg.distill.adaptive
     run_dir = run.run_dir
@@ -108,8 +111,8 @@ def adaptive_distill(cfg: RunConfig, run: RunState, data: dict[str, SliceDataset
         notes.append(f"mean teacher variance over the training set: {float(kd.avg_variance):.6g}")
     objective = DistillObjective(teacher, {"adaptive": (kd, 1.0)}, task_weight=0.0, cache=cache)
     student = build_model(cfg.model.name, seed=cfg.seed, **cfg.model.kwargs)
-    if cfg.distill.init:
-        student.load_state_dict(load_checkpoint(cfg.distill.init)["model"])
+    if init is not None:
+        student.load_state_dict(init)
     result = fit(student, objective, train, data["val"], run_plan(cfg, f"kd-{ac.weighting}"), run)
     keep_checkpoint(student, run_dir, ac.checkpoint)
     table = _report(cfg, run_dir, {"teachers": teacher, cfg.name: student}, data["test"], notes)
