@@ -30,71 +30,20 @@ from pathlib import Path
 import torch
 
 from mrdistill.atomic import atomic_write_text
-from mrdistill.config import DataConfig, from_dict, to_dict
+from mrdistill.config import to_dict
 from mrdistill.data.build import make_datasets
 from mrdistill.data.datasets import heldout_dataset
 from mrdistill.data.sources import HELDOUT
 from mrdistill.errors import MrdistillError
-from mrdistill.eval.report import summarise
 from mrdistill.machine import cpu_model
 from mrdistill.train.checkpoint import load_checkpoint, model_from_checkpoint, recorded_data
 from mrdistill.train.evaluation import evaluate_models
-
-METRICS = ("psnr", "ssim")
-
-
-def eval_config(recorded: DataConfig, acceleration: float, sources: list[str] | None = None) -> DataConfig:
-    """The checkpoint's data config for testing: no augmentation, the given acceleration."""
-    raw = to_dict(recorded)
-    raw["augment"] = {}
-    raw["mask"]["acceleration"] = float(acceleration)
-    raw["labeled_train_slices"] = None
-    if sources is not None:
-        raw["sources"] = sources
-    return from_dict(DataConfig, raw, "data")
-
+from mrdistill.train.heldout import METRICS, heldout_config, heldout_markdown, heldout_rows
 
 def score(models: dict, dataset, where: str, acceleration: float) -> list[dict]:
     """One row per (image or volume, model): PSNR and SSIM; zero-filled included."""
-    ev = evaluate_models({"zero-filled": None, **models}, dataset, metrics=METRICS)
-    rows = []
-    for name, per_volume in ev.per_volume.items():
-        for volume, values in zip(ev.recons[name], per_volume):
-            rows.append({"set": where, "acceleration": acceleration, "image": volume, "model": name,
-                         "slices": len(ev.recons[name][volume].slices), **values})
-    summary = summarise(ev.per_volume)
-    for name, s in summary.items():
-        rows.append({"set": where, "acceleration": acceleration, "image": "(mean over volumes)",
-                     "model": name, "slices": sum(len(r.slices) for r in ev.recons[name].values()),
-                     **{m: s[m][0] for m in METRICS}})
-    return rows
-
-
-def markdown(rows: list[dict], models: list[str]) -> str:
-    """Per set and acceleration: one line per image, `PSNR / SSIM` per model; `(-)` marks a model
-    below zero-filled in that metric."""
-    out = []
-    keys = dict.fromkeys((r["set"], r["acceleration"]) for r in rows)
-    for where, acc in keys:
-        sel = [r for r in rows if r["set"] == where and r["acceleration"] == acc]
-        images = list(dict.fromkeys(r["image"] for r in sel))
-        out += [f"### {where}, {acc:g}x", "",
-                "| image | " + " | ".join(["zero-filled", *models]) + " |",
-                "|---|" + "---|" * (len(models) + 1)]
-        for image in images:
-            by = {r["model"]: r for r in sel if r["image"] == image}
-            zf = by["zero-filled"]
-            cells = [f"{zf['psnr']:.2f} / {zf['ssim']:.4f}"]
-            for m in models:
-                r = by[m]
-                flag = "".join(s for s, k in (("P", "psnr"), ("S", "ssim")) if r[k] < zf[k])
-                cells.append(f"{r['psnr']:.2f} / {r['ssim']:.4f}" + (f" (-{flag})" if flag else ""))
-            out.append(f"| {image} | " + " | ".join(cells) + " |")
-        below = sum(1 for r in sel if r["model"] != "zero-filled" and r["image"] != "(mean over volumes)"
-                    and any(r[k] < next(z[k] for z in sel if z["image"] == r["image"]
-                                        and z["model"] == "zero-filled") for k in METRICS))
-        out += ["", f"model-image pairs below zero-filled in PSNR or SSIM: {below}", ""]
-    return "\n".join(out)
+    return heldout_rows(evaluate_models({"zero-filled": None, **models}, dataset, metrics=METRICS),
+                        where, acceleration)
 
 
 def main() -> None:
@@ -126,20 +75,20 @@ def main() -> None:
     start = time.perf_counter()
     rows: list[dict] = []
     for acc in args.accelerations:
-        cfg = eval_config(recorded, acc)
+        cfg = heldout_config(recorded, acc)
         rows += score(models, heldout_dataset(cfg, args.seed, tuple(args.images)), "held-out real images", acc)
         if args.template:
-            tcfg = eval_config(recorded, acc, sources=["mni"])
+            tcfg = heldout_config(recorded, acc, sources=["mni"])
             rows += score(models, make_datasets(tcfg, args.seed)["test"], "template test slabs (mni)", acc)
     seconds = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"checkpoints": dict(c.partition("=")[::2] for c in args.checkpoint),
-            "data": to_dict(eval_config(recorded, args.accelerations[0])), "seed": args.seed,
+            "data": to_dict(heldout_config(recorded, args.accelerations[0])), "seed": args.seed,
             "threads": args.threads, "machine": f"{cpu_model()} ({platform.machine()})",
             "torch": torch.__version__, "seconds": round(seconds, 1)}
     atomic_write_text(out / "heldout.json", json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    text = markdown(rows, list(models))
+    text = heldout_markdown(rows, list(models))
     atomic_write_text(out / "heldout.md", f"# Held-out real images\n\n```\n{json.dumps(meta, indent=1)}\n```\n\n{text}\n")
     print(text)
 

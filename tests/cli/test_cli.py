@@ -42,6 +42,10 @@ def test_demo_smoke(tmp_path, capsys):
     report = (tmp_path / "d" / "report.md").read_text()
     assert f"distilled - plain student: {gain:+.2f} dB PSNR (seed 42)" in report
     assert "teacher: 12 fully sampled training slices (its own, larger collection" in report
+    # Beyond the corpus: every model on the held-out real images, per image, with figures.
+    assert "held-out real images (no recipe trains on them; 5:" in report
+    held = (tmp_path / "d" / "heldout" / "report.md").read_text()
+    assert "## Per image (PSNR dB / SSIM)" in held and "| small_t2_se |" in held
     code, _, err = run_cli(["demo", "--preset", "smoke", "--out", tmp_path / "d"], capsys)
     assert code == 2 and "already holds results" in err
     code, _, err = run_cli(["demo", "--preset", "smoke", "--out", tmp_path / "e",

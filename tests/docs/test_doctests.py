@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["mrdistill.models.registry", "mrdistill.distill.registry", "mrdistill.distill.objective",
-           "mrdistill.train.loop", "mrdistill.accel", "mrdistill.data.teacher_data"]
+           "mrdistill.train.loop", "mrdistill.accel", "mrdistill.data.teacher_data",
+           "mrdistill.train.heldout"]
 PAGES = ["docs/api/deploy.md"]
 
 
