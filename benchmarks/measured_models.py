@@ -54,6 +54,7 @@ from mrdistill.config import DataConfig, RunConfig, deep_merge, from_dict  # noq
 from mrdistill.data.build import make_datasets  # noqa: E402
 from mrdistill.data.measured import measured_dir, read_measured_manifest  # noqa: E402
 from mrdistill.data.coils import combine_coils  # noqa: E402
+from mrdistill.data.fastmri import FastMRISliceDataset  # noqa: E402
 from mrdistill.demo import SITE_STAGES  # noqa: E402
 from mrdistill.eval.metrics import slice_metrics  # noqa: E402
 from mrdistill.physics.fft import ifft2c  # noqa: E402
@@ -179,12 +180,18 @@ def combined_rows(folder: Path, accel: int, coil_maps: str) -> list[dict]:
     rows = evaluation_rows(ev, accel)
     multi = measured_dataset(folder, accel, "multi", "complex", coil_maps)
     for i, (v, s) in enumerate(multi.items()):
-        info, sample = multi.volumes[v], multi[i]
-        full = multi.read_slice(info, s)[0] / multi.volume_scale(v)
-        image = combine_coils(ifft2c(full), sample.smaps).abs()[0]
-        rows.append({"acceleration": accel, "model": CEILING, "volume": info.name, "slice": s,
+        sample, image = multi[i], ceiling_image(multi, i)
+        rows.append({"acceleration": accel, "model": CEILING, "volume": multi.volumes[v].name, "slice": s,
                      **slice_metrics(sample.target[0], image, float(sample.max_value), names=METRICS)})
     return rows
+
+
+def ceiling_image(multi: FastMRISliceDataset, i: int) -> torch.Tensor:
+    """Item i's fully sampled k-space combined with the coil maps its undersampled calibration
+    region gives, on the volume scale: float32 magnitude (H, W). multi: `coil_mode: multi`."""
+    v, s = multi.items()[i]
+    full = multi.read_slice(multi.volumes[v], s)[0] / multi.volume_scale(v)
+    return combine_coils(ifft2c(full), multi[i].smaps).abs()[0]
 
 
 def steps(run: dict, batch: int) -> int:
