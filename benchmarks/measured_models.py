@@ -54,6 +54,7 @@ from mrdistill.config import DataConfig, RunConfig, deep_merge, from_dict  # noq
 from mrdistill.data.build import make_datasets  # noqa: E402
 from mrdistill.data.measured import measured_dir, read_measured_manifest  # noqa: E402
 from mrdistill.data.coils import combine_coils  # noqa: E402
+from mrdistill.data.sources import BROAD  # noqa: E402
 from mrdistill.data.fastmri import FastMRISliceDataset  # noqa: E402
 from mrdistill.demo import SITE_STAGES  # noqa: E402
 from mrdistill.eval.metrics import slice_metrics  # noqa: E402
@@ -65,7 +66,6 @@ from mrdistill.train.budget import matched_budget  # noqa: E402
 from mrdistill.train.runs import distill_run, train_run  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-WIDE = ["mni", "dipy_s0", "nibabel_epi", "dipy_aniso", "dipy_piesno", "nibabel_anat"]
 MODELS = ("teacher", "student", "distilled")
 # Per family (`--family`): the registered model (default: the family's name) and the teacher's,
 # student's and smoke kwargs. DC-CNN is single-coil (it gets the coil combination); its SENSE form
@@ -217,7 +217,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=10, help="plain student epochs (distilled: same steps)")
     ap.add_argument("--teacher-epochs", type=int, default=None, help="default: --epochs")
     ap.add_argument("--image-size", type=int, default=96)
-    ap.add_argument("--sources", default=",".join(WIDE), help="comma-separated embedded sources")
+    ap.add_argument("--sources", default=",".join(BROAD), help="comma-separated embedded sources")
     ap.add_argument("--family", choices=sorted(FAMILIES), default="dccnn",
                     help="dccnn: single-coil on the coil combination; dccnn_sense: DC with every "
                          "coil through the maps; modl: CG with the maps; varnet: its own maps")

@@ -4,7 +4,9 @@ Presets are overrides of the config dataclasses (defaults live there): `smoke` p
 under a minute, `quick` is what `make demo` runs on a 2-core CPU, `full` is KD-MRI's recipe for a GPU.
 `quick` is the site of the quality-speed front where distillation paid most (docs/results.md,
 benchmarks/results/front_dccnn.md): a teacher trained on more fully sampled slices than the site
-has, a student site with 10 fully sampled slices and many undersampled-only ones.
+has, a student site with 10 fully sampled slices and many undersampled-only ones. Every preset
+trains on the broad sources (`data.sources.BROAD`: the template and real single-subject volumes)
+and scores its models on the held-out real images too (`train.heldout`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 
 from mrdistill.config import DataConfig, RunConfig, apply_overrides, from_dict, save_config, to_dict
 from mrdistill.data.build import make_datasets
+from mrdistill.data.sources import BROAD
 from mrdistill.data.teacher_data import merged_data, teacher_datasets
 from mrdistill.device import resolve_device
 from mrdistill.config.checks import SEED, check_value
@@ -63,7 +66,7 @@ SITE_STAGES = [{"epochs": 1, "task_weight": 1.0, "kd": [{"name": "imitation", "w
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
-        "data": {"image_size": 48, "max_train_slices": 12, "max_eval_slices": 6,
+        "data": {"sources": list(BROAD), "image_size": 48, "max_train_slices": 12, "max_eval_slices": 6,
                  "labeled_train_slices": 6},
         "teacher_data": {"labeled_train_slices": 12},
         "residual": True, "match_steps": True,
@@ -73,8 +76,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "stages": SITE_STAGES,
     },
     "quick": {
-        "data": {"image_size": 96, "max_train_slices": 80, "max_eval_slices": 32, "slab": 4,
-                 "labeled_train_slices": 10},
+        "data": {"sources": list(BROAD), "image_size": 96, "max_train_slices": 80, "max_eval_slices": 32,
+                 "slab": 4, "labeled_train_slices": 10},
         "teacher_data": {"labeled_train_slices": 40},  # the teacher's larger collection
         "residual": True, "match_steps": True,
         "teacher_model": TEACHER, "student_model": KDMRI_STUDENT,
@@ -86,7 +89,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "stages": SITE_STAGES,
     },
     "full": {  # KD-MRI's paper recipe (all slices labelled, no residual, two stages); for a GPU
-        "data": {"image_size": 160, "slab": 4},
+        "data": {"sources": list(BROAD), "image_size": 160, "slab": 4},
         "teacher_data": {},
         "residual": False, "match_steps": False,
         "teacher_model": TEACHER, "student_model": KDMRI_STUDENT,

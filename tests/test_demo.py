@@ -5,6 +5,7 @@ import math
 import pytest
 
 from mrdistill.config import to_dict
+from mrdistill.data.sources import BROAD, HELDOUT
 from mrdistill.demo import PRESETS, demo_configs, demo_data
 from mrdistill.models import build_model, count_parameters
 from mrdistill.errors import MrdistillError
@@ -62,3 +63,9 @@ def test_quick_teacher_trains_on_its_own_larger_collection(tmp_path):
     assert cfgs["distilled"].data == student
     # Only the labelled count differs: the same split, so the same test slices.
     assert to_dict(teacher) == {**to_dict(student), "labeled_train_slices": 40}
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_presets_train_on_the_broad_sources_never_on_held_out_images(preset):
+    cfg = demo_data(preset, 4.0)
+    assert cfg.sources == list(BROAD) and not set(cfg.sources) & set(HELDOUT)

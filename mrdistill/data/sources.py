@@ -90,6 +90,11 @@ SOURCES: dict[str, EmbeddedSource] = {
 HELDOUT: tuple[str, ...] = ("abdomen_t1_gre", "small_t2_se", "brain_t1_coronal", "shoulder_t1_se",
                             "head_t1_3t")
 
+# The template plus real single-subject volumes of other contrasts, several filling their field of
+# view: what the demo trains on. Trained on the template alone, the demo's models lost to
+# zero-filled on 2 of the 5 held-out images; on these, none does (docs/results.md section 7).
+BROAD: tuple[str, ...] = ("mni", "dipy_s0", "nibabel_epi", "dipy_aniso", "dipy_piesno", "nibabel_anat")
+
 
 def load_source(name: str) -> np.ndarray:
     """Load embedded volume `name` as float32 (S, H, W) slices, unnormalised.
