@@ -92,7 +92,8 @@ HELDOUT: tuple[str, ...] = ("abdomen_t1_gre", "small_t2_se", "brain_t1_coronal",
 
 # The template plus real single-subject volumes of other contrasts, several filling their field of
 # view: what the demo trains on. Trained on the template alone, the demo's models lost to
-# zero-filled on 2 of the 5 held-out images; on these, none does (docs/results.md section 7).
+# zero-filled on 3 of the 5 held-out images; trained on these, no teacher or distilled student
+# does, over three seeds (docs/demo.md).
 BROAD: tuple[str, ...] = ("mni", "dipy_s0", "nibabel_epi", "dipy_aniso", "dipy_piesno", "nibabel_anat")
 
 
