@@ -14,6 +14,7 @@ contrasts and scanners.
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,10 @@ class EmbeddedSource:
 
     def install_hint(self) -> str:
         return f"pip install 'mrdistill[{self.extra}]'"
+
+    def installed(self) -> bool:
+        """Whether the package holding the image is importable (its file is checked on loading)."""
+        return importlib.util.find_spec(self.package) is not None
 
 
 SOURCES: dict[str, EmbeddedSource] = {

@@ -177,10 +177,13 @@ def write_rows_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any
 
 
 def write_report_md(
-    path: str | os.PathLike[str], title: str, table_md: str, notes: Sequence[str]
+    path: str | os.PathLike[str], title: str, table_md: str, notes: Sequence[str], appendix: str = ""
 ) -> None:
-    """Write ``report.md``: a level-1 title, the table, then the notes as a bullet list, atomically."""
+    """Write ``report.md``: a level-1 title, the table, the notes as a bullet list, then `appendix`
+    (more Markdown sections), atomically."""
     parts = [f"# {title}", "", table_md.rstrip("\n"), ""]
     if notes:
         parts += ["## Notes", "", *(f"- {note}" for note in notes), ""]
+    if appendix:
+        parts += [appendix.rstrip("\n"), ""]
     atomic_write_text(path, "\n".join(parts))

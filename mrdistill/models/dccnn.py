@@ -106,7 +106,6 @@ class DCCNN(ReconModule):
 
     def forward(self, kspace: Tensor, mask: Tensor, *, smaps: Tensor | None = None,
                 return_features: bool = False) -> ReconOutput:
-        self._check_maps(kspace, smaps)
         # zero-filled (N, in, H, W): each coil's image, or their combination S^H F^H y with maps
         coil_images = ifft2c(kspace)
         x = image_to_network(coil_images if smaps is None else combine_coils(coil_images, smaps),

@@ -130,7 +130,7 @@ def figure_slices(recons: dict[str, VolumeRecon], count: int) -> list[tuple[str,
 
 
 def write_evaluation(run_dir: Path, ev: Evaluation, title: str, notes: list[str],
-                     figures: int = 3, zero_filled: str = "zero-filled") -> str:
+                     figures: int = 3, zero_filled: str = "zero-filled", appendix: str = "") -> str:
     """metrics.json, per_slice.csv, report.md and figures/*.png (the middle slice of up to
     `figures` volumes) with figures/index.md; returns the Markdown table."""
     summary = summarise(ev.per_volume)
@@ -138,7 +138,7 @@ def write_evaluation(run_dir: Path, ev: Evaluation, title: str, notes: list[str]
     table = markdown_table(summary, extra=extra)
     write_metrics_json(run_dir / "metrics.json", summary, extra=extra)
     write_per_slice_csv(run_dir / "per_slice.csv", ev.per_slice)
-    write_report_md(run_dir / "report.md", title, table, [*notes, *ev.notes])
+    write_report_md(run_dir / "report.md", title, table, [*notes, *ev.notes], appendix)
     first = next(iter(ev.recons.values()))
     models = [n for n in ev.recons if n != zero_filled]
     drawn = []

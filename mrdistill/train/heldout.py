@@ -13,12 +13,10 @@ the per-image table; `mrdistill demo` and `benchmarks/heldout_real.py` use them.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from torch import nn
 
-from mrdistill.atomic import atomic_write_text
 from mrdistill.config import DataConfig, from_dict, to_dict
 from mrdistill.data.datasets import heldout_dataset
 from mrdistill.data.sources import HELDOUT, SOURCES
@@ -34,7 +32,7 @@ def installed_heldout(names: tuple[str, ...] = HELDOUT) -> tuple[tuple[str, ...]
     have, hints = [], {}
     for name in names:
         src = SOURCES[name]
-        if importlib.util.find_spec(src.package) is None:
+        if not src.installed():
             hints[src.extra] = f"{src.distribution or src.package} ({src.install_hint()})"
         else:
             have.append(name)
@@ -115,8 +113,6 @@ def write_heldout(folder: Path, models: dict[str, nn.Module], trained: DataConfi
     notes = [*about, *hints, f"k-space simulated from each image as for the training slices, {acceleration:g}x, "
              "one fixed mask per image seeded by its name; PSNR/SSIM per image (data range: its max); "
              "(-P), (-S): below zero-filled in that metric"]
-    write_evaluation(folder, ev, "Held-out real images", notes, figures=len(names))
-    report = folder / "report.md"
-    atomic_write_text(report, report.read_text() + "\n## Per image (PSNR dB / SSIM)\n\n"
-                      + heldout_markdown(rows, list(models)))
+    write_evaluation(folder, ev, "Held-out real images", notes, figures=len(names),
+                     appendix="## Per image (PSNR dB / SSIM)\n\n" + heldout_markdown(rows, list(models)))
     return line
