@@ -10,6 +10,14 @@ test, so no test contrast is ever trained on), all with the same optimizer steps
 - distilled student: the task loss plus imitation of the fine-tuned teacher (the recipe of the
   embedded training, `demo.SITE_STAGES`), from the distilled student's weights.
 
+With `--finetune-labeled N` the students fine-tune in the site setting of section 1 of
+docs/results.md: the teacher as above (every training contrast fully sampled: its larger
+collection), the plain student on N of the training contrasts (evenly spaced; `data.labeled_train_slices`)
+for the teacher's optimizer steps, the distilled student on the same N with their targets plus
+the other contrasts undersampled only (imitation of the teacher alone there), for the same steps.
+`--reuse` takes finished runs of the same config (the embedded models, the teacher's fine-tuning)
+from `--runs` instead of training them again.
+
 The fine-tuned checkpoints are then scored like the others; their rows carry " (fine-tuned)" and
 only the held-out contrasts say anything about them.
 """
@@ -17,14 +25,18 @@ only the held-out contrasts say anything about them.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from pathlib import Path
+
+from torch import nn
 
 from mrdistill.config import RunConfig, from_dict
 from mrdistill.config.data import MeasuredConfig
 from mrdistill.data.build import make_datasets
 from mrdistill.demo import SITE_STAGES
-from mrdistill.train.runs import distill_run, train_run
+from mrdistill.train.budget import matched_budget
+from mrdistill.train.runs import check_same_config, distill_run, train_run
 
 SUFFIX = " (fine-tuned)"
 HELD_OUT = tuple(MeasuredConfig().test)  # pyqmri flip angles that no fine-tuning trains on
@@ -39,32 +51,62 @@ def measured_data(folder: Path, coil_mode: str, coil_maps: str, center_fraction:
                      "fresh_train_masks": True}}
 
 
-def finetune_seed(trained: dict, seed: int, runs: Path, data: dict, epochs: int, batch: int) -> dict:
+def run_once(run, cfg: RunConfig, reuse: bool, **kwargs) -> tuple[Path, nn.Module | None, float | None]:
+    """(best checkpoint, model, seconds) of `run` (train_run or distill_run) on `cfg`; with `reuse`,
+    a finished run of the same config in its folder (metrics.json written) is taken as it is:
+    model and seconds None (a distilled run then loads its teacher from the path)."""
+    best = cfg.run_dir / "checkpoints" / "best.pt"
+    if reuse and best.is_file() and (cfg.run_dir / "metrics.json").is_file():
+        check_same_config(cfg, cfg.run_dir / "config.yaml")
+        return best, None, None
+    t = time.perf_counter()
+    result = run(cfg, overwrite=True, **kwargs)
+    return best, result.model, round(time.perf_counter() - t, 1)
+
+
+def finetune_seed(trained: dict, seed: int, runs: Path, data: dict, epochs: int, batch: int,
+                  labeled: int | None = None, reuse: bool = False) -> dict:
     """Fine-tune one seed's teacher, student and distilled student -> {name + SUFFIX: checkpoint,
-    "runs": facts}. trained: measured_models.train_seed's result (checkpoints by name, "runs")."""
+    "runs": facts}. trained: measured_models.train_seed's result (checkpoints by name, "runs").
+
+    `labeled`: the students' site setting: the teacher fine-tunes on every training contrast (its
+    larger collection), the plain student on `labeled` of them (`data.labeled_train_slices`) for
+    the teacher's optimizer steps, the distilled student on the same `labeled` with their targets
+    plus the rest undersampled-only (imitation alone), for the same steps (`matched_budget`)."""
     common = {"out_dir": str(runs), "seed": seed, "device": "cpu", "progress": False, "data": data}
     optim = {"epochs": epochs, "batch_size": batch, "step_size": max(1, epochs * 2 // 3), "gamma": 0.3,
              "channels_last": False}
     sets = make_datasets(from_dict(RunConfig, common, "finetune").data, seed)
+    tag, student_data, student_sets, student_optim = "", data, sets, optim
+    stages, distill_optim = [{**st, "epochs": epochs} for st in copy.deepcopy(SITE_STAGES)], optim
+    if labeled is not None:
+        tag, student_data = f"-{labeled}labeled", {**data, "labeled_train_slices": labeled}
+        student_sets = make_datasets(from_dict(RunConfig, {**common, "data": student_data}, "finetune").data, seed)
+        steps = epochs * math.ceil(len(sets["train"]) / batch)
+        student_epochs = math.ceil(steps / math.ceil(len(student_sets["train"]) / batch))
+        student_optim = {**optim, "epochs": student_epochs, "step_size": max(1, student_epochs * 2 // 3)}
+        # the distilled student's epochs are longer (the undersampled-only contrasts too): same steps
+        seen = len(student_sets["train"]) + len(student_sets["unlabeled"])
+        stages, distill_optim = matched_budget([{**st, "epochs": 1} for st in copy.deepcopy(SITE_STAGES)],
+                                               student_optim, len(student_sets["train"]), seen)
+    plan = {"teacher": (train_run, "", data, optim, sets, {}),
+            "student": (train_run, tag, student_data, student_optim, student_sets, {}),
+            "distilled": (distill_run, tag, student_data, distill_optim, student_sets, {"stages": stages})}
     out: dict = {"runs": {}}
     teacher = None
-    for name in ("teacher", "student"):
-        raw = {**common, "name": f"seed{seed}-{name}-ft", "model": trained["runs"][name]["model"],
-               "init": str(trained[name]), "optim": optim}
-        t = time.perf_counter()
-        result = train_run(from_dict(RunConfig, raw, name), overwrite=True, datasets=sets)
-        teacher = result.model if name == "teacher" else teacher
-        out[name + SUFFIX] = result.run_dir / "checkpoints" / "best.pt"
-        out["runs"][name + SUFFIX] = {"seconds": round(time.perf_counter() - t, 1), "optim": optim,
-                                      "init": str(trained[name]), "train_slices": len(sets["train"])}
-    stages = [{**st, "epochs": epochs} for st in copy.deepcopy(SITE_STAGES)]
-    raw = {**common, "name": f"seed{seed}-distilled-ft", "model": trained["runs"]["distilled"]["model"],
-           "init": str(trained["distilled"]), "optim": optim,
-           "distill": {"teacher": str(out["teacher" + SUFFIX]), "stages": stages}}
-    t = time.perf_counter()
-    result = distill_run(from_dict(RunConfig, raw, "distilled"), overwrite=True, datasets=sets, teacher=teacher)
-    out["distilled" + SUFFIX] = result.run_dir / "checkpoints" / "best.pt"
-    out["runs"]["distilled" + SUFFIX] = {"seconds": round(time.perf_counter() - t, 1), "optim": optim,
-                                         "stages": stages, "init": str(trained["distilled"]),
-                                         "train_slices": len(sets["train"])}
+    for name, (run, suffix, run_data, run_optim, run_sets, extra) in plan.items():
+        raw = {**common, "name": f"seed{seed}-{name}-ft{suffix}", "data": run_data,
+               "model": trained["runs"][name]["model"], "init": str(trained[name]), "optim": run_optim}
+        kwargs = {"datasets": run_sets}
+        if run is distill_run:
+            raw["distill"] = {"teacher": str(out["teacher" + SUFFIX]), "stages": stages}
+            kwargs["teacher"] = teacher
+        best, model, seconds = run_once(run, from_dict(RunConfig, raw, name), reuse, **kwargs)
+        teacher = model if name == "teacher" else teacher
+        out[name + SUFFIX] = best
+        out["runs"][name + SUFFIX] = {"seconds": seconds, "optim": run_optim,
+                                      **extra, "init": str(trained[name]),
+                                      "train_slices": len(run_sets["train"]),
+                                      "undersampled_only_slices": len(run_sets.get("unlabeled", []))
+                                      if run is distill_run else 0}
     return out

@@ -46,7 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from measured_finetune import finetune_seed, measured_data  # noqa: E402
+from measured_finetune import finetune_seed, measured_data, run_once  # noqa: E402
 from measured_report import BRAIN, merge_docs, write_doc  # noqa: E402
 from measured_eval import (SETTINGS, baseline_evaluation, checkpoint_entry, evaluation_rows,  # noqa: E402
                            measured_dataset, model_evaluation, zero_filled_peak)
@@ -152,19 +152,16 @@ def train_seed(args: argparse.Namespace, seed: int, runs: Path) -> dict:
     out: dict = {"runs": {}}
     teacher = None
     for name, (raw, sets) in specs.items():
-        t = time.perf_counter()
-        result = train_run(from_dict(RunConfig, raw, name), overwrite=True, datasets=sets)
-        teacher = result.model if name == "teacher" else teacher
-        out[name] = result.run_dir / "checkpoints" / "best.pt"
-        out["runs"][name] = {"seconds": round(time.perf_counter() - t, 1), "model": raw["model"],
-                             "optim": raw["optim"], "train_slices": len(sets["train"])}
+        out[name], net, seconds = run_once(train_run, from_dict(RunConfig, raw, name), args.reuse, datasets=sets)
+        teacher = net if name == "teacher" else teacher
+        out["runs"][name] = {"seconds": seconds, "model": raw["model"], "optim": raw["optim"],
+                             "train_slices": len(sets["train"])}
     raw = {**common, "name": f"seed{seed}-distilled", "data": data_dict(args, args.labeled),
            "model": {"name": model, "kwargs": kwargs["student"]}, "optim": distill_optim,
            "distill": {"teacher": str(out["teacher"]), "stages": stages}}
-    t = time.perf_counter()
-    result = distill_run(from_dict(RunConfig, raw, "distilled"), overwrite=True, datasets=ssets, teacher=teacher)
-    out["distilled"] = result.run_dir / "checkpoints" / "best.pt"
-    out["runs"]["distilled"] = {"seconds": round(time.perf_counter() - t, 1), "model": raw["model"],
+    out["distilled"], _, seconds = run_once(distill_run, from_dict(RunConfig, raw, "distilled"), args.reuse,
+                                            datasets=ssets, teacher=teacher)
+    out["runs"]["distilled"] = {"seconds": seconds, "model": raw["model"],
                                 "optim": distill_optim, "stages": stages, "train_slices": labeled,
                                 "undersampled_only_slices": seen - labeled}
     out["train_peak_ratio"] = peak_ratio(tsets["train"])
@@ -233,6 +230,11 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--finetune-epochs", type=int, default=0,
                     help="then fine-tune every model on the measured data, whole contrasts held out "
                          "(benchmarks/measured_finetune.py); 0: no fine-tuning")
+    ap.add_argument("--finetune-labeled", type=int, default=None,
+                    help="the students' site setting in fine-tuning: this many training contrasts "
+                         "fully sampled, the rest undersampled-only (the teacher keeps them all)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take finished runs of the same config in --runs as they are")
     ap.add_argument("--scales", default="volume,slice", help="volume and/or slice (see the docstring)")
     ap.add_argument("--accelerations", default="4,8")
     ap.add_argument("--coil-maps", choices=("ratio", "espirit"), default="ratio")
@@ -277,7 +279,7 @@ def main() -> None:
             data = measured_data(folder, "combine" if args.family == "dccnn" else "multi", args.coil_maps,
                                  SETTINGS[4])
             tuned = finetune_seed(trained_all[seed], seed, Path(args.runs), data, args.finetune_epochs,
-                                  args.batch)
+                                  args.batch, args.finetune_labeled, args.reuse)
             trained_all[seed]["runs"].update(tuned.pop("runs"))
             trained_all[seed].update(tuned)
         print(f"seed {seed}: trained in {time.perf_counter() - t:.0f} s", flush=True)
@@ -307,6 +309,7 @@ def main() -> None:
            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                        "threads": torch.get_num_threads()},
            "family": args.family, "coils": args.coils, "finetune_epochs": args.finetune_epochs,
+           "finetune_labeled": args.finetune_labeled,
            "seeds": seeds, "accelerations": accels, "sources": args.sources, "image_size": args.image_size,
            "coil_maps": args.coil_maps, "scales": args.scales, "data_json": args.data_json,
            "steps": {role: steps(runs[seeds[0]][role], args.batch) for role in ("teacher", "student")},

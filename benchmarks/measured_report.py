@@ -52,6 +52,16 @@ def model_table(rows: list[dict], accel: int, base: list[str], models: list[str]
     return lines
 
 
+def paired_gain(rows: list[dict], accel: int, seeds: list[int], suffix: str,
+                flips: tuple[int, ...] | None) -> str:
+    """"distilled minus plain student, paired by seed": each seed's PSNR difference (brain flip
+    angles `flips`, or all) of the models named with `suffix`, and their mean ± sd."""
+    gains = [brain_mean(rows, accel, "distilled" + suffix, "psnr", s, flips)
+             - brain_mean(rows, accel, "student" + suffix, "psnr", s, flips) for s in seeds]
+    return (f"Distilled minus plain student{suffix}, PSNR paired by seed: "
+            f"{', '.join(f'{g:+.2f}' for g in gains)} dB (mean {mean_sd(gains)}).")
+
+
 def markdown(doc: dict) -> str:
     """Per acceleration: the classical rows and every model (mean ± sd over seeds of the mean over
     the brain's 10 flip angles), whether it beats zero-filled and CG-SENSE, then per image."""
@@ -72,17 +82,25 @@ def markdown(doc: dict) -> str:
              f"slices {doc['peak_ratio']['train']:.2f}, measured brain "
              f"{doc['peak_ratio']['measured']:.2f}.", ""]
     if doc.get("finetune_epochs"):
+        site = doc.get("finetune_labeled")
         lines[-1:-1] = [f"Then every model was fine-tuned on the measured data ({doc['finetune_epochs']} "
                         f"epochs of the training flip angles, benchmarks/measured_finetune.py): rows "
-                        f"\"{SUFFIX.strip()}\"; only the held-out contrasts are a fair test of them.", ""]
+                        f"\"{SUFFIX.strip()}\"; only the held-out contrasts are a fair test of them." +
+                        (f" Students in the site setting: {site} training contrasts fully sampled; "
+                         f"the distilled student sees the others undersampled only, through the "
+                         f"teacher (which fine-tuned on all of them); both students take the teacher's "
+                         f"optimizer steps." if site else ""), ""]
     embedded = [m for m in models if SUFFIX not in m]
     for accel in doc["accelerations"]:
         lines += [f"## {accel}x (fastMRI random mask, centre {SETTINGS[accel]:g}): mean of the brain's "
                   "10 flip angles", ""] + model_table(rows, accel, base, embedded, seeds, None)
+        if "distilled" in embedded and "student" in embedded:
+            lines += ["", paired_gain(rows, accel, seeds, "", None)]
         if len(embedded) < len(models):
             lines += ["", f"Held-out contrasts only (flip angles {', '.join(map(str, HELD_OUT))}: no "
                       f"fine-tuning trained on them), mean:", ""] + \
                 model_table(rows, accel, base, models, seeds, HELD_OUT)
+            lines += ["", paired_gain(rows, accel, seeds, SUFFIX, HELD_OUT)]
         lines += ["", f"Per image ({accel}x), PSNR dB, models averaged over seeds:", "",
                   "| image | " + " | ".join(base + models) + " |", "|---" * (len(base + models) + 1) + "|"]
         images = list(dict.fromkeys((r["volume"], r["slice"]) for r in rows if r["acceleration"] == accel))

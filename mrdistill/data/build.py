@@ -21,7 +21,7 @@ from mrdistill.data.datasets import SliceDataset, check_augment, check_coils, ma
 from mrdistill.data.fastmri import FastMRISliceDataset, make_file_datasets
 from mrdistill.data.fastmri_index import index_folder
 from mrdistill.data.measured import ARCHIVES, measured_dir, read_measured_manifest
-from mrdistill.data.splits import evenly_subsample
+from mrdistill.data.splits import evenly_subsample, split_labeled
 from mrdistill.data.superres import SRDataset, make_sr_datasets
 from mrdistill.errors import MrdistillError, check_choice
 
@@ -45,7 +45,9 @@ def make_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, ReconDataset]:
 
 def make_measured_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, FastMRISliceDataset]:
     """train/val/test over the measured k-space (`data.measured.prepare_measured`): pyqmri's
-    flip angles split by `cfg.measured` (whole contrasts held out), the twix phantom in test."""
+    flip angles split by `cfg.measured` (whole contrasts held out), the twix phantom in test; with
+    `cfg.labeled_train_slices`, that many training contrasts (evenly spaced) keep their targets and
+    the rest go to "unlabeled"."""
     m = cfg.measured
     if cfg.mode != "complex":
         raise MrdistillError("measured k-space is complex: set data.mode: complex")
@@ -73,6 +75,11 @@ def make_measured_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, FastMRIS
         items = [(names[vfa], c) for c in picks] + ([(names[phantom], 0)] if name == "test" and m.phantom else [])
         out[name] = FastMRISliceDataset(found, cfg, name, seed, challenge="multicoil",
                                         items=evenly_subsample(items, limits[name]))
+    labeled, rest = split_labeled(out["train"].items(), cfg.labeled_train_slices)
+    if rest:  # the site setting: a few fully sampled contrasts, the rest seen undersampled only
+        out["train"] = FastMRISliceDataset(found, cfg, "train", seed, challenge="multicoil", items=labeled)
+        out["unlabeled"] = FastMRISliceDataset(found, cfg, "train", seed, with_target=False,
+                                               challenge="multicoil", items=rest)
     return out
 
 

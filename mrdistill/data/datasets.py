@@ -20,7 +20,7 @@ from mrdistill.data.simulate import foreground_fraction, simulate_kspace, square
 from mrdistill.data.sources import HELDOUT, load_source
 from mrdistill.errors import MrdistillError, check_choice
 from mrdistill.physics.fft import ifft2c, image_to_network
-from mrdistill.data.splits import SPLITS, assign_slabs, evenly_subsample
+from mrdistill.data.splits import SPLITS, assign_slabs, evenly_subsample, split_labeled
 from mrdistill.physics.masks import make_mask, stable_seed
 
 
@@ -238,13 +238,8 @@ def make_embedded_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, SliceDat
     check_augment(cfg)
     records = build_splits(cfg)
     out = {split: SliceDataset(records[split], cfg, split, seed) for split in SPLITS}
-    n = cfg.labeled_train_slices
-    if n is not None and n < len(records["train"]):
-        if n < 1:
-            raise MrdistillError(f"labeled_train_slices must be at least 1, got {n}")
-        keep = set(np.linspace(0, len(records["train"]) - 1, n).round().astype(int).tolist())
-        labeled = [r for i, r in enumerate(records["train"]) if i in keep]
-        rest = [r for i, r in enumerate(records["train"]) if i not in keep]
+    labeled, rest = split_labeled(records["train"], cfg.labeled_train_slices)
+    if rest:
         out["train"] = SliceDataset(labeled, cfg, "train", seed)
         out["unlabeled"] = SliceDataset(rest, cfg, "train", seed, with_target=False)
     return out

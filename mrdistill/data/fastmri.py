@@ -39,7 +39,7 @@ from mrdistill.data.fastmri_index import index_folder
 from mrdistill.data.fastmri_io import TARGET_KEYS, VolumeInfo, open_h5
 from mrdistill.data.prepared import read_manifest
 from mrdistill.data.sample import Sample
-from mrdistill.data.splits import SPLITS, evenly_subsample
+from mrdistill.data.splits import SPLITS, evenly_subsample, split_labeled
 from mrdistill.errors import MrdistillError, check_choice, describe_exception
 from mrdistill.physics.fft import fft2c, ifft2c, image_to_network
 from mrdistill.physics.masks import MaskSeed, fastmri_seed, make_mask, stable_seed
@@ -292,14 +292,8 @@ def make_file_datasets(cfg: DataConfig, seed: int = 0) -> dict[str, FastMRISlice
     limits = {"train": cfg.max_train_slices, "val": cfg.max_eval_slices, "test": cfg.max_eval_slices}
     out = {s: FastMRISliceDataset(vols[s], cfg, s, seed, challenge=challenge,
                                   items=_limit(vols[s], limits[s])) for s in SPLITS}
-    n = cfg.labeled_train_slices
-    train_items = _limit(vols["train"], cfg.max_train_slices)
-    if n is not None and n < len(train_items):
-        if n < 1:
-            raise MrdistillError(f"labeled_train_slices must be at least 1, got {n}")
-        keep = set(np.linspace(0, len(train_items) - 1, n).round().astype(int).tolist())
-        labeled = [it for i, it in enumerate(train_items) if i in keep]
-        rest = [it for i, it in enumerate(train_items) if i not in keep]
+    labeled, rest = split_labeled(_limit(vols["train"], cfg.max_train_slices), cfg.labeled_train_slices)
+    if rest:
         out["train"] = FastMRISliceDataset(vols["train"], cfg, "train", seed, challenge=challenge,
                                            items=labeled)
         out["unlabeled"] = FastMRISliceDataset(vols["train"], cfg, "train", seed, with_target=False,

@@ -36,3 +36,19 @@ def evenly_subsample(items: Sequence[T], limit: int | None) -> list[T]:
         return list(items)
     idx = np.linspace(0, len(items) - 1, limit).round().astype(int)
     return [items[i] for i in idx]
+
+
+def split_labeled(items: Sequence[T], labeled: int | None) -> tuple[list[T], list[T]]:
+    """(labelled, undersampled-only): `labeled` of the training items, evenly spaced, keep their
+    targets; the rest (empty when `labeled` is None or covers them all) are seen without.
+
+    >>> split_labeled(list("abcdefg"), 3)
+    (['a', 'd', 'g'], ['b', 'c', 'e', 'f'])
+    """
+    if labeled is None or labeled >= len(items):
+        return list(items), []
+    if labeled < 1:
+        raise MrdistillError(f"labeled_train_slices must be at least 1, got {labeled}")
+    keep = set(np.linspace(0, len(items) - 1, labeled).round().astype(int).tolist())
+    return ([it for i, it in enumerate(items) if i in keep],
+            [it for i, it in enumerate(items) if i not in keep])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 
 import pytest
 import sys
@@ -119,6 +120,28 @@ def test_smoke_run_of_a_model_with_coil_maps(tmp_path, monkeypatch):
     assert [s for _, s in sets["train"].items()] == [1, 2, 3, 5, 6, 7, 8] and ft.HELD_OUT == (0, 9)
     text = out.with_suffix(".md").read_text()
     assert "MoDL gets all coils" in text and "Held-out contrasts only (flip angles 0, 9" in text
+    # again with --reuse and the students' site setting: the finished runs are taken as they are
+    # (no seconds recorded),
+    # the students fine-tune on 3 labelled contrasts (the distilled one sees the other 4 without
+    # targets) for the teacher's fine-tuning steps
+    teacher_ft = Path(runs["teacher (fine-tuned)"]["init"]).parents[2] / "seed42-teacher-ft"
+    stamp = (teacher_ft / "checkpoints" / "best.pt").stat().st_mtime_ns
+    site = tmp_path / "site"
+    monkeypatch.setattr(sys, "argv", ["measured_models.py", "--smoke", "--family", "modl", "--coils", "4",
+                                      "--data", str(folder), "--runs", str(tmp_path / "runs"),
+                                      "--out", str(site), "--sources", "nibabel_anat", "--scales", "volume",
+                                      "--finetune-epochs", "1", "--finetune-labeled", "3", "--reuse"])
+    mm.main()
+    site_runs = json.loads(site.with_suffix(".json").read_text())["runs"]["42"]
+    assert all(site_runs[m]["seconds"] is None for m in ("teacher", "student", "teacher (fine-tuned)"))
+    assert (teacher_ft / "checkpoints" / "best.pt").stat().st_mtime_ns == stamp
+    plain, distilled = site_runs["student (fine-tuned)"], site_runs["distilled (fine-tuned)"]
+    assert plain["seconds"] is not None and plain["train_slices"] == distilled["train_slices"] == 3
+    assert distilled["undersampled_only_slices"] == 4
+    teacher_steps = 1 * math.ceil(7 / runs["teacher (fine-tuned)"]["optim"]["batch_size"])
+    assert plain["optim"]["epochs"] * math.ceil(3 / plain["optim"]["batch_size"]) >= teacher_steps
+    assert distilled["stages"][-1]["max_steps"] == plain["optim"]["epochs"] * math.ceil(3 / plain["optim"]["batch_size"])
+    assert (tmp_path / "runs" / "seed42-distilled-ft-3labeled" / "checkpoints" / "best.pt").is_file()
     # runs split by seed merge into one table; runs of another setting are refused
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**doc, "seeds": [43], "runs": {"43": runs},

@@ -5,7 +5,7 @@ import torch
 from mrdistill.config import DataConfig, MaskConfig
 from mrdistill.data.build import make_datasets
 from mrdistill.data.datasets import SliceDataset, build_splits, heldout_dataset
-from mrdistill.data.splits import assign_slabs
+from mrdistill.data.splits import assign_slabs, split_labeled
 from mrdistill.data.sample import collate_samples
 from mrdistill.data.simulate import simulate_kspace, smooth_phase, square_resize
 from mrdistill.data import sources
@@ -133,6 +133,18 @@ def test_labeled_subset_and_undersampled_only_rest(tiny_data):
     assert all(ds["unlabeled"][i].target is None for i in range(len(ds["unlabeled"])))
     seen = {(r.volume, r.slice_index) for r in ds["train"].records}
     assert not seen & {(r.volume, r.slice_index) for r in ds["unlabeled"].records}
+
+
+@pytest.mark.parametrize("n,labeled", [(7, 1), (7, 3), (7, 6), (10, 4), (5, 5), (5, 9), (5, None)])
+def test_split_labeled_keeps_every_item_once_in_order(n, labeled):
+    items = list(range(n))
+    kept, rest = split_labeled(items, labeled)
+    assert sorted(kept + rest) == items and not set(kept) & set(rest)
+    assert kept == sorted(kept) and rest == sorted(rest)
+    assert len(kept) == min(n, labeled or n) and kept[0] == 0
+    assert labeled == 1 or kept[-1] == n - 1  # spread over the whole range
+    with pytest.raises(MrdistillError, match="at least 1"):
+        split_labeled(items, 0)
 
 
 def test_simulated_coils_on_the_embedded_corpus(tiny_data):

@@ -124,6 +124,12 @@ def test_measured_dataset_holds_out_whole_contrasts(stand_ins):
     assert sample.kspace.shape == (2, 20, 16) and sample.smaps.shape == (2, 20, 16)
     with pytest.raises(MrdistillError, match="share flip angle"):
         make_datasets(dataclasses.replace(cfg, measured=MeasuredConfig(val=[0], test=[0])))
+    # the site setting: a few training contrasts keep their targets, the rest come without
+    site = make_datasets(dataclasses.replace(cfg, labeled_train_slices=3))
+    assert [s for _, s in site["train"].items()] == [1, 5, 8]
+    assert [s for _, s in site["unlabeled"].items()] == [2, 3, 6, 7]
+    assert site["unlabeled"][0].target is None and site["train"][0].target is not None
+    assert site["test"].items() == data["test"].items() and site["val"].items() == data["val"].items()
     with pytest.raises(MrdistillError, match="prepare --from measured"):
         make_datasets(dataclasses.replace(cfg, path=str(stand_ins / "nothing")))
 

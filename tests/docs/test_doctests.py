@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["mrdistill.models.registry", "mrdistill.distill.registry", "mrdistill.distill.objective",
            "mrdistill.train.loop", "mrdistill.accel", "mrdistill.data.teacher_data",
-           "mrdistill.train.heldout"]
+           "mrdistill.train.heldout", "mrdistill.data.splits"]
 PAGES = ["docs/api/deploy.md"]
 
 
