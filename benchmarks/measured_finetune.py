@@ -36,7 +36,7 @@ from mrdistill.config.data import MeasuredConfig
 from mrdistill.data.build import make_datasets
 from mrdistill.demo import SITE_STAGES
 from mrdistill.train.budget import matched_budget
-from mrdistill.train.runs import check_same_config, distill_run, train_run
+from mrdistill.train.runs import config_difference, distill_run, train_run
 
 SUFFIX = " (fine-tuned)"
 HELD_OUT = tuple(MeasuredConfig().test)  # pyqmri flip angles that no fine-tuning trains on
@@ -57,7 +57,10 @@ def run_once(run, cfg: RunConfig, reuse: bool, **kwargs) -> tuple[Path, nn.Modul
     model and seconds None (a distilled run then loads its teacher from the path)."""
     best = cfg.run_dir / "checkpoints" / "best.pt"
     if reuse and best.is_file() and (cfg.run_dir / "metrics.json").is_file():
-        check_same_config(cfg, cfg.run_dir / "config.yaml")
+        key = config_difference(cfg, cfg.run_dir / "config.yaml")
+        if key is not None:
+            raise SystemExit(f"--reuse: {cfg.run_dir} holds a finished run whose config differs at "
+                             f"{key!r}; give another --runs folder, or leave out --reuse to train it again")
         return best, None, None
     t = time.perf_counter()
     result = run(cfg, overwrite=True, **kwargs)

@@ -145,9 +145,9 @@ def load_init(cfg: RunConfig) -> dict[str, Any] | None:
     return ckpt["model"]
 
 
-def check_same_config(cfg: RunConfig, saved: Path) -> None:
-    """A resumed run must be the run that was interrupted: its config (but for `RESUME_FREE_KEYS`)
-    equals the saved one; the first differing key is named."""
+def config_difference(cfg: RunConfig, saved: Path) -> str | None:
+    """The first key at which `cfg` differs from the config saved at `saved` (but for
+    `RESUME_FREE_KEYS`), or None when they are the same run."""
     old, new = load_yaml(saved), to_dict(cfg)
     for key in RESUME_FREE_KEYS:
         *parents, last = key.split(".")
@@ -156,8 +156,14 @@ def check_same_config(cfg: RunConfig, saved: Path) -> None:
                 tree = tree.get(part) if isinstance(tree, dict) else None
             if isinstance(tree, dict):
                 tree.pop(last, None)
-    if old != new:
-        key = _first_difference(old, new)
+    return None if old == new else _first_difference(old, new)
+
+
+def check_same_config(cfg: RunConfig, saved: Path) -> None:
+    """A resumed run must be the run that was interrupted: its config (but for `RESUME_FREE_KEYS`)
+    equals the saved one; the first differing key is named."""
+    key = config_difference(cfg, saved)
+    if key is not None:
         raise MrdistillError(f"--resume: the config differs from the interrupted run's ({saved}) at "
                              f"{key!r}; resume with the same config, or start again with --overwrite")
 

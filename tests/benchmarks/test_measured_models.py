@@ -142,6 +142,11 @@ def test_smoke_run_of_a_model_with_coil_maps(tmp_path, monkeypatch):
     assert plain["optim"]["epochs"] * math.ceil(3 / plain["optim"]["batch_size"]) >= teacher_steps
     assert distilled["stages"][-1]["max_steps"] == plain["optim"]["epochs"] * math.ceil(3 / plain["optim"]["batch_size"])
     assert (tmp_path / "runs" / "seed42-distilled-ft-3labeled" / "checkpoints" / "best.pt").is_file()
+    # a finished run of another config is never taken (nor replaced): the differing key is named
+    sys.argv[sys.argv.index("--finetune-epochs") + 1] = "2"
+    with pytest.raises(SystemExit, match="--reuse: .*seed42-teacher-ft holds a finished run whose config differs at 'optim"):
+        mm.main()
+    assert (teacher_ft / "checkpoints" / "best.pt").stat().st_mtime_ns == stamp
     # runs split by seed merge into one table; runs of another setting are refused
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**doc, "seeds": [43], "runs": {"43": runs},
