@@ -121,9 +121,8 @@ def test_smoke_run_of_a_model_with_coil_maps(tmp_path, monkeypatch):
     text = out.with_suffix(".md").read_text()
     assert "MoDL gets all coils" in text and "Held-out contrasts only (flip angles 0, 9" in text
     # again with --reuse and the students' site setting: the finished runs are taken as they are
-    # (no seconds recorded),
-    # the students fine-tune on 3 labelled contrasts (the distilled one sees the other 4 without
-    # targets) for the teacher's fine-tuning steps
+    # (no seconds recorded); the students fine-tune on 3 labelled contrasts (the distilled one sees
+    # the other 4 without targets) for the teacher's fine-tuning steps (1 epoch of 7 contrasts)
     teacher_ft = Path(runs["teacher (fine-tuned)"]["init"]).parents[2] / "seed42-teacher-ft"
     stamp = (teacher_ft / "checkpoints" / "best.pt").stat().st_mtime_ns
     site = tmp_path / "site"
@@ -138,7 +137,7 @@ def test_smoke_run_of_a_model_with_coil_maps(tmp_path, monkeypatch):
     plain, distilled = site_runs["student (fine-tuned)"], site_runs["distilled (fine-tuned)"]
     assert plain["seconds"] is not None and plain["train_slices"] == distilled["train_slices"] == 3
     assert distilled["undersampled_only_slices"] == 4
-    teacher_steps = 1 * math.ceil(7 / runs["teacher (fine-tuned)"]["optim"]["batch_size"])
+    teacher_steps = math.ceil(7 / runs["teacher (fine-tuned)"]["optim"]["batch_size"])
     assert plain["optim"]["epochs"] * math.ceil(3 / plain["optim"]["batch_size"]) >= teacher_steps
     assert distilled["stages"][-1]["max_steps"] == plain["optim"]["epochs"] * math.ceil(3 / plain["optim"]["batch_size"])
     assert (tmp_path / "runs" / "seed42-distilled-ft-3labeled" / "checkpoints" / "best.pt").is_file()
